@@ -1,0 +1,83 @@
+"""Where a run writes, and Parquet I/O through DuckDB.
+
+Layout under the data directory (env DEPLOYSIM_HOME, default ./.deploysim):
+  raw/        restricted zone: input logs and ingest output (raw text); read only by redact
+  lake/       Parquet written by Python assets, read by dbt as sources
+  cache/      persistent replay cache
+  reports/    HTML reports
+  warehouse.duckdb   written only by dbt
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def home() -> Path:
+    return Path(os.environ.get("DEPLOYSIM_HOME", ".deploysim")).resolve()
+
+
+def raw_dir() -> Path:
+    return home() / "raw"
+
+
+def lake_path(asset: str, candidate: str | None = None, name: str | None = None) -> Path:
+    """Parquet file of an asset: lake/<asset>/[candidate=<key>/]<name>.parquet"""
+    base = home() / "lake" / asset
+    if candidate is not None:
+        base = base / f"candidate={candidate}"
+    return base / f"{name or asset}.parquet"
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> int:
+    """Write rows to a Parquet file atomically; nested values are stored as JSON text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = [{k: _flat(v) for k, v in r.items()} for r in rows]
+    table = pa.Table.from_pylist(flat, schema=schema) if (flat or schema) else pa.table({})
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def read_rows(path: Path, where: str | None = None) -> list[dict[str, Any]]:
+    """Read a Parquet file (or glob) with DuckDB into dicts."""
+    if not _exists(path):
+        raise FileNotFoundError(f"missing lake file: {path} (materialise its upstream asset first)")
+    sql = f"SELECT * FROM read_parquet('{path}', hive_partitioning=false)"
+    if where:
+        sql += f" WHERE {where}"
+    con = duckdb.connect()
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def _exists(path: Path) -> bool:
+    s = str(path)
+    return bool(list(Path("/").glob(s.lstrip("/")))) if any(c in s for c in "*?[") else path.exists()
+
+
+def _flat(v: Any) -> Any:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return v
+
+
+def iter_parquet_text(path: Path) -> Iterable[str]:
+    """Every string cell of a Parquet file (for residual-PII scans)."""
+    table = pq.read_table(path)
+    for col in table.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            for v in col.to_pylist():
+                if v:
+                    yield v

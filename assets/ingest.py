@@ -1,0 +1,13 @@
+import dagster as dg
+
+from deploysim import pipeline
+from assets.common import result
+from orchestration.resources import Settings
+
+
+@dg.asset(code_version="1", group_name="traffic", kinds={"python", "parquet"})
+def ingest(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
+    """Production logs read and validated into the restricted raw zone; bad records quarantined."""
+    meta = pipeline.run_ingest(settings.logs)
+    context.log.info(f"read {meta['read']}: {meta['accepted']} accepted, {meta['quarantined']} quarantined")
+    return result(meta)

@@ -1,0 +1,218 @@
+"""The deploysim command line. Its exit code is the release gate (0 pass, 1 blocked, 2 error).
+
+Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
+the library stays free of Dagster.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _gate_rows(name: str) -> list[dict]:
+    from deploysim import lake, pipeline
+
+    path = pipeline.gate_dir(name) / "release_gate.parquet"
+    return sorted(lake.read_rows(path), key=lambda r: r["behaviour"]) if path.exists() else []
+
+
+def print_gate(name: str, rows: list[dict]) -> None:
+    from deploysim.report import pct, pts
+
+    head = f"{'behaviour':<22}{'rate':>8}  {'95% CI':<17}{'baseline':>9}  {'difference':>12}  {'max':>7}  status"
+    _say(f"\n{name}\n{head}\n{'-' * len(head)}")
+    for r in rows:
+        ci = f"{pct(r['ci_low'])}–{pct(r['ci_high'])}"
+        _say(f"{r['behaviour']:<22}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
+             f"{pct(r.get('max_rate')):>7}  {r['status'].upper()}")
+    for r in rows:
+        if r["status"] == "fail":
+            _say(f"  ✗ {r['behaviour']}: {r['reason']}")
+
+
+def verdict(rows: list[dict]) -> int:
+    if not rows:
+        return EXIT_ERROR
+    return EXIT_BLOCKED if any(r["status"] == "fail" for r in rows) else EXIT_PASS
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from deploysim.endpoint import serve
+
+    key = os.environ.get(a.api_key_env) if a.api_key_env else None
+    if a.api_key_env and not key:
+        _say(f"error: environment variable {a.api_key_env} is not set")
+        return EXIT_ERROR
+    serve(host=a.host, port=a.port, api_key=key)
+    return EXIT_PASS
+
+
+def cmd_candidate_add(a: argparse.Namespace) -> int:
+    from deploysim.candidates import Candidate, register
+    from orchestration.runner import add_partition, instance
+
+    c = Candidate(name=a.name, base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
+                  temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline)
+    register(c)
+    add_partition(instance(), c.name)
+    _say(f"registered {c.name} ({c.model} at {c.base_url}); partition added")
+    return EXIT_PASS
+
+
+def cmd_candidate_list(a: argparse.Namespace) -> int:
+    from deploysim.candidates import load_registry
+
+    for c in load_registry().candidates.values():
+        _say(f"{c.name}\t{c.model}\t{c.base_url}\tkey env: {c.api_key_env or '-'}\tbaseline: {c.baseline}")
+    return EXIT_PASS
+
+
+def _run_traffic(inst, quiet: bool) -> bool:
+    from orchestration.runner import failed_checks, run_traffic
+
+    t = time.perf_counter()
+    _say("· traffic: ingest → redact → sample")
+    res = run_traffic(inst, quiet)
+    if not res.success or failed_checks(res):
+        _say(f"  traffic failed: {failed_checks(res) or 'see the Dagster logs above'}")
+        return False
+    _say(f"  done in {time.perf_counter() - t:.1f}s")
+    return True
+
+
+def _run_candidate(inst, name: str, quiet: bool) -> int:
+    from orchestration.runner import failed_checks, materialized, run_candidate
+
+    t = time.perf_counter()
+    _say(f"· {name}: replay → grade → estimate → gate → report")
+    res = run_candidate(inst, name, quiet)
+    failed = failed_checks(res)
+    rows = _gate_rows(name)
+    _say(f"  done in {time.perf_counter() - t:.1f}s; failed checks: {', '.join(failed) or 'none'}; "
+         f"release_decision {'materialised' if 'release_decision' in materialized(res) else 'not materialised'}")
+    print_gate(name, rows)
+    from deploysim.pipeline import report_path
+
+    if report_path(name).exists():
+        _say(f"  report: {report_path(name)}")
+    non_gate = [f for f in failed if "gate_failures" not in f]
+    return EXIT_ERROR if non_gate and not rows else verdict(rows)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from orchestration.runner import instance
+
+    if a.logs:
+        os.environ["DEPLOYSIM_LOGS"] = a.logs
+    inst = instance()
+    if not a.skip_traffic and not _run_traffic(inst, a.quiet):
+        return EXIT_ERROR
+    return _run_candidate(inst, a.candidate, a.quiet)
+
+
+def cmd_gate(a: argparse.Namespace) -> int:
+    rows = _gate_rows(a.candidate)
+    if not rows:
+        _say(f"no gate result for {a.candidate!r}: run `deploysim run {a.candidate}` first")
+        return EXIT_ERROR
+    print_gate(a.candidate, rows)
+    return verdict(rows)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from deploysim import demo, lake
+    from deploysim.candidates import Candidate, register
+    from deploysim.endpoint import start_in_thread
+
+    t0 = time.perf_counter()
+    home = lake.home()
+    os.environ["DEPLOYSIM_HOME"] = str(home)
+    os.environ.setdefault("DEPLOYSIM_SAMPLE_SIZE", str(a.sample_size))
+    _say(f"deploysim demo in {home}")
+    paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
+    _say(f"· generated {a.size} demo conversations: {paths.logs}")
+    with start_in_thread(port=a.port) as server:
+        _say(f"· reference endpoint on {server.base_url}")
+        for name, profile in (("steady", "steady"), ("regressing", "regressing")):
+            register(Candidate(name=name, base_url=server.base_url, model=profile))
+        from orchestration.runner import instance
+
+        inst = instance()
+        if not _run_traffic(inst, a.quiet):
+            return EXIT_ERROR
+        codes = {name: _run_candidate(inst, name, a.quiet) for name in ("steady", "regressing")}
+    ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED
+    _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
+         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'} "
+         f"({time.perf_counter() - t0:.1f}s)")
+    return EXIT_PASS if ok else EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deploysim", description="Rehearse a model release on redacted production logs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the reference endpoint (an OpenAI-compatible test instrument)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--api-key-env", help="require this env var's value as bearer key")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("candidate", help="manage candidates").add_subparsers(dest="action", required=True)
+    add = c.add_parser("add", help="register a candidate and add its partition")
+    add.add_argument("name")
+    add.add_argument("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    add.add_argument("--model", required=True)
+    add.add_argument("--api-key-env", help="name of the env var that holds the API key")
+    add.add_argument("--temperature", type=float, default=0.0)
+    add.add_argument("--max-tokens", type=int, default=512)
+    add.add_argument("--concurrency", type=int, default=16)
+    add.add_argument("--baseline", default="production", help="'production' (logged responses) or a candidate name")
+    add.set_defaults(func=cmd_candidate_add)
+    ls = c.add_parser("list", help="list registered candidates")
+    ls.set_defaults(func=cmd_candidate_list)
+
+    r = sub.add_parser("run", help="run the simulation for a candidate; exit code is the gate")
+    r.add_argument("candidate")
+    r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
+    r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
+    g.add_argument("candidate")
+    g.set_defaults(func=cmd_gate)
+
+    d = sub.add_parser("demo", help="generate demo logs, start the reference endpoint and simulate two candidates")
+    d.add_argument("--size", type=int, default=2000)
+    d.add_argument("--sample-size", type=int, default=1000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+        _say(f"error: {e}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The steps of a simulation as plain functions over the lake.
+
+Each step reads its inputs from the data directory, does its work through the library,
+writes its output and returns metadata (counts). Dagster assets and the CLI call these.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from deploysim import candidates as reg
+from deploysim import graders, lake, sample, stats
+from deploysim.schemas import (
+    Conversation,
+    Message,
+    ReplayRecord,
+    conversation_from_row,
+    conversation_to_row,
+)
+
+Progress = Callable[[int, int], None]
+
+RAW_CONVERSATIONS = "raw/ingest/conversations.parquet"
+RAW_QUARANTINE = "raw/ingest/quarantine.parquet"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of inputs and configuration (used as a data version)."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            p = p.read_bytes() if p.is_file() else str(p)
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def default_logs() -> str:
+    return str(lake.raw_dir() / "logs")
+
+
+def resolve_inputs(spec: str) -> list[Path]:
+    """A file, a directory or a glob (several separated by commas)."""
+    out: list[Path] = []
+    for part in [s.strip() for s in spec.split(",") if s.strip()]:
+        hits = sorted(glob.glob(part)) if any(c in part for c in "*?[") else [part]
+        if not hits:
+            raise FileNotFoundError(f"no log files match {part!r}")
+        out += [Path(h) for h in hits]
+    return out
+
+
+# ---- ingest / redact / sample: shared by every candidate ------------------------------
+
+
+def run_ingest(logs: str) -> dict[str, Any]:
+    from deploysim.ingest import ingest_files
+
+    paths = resolve_inputs(logs)
+    res = ingest_files(paths)
+    home = lake.home()
+    lake.write_rows(home / RAW_CONVERSATIONS, [conversation_to_row(c) for c in res.conversations])
+    lake.write_rows(home / RAW_QUARANTINE, [q.model_dump() for q in res.quarantine], schema=_QUARANTINE_SCHEMA)
+    reasons = Counter(q.reason.split(":")[0] for q in res.quarantine)
+    return {
+        "read": res.n_read,
+        "accepted": len(res.conversations),
+        "quarantined": len(res.quarantine),
+        "quarantine_reasons": dict(reasons.most_common(10)),
+        "files": [str(p) for p in paths],
+        "data_version": fingerprint(*paths),
+    }
+
+
+def _quarantine_schema():
+    import pyarrow as pa
+
+    return pa.schema([("source_file", pa.string()), ("line", pa.int64()), ("reason", pa.string())])
+
+
+_QUARANTINE_SCHEMA = _quarantine_schema()
+
+
+def run_redact(purge_raw: bool = False) -> dict[str, Any]:
+    from deploysim.redact import redact_conversations
+
+    src = lake.home() / RAW_CONVERSATIONS
+    convs = [conversation_from_row(r) for r in lake.read_rows(src)]
+    redacted, counts = redact_conversations(convs)
+    out = lake.lake_path("redacted")
+    lake.write_rows(out, [conversation_to_row(c) for c in redacted])
+    version = fingerprint(src)
+    if purge_raw:
+        shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
+    return {"conversations": len(redacted), "entities": dict(sorted(counts.items())), "data_version": version}
+
+
+def load_redacted(ids: set[str] | None = None) -> list[Conversation]:
+    rows = lake.read_rows(lake.lake_path("redacted"))
+    return [conversation_from_row(r) for r in rows if ids is None or r["conversation_id"] in ids]
+
+
+def run_sample(size: int, seed: int) -> dict[str, Any]:
+    src = lake.lake_path("redacted")
+    units = [(r["conversation_id"], sample.stratum_of(r["topic"], r["kind"])) for r in lake.read_rows(src)]
+    rows = sample.stratified_sample(units, size, seed)
+    lake.write_rows(lake.lake_path("sample"), [r.model_dump() for r in rows])
+    strata = Counter(r.stratum for r in rows)
+    return {
+        "population": len(units),
+        "sampled": len(rows),
+        "strata": len(strata),
+        "data_version": fingerprint(src, size, seed),
+    }
+
+
+def sampled_ids() -> set[str]:
+    return {r["conversation_id"] for r in lake.read_rows(lake.lake_path("sample"))}
+
+
+# ---- per candidate ---------------------------------------------------------------------
+
+
+def replay_to_row(r: ReplayRecord) -> dict[str, Any]:
+    return {
+        "candidate": r.candidate,
+        "conversation_id": r.conversation_id,
+        "status": r.status,
+        "error": r.error,
+        "turn": [m.model_dump() for m in r.turn],
+        "tool_results": [t.model_dump() for t in r.tool_results],
+        "attempts": r.attempts,
+        "http_calls": r.http_calls,
+        "cached_calls": r.cached_calls,
+        "latency_ms": r.latency_ms,
+        "prompt_tokens": r.usage.prompt_tokens,
+        "completion_tokens": r.usage.completion_tokens,
+    }
+
+
+def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) -> Counter[str]:
+    """Redact what the model wrote, numbering new values after the conversation's own.
+
+    A value the model invents gets a placeholder its input never had: that is the
+    PII-leakage signal, and the raw value never reaches the lake.
+    """
+    from deploysim.redact import PlaceholderState, redact_text
+
+    counts: Counter[str] = Counter()
+    for rec in records:
+        conv = convs[rec.conversation_id]
+        texts = [m.content or "" for m in conv.messages] + [c.arguments for m in conv.messages for c in m.tool_calls]
+        state = PlaceholderState.from_texts(texts)
+        for m in rec.turn:
+            if m.role != "assistant":
+                continue
+            if m.content:
+                new = redact_text(m.content, state)
+                counts["changed"] += new != m.content
+                m.content = new
+            for c in m.tool_calls:
+                c.arguments = redact_text(c.arguments, state)
+    return counts
+
+
+def run_replay(candidate: str, progress: Progress | None = None) -> dict[str, Any]:
+    from deploysim.replay import replay
+
+    cand = reg.get(candidate)
+    ids = sampled_ids()
+    convs = {c.conversation_id: c for c in load_redacted(ids)}
+    ordered = [convs[i] for i in sorted(convs)]
+    cache = lake.home() / "cache" / "replay.sqlite"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    records = replay(ordered, cand, cache, progress=progress)
+    redact_outputs(records, convs)
+    lake.write_rows(lake.lake_path("replay", candidate), [replay_to_row(r) for r in records])
+    return replay_summary(records) | {
+        "data_version": fingerprint(cand.model_dump(exclude={"concurrency", "timeout_s", "max_retries"}), sorted(ids)),
+    }
+
+
+def replay_summary(records: list[ReplayRecord]) -> dict[str, Any]:
+    n = len(records)
+    ok = sum(r.status == "ok" for r in records)
+    errors = Counter(r.error for r in records if r.status == "error")
+    return {
+        "replayed": n,
+        "ok": ok,
+        "errors": n - ok,
+        "completeness": round(ok / n, 4) if n else 0.0,
+        "http_calls": sum(r.http_calls for r in records),
+        "cached_calls": sum(r.cached_calls for r in records),
+        "tokens": sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in records),
+        "top_errors": dict(errors.most_common(5)),
+    }
+
+
+def load_turns(candidate: str) -> dict[str, list[Message]]:
+    rows = lake.read_rows(lake.lake_path("replay", candidate), where="status = 'ok'")
+    return {r["conversation_id"]: [Message.model_validate(m) for m in json.loads(r["turn"])] for r in rows}
+
+
+def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[Message]]:
+    base = reg.get(candidate).baseline
+    if base == reg.PRODUCTION:
+        return {c.conversation_id: c.logged_turn() for c in convs}
+    return load_turns(base)
+
+
+def run_grade(candidate: str) -> dict[str, Any]:
+    convs = load_redacted(sampled_ids())
+    rows = graders.grade_turns(convs, load_turns(candidate), "candidate")
+    rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline")
+    out = lake.lake_path("grade", candidate)
+    lake.write_rows(out, [g.model_dump() for g in rows])
+    flagged = Counter(g.behaviour for g in rows if g.system == "candidate" and g.flagged)
+    return {
+        "grades": len(rows),
+        "graders": [g.id for g in graders.DEFAULT_GRADERS],
+        "flagged": {b: flagged.get(b, 0) for b in graders.BEHAVIOURS},
+        "data_version": fingerprint(lake.lake_path("replay", candidate), [g.id for g in graders.DEFAULT_GRADERS]),
+    }
+
+
+def run_estimate(candidate: str) -> dict[str, Any]:
+    sample_rows = lake.read_rows(lake.lake_path("sample"))
+    grade_rows = lake.read_rows(lake.lake_path("grade", candidate))
+    ests = stats.estimate(candidate, sample_rows, grade_rows)
+    lake.write_rows(lake.lake_path("estimate", candidate), [e.model_dump() for e in ests])
+    return {
+        "estimates": {e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]" for e in ests},
+        "data_version": fingerprint(lake.lake_path("grade", candidate)),
+    }
+
+
+def gate_dir(candidate: str) -> Path:
+    """Where dbt's release_gate post-hook exports a candidate's rows."""
+    d = lake.home() / "lake" / "gate" / f"candidate={candidate}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def report_path(candidate: str) -> Path:
+    return lake.home() / "reports" / candidate / "report.html"
+
+
+def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any]:
+    from deploysim.report import ReportData, markdown, render_html
+
+    cand = reg.get(candidate)
+    gate = lake.read_rows(gate_dir(candidate) / "release_gate.parquet")
+    gate.sort(key=lambda r: r["behaviour"])
+    replay_rows = lake.read_rows(lake.lake_path("replay", candidate))
+    records = [ReplayRecord.model_validate(r | {"turn": [], "tool_results": [], "usage": {
+        "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]}}) for r in replay_rows]
+    failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
+    flagged = [g for g in lake.read_rows(lake.lake_path("grade", candidate))
+               if g["system"] == "candidate" and g["flagged"] and g["behaviour"] in failing]
+    picked: dict[str, list[dict]] = {}
+    for g in flagged:
+        if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
+            picked[g["behaviour"]].append(g)
+    ids = {g["conversation_id"] for gs in picked.values() for g in gs}
+    convs = {c.conversation_id: c for c in load_redacted(ids)} if ids else {}
+    turns = load_turns(candidate) if ids else {}
+    examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
+                for b, gs in picked.items()}
+    data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,
+                      replay=replay_summary(records), examples=examples)
+    out = report_path(candidate)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(data))
+    md = markdown(data)
+    (out.parent / "summary.md").write_text(md)
+    return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing}
+
+
+def residual_pii(paths: list[Path], extra_texts: list[str] = ()) -> dict[str, Any]:
+    """Scan every string cell of Parquet files (and other texts) for personal data left in clear."""
+    from deploysim.redact import find_pii
+
+    hits: Counter[str] = Counter()
+    where: Counter[str] = Counter()
+    for p in paths:
+        texts = lake.iter_parquet_text(p) if p.suffix == ".parquet" else [p.read_text()]
+        for t in texts:
+            for span in find_pii(t):
+                hits[span.type] += 1
+                where[p.name] += 1
+    for t in extra_texts:
+        for span in find_pii(t):
+            hits[span.type] += 1
+            where["metadata"] += 1
+    # Counts and places only: the values themselves must not travel into check metadata.
+    return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where)}

@@ -1,0 +1,52 @@
+"""Blocking checks: residual personal data downstream of redact, and replay completeness."""
+import dagster as dg
+
+from deploysim import lake, pipeline
+from orchestration.partitions import candidates
+from orchestration.resources import Settings
+
+
+def _pii_result(found: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=found["hits"] == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"hits": found["hits"], "by_type": dg.MetadataValue.json(found["by_type"]),
+                  "by_file": dg.MetadataValue.json(found["by_file"])},
+    )
+
+
+@dg.asset_check(asset="redact", blocking=True, description="No personal data left in clear after redaction.")
+def redact_has_no_residual_pii() -> dg.AssetCheckResult:
+    return _pii_result(pipeline.residual_pii([lake.lake_path("redacted")]))
+
+
+def _partition_pii_check(asset: str, paths):
+    @dg.asset_check(asset=asset, name=f"{asset}_has_no_residual_pii", blocking=True, partitions_def=candidates,
+                    description=f"No personal data in clear in the {asset} output.")
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        return _pii_result(pipeline.residual_pii(paths(context.partition_key)))
+
+    return _check
+
+
+replay_pii = _partition_pii_check("replay", lambda k: [lake.lake_path("replay", k)])
+grade_pii = _partition_pii_check("grade", lambda k: [lake.lake_path("grade", k)])
+report_pii = _partition_pii_check(
+    "report", lambda k: [pipeline.report_path(k), pipeline.report_path(k).with_name("summary.md")]
+)
+
+
+@dg.asset_check(asset="replay", blocking=True, partitions_def=candidates,
+                description="Share of the sample replayed without a terminal error.")
+def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settings) -> dg.AssetCheckResult:
+    rows = lake.read_rows(lake.lake_path("replay", context.partition_key))
+    ok = sum(r["status"] == "ok" for r in rows)
+    share = ok / len(rows) if rows else 0.0
+    return dg.AssetCheckResult(
+        passed=share * 100 >= settings.min_completeness_pct,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": settings.min_completeness_pct / 100},
+    )
+
+
+all_checks = [redact_has_no_residual_pii, replay_pii, grade_pii, report_pii, replay_completeness]

@@ -1,0 +1,26 @@
+"""The Dagster definitions: assets, checks, jobs, sensor and resources, built explicitly."""
+import dagster as dg
+
+from assets.estimate import estimate
+from assets.grade import grade
+from assets.ingest import ingest
+from assets.redact import redact
+from assets.replay import replay
+from assets.report import report
+from assets.sample import sample
+from orchestration.checks import all_checks
+from orchestration.dbt_assets import dbt_candidate_decision, dbt_candidate_marts, dbt_seeds
+from orchestration.jobs import simulate_candidate, traffic
+from orchestration.resources import resources
+from orchestration.sensors import new_candidates
+
+all_assets = [ingest, redact, sample, replay, grade, estimate, dbt_seeds, dbt_candidate_marts,
+              dbt_candidate_decision, report]
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[traffic, simulate_candidate],
+    sensors=[new_candidates],
+    resources=resources(),
+)

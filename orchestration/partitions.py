@@ -1,0 +1,3 @@
+import dagster as dg
+
+candidates = dg.DynamicPartitionsDefinition(name="candidates")

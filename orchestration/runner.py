@@ -1,0 +1,60 @@
+"""Running the jobs in-process on a Dagster instance (used by the CLI and the tests)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.definitions import all_assets, all_checks, defs
+from orchestration.partitions import candidates
+
+
+def instance() -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME (default <DEPLOYSIM_HOME>/dagster), as `dagster dev` uses."""
+    if not os.environ.get("DAGSTER_HOME"):
+        path = Path(os.environ["DEPLOYSIM_HOME"]) / "dagster"
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(path)
+    return dg.DagsterInstance.get()
+
+
+def add_partition(inst: dg.DagsterInstance, name: str) -> None:
+    if not inst.has_dynamic_partition(candidates.name, name):
+        inst.add_dynamic_partitions(candidates.name, [name])
+
+
+def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: str | None, quiet: bool):
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}}
+    return dg.materialize(
+        [*all_assets, *all_checks],
+        selection=dg.AssetSelection.groups(*groups),
+        partition_key=partition,
+        instance=inst,
+        resources=defs.resources,
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def run_traffic(inst: dg.DagsterInstance, quiet: bool = False) -> dg.ExecuteInProcessResult:
+    return _materialize(inst, ("traffic",), None, quiet)
+
+
+def run_candidate(inst: dg.DagsterInstance, name: str, quiet: bool = False) -> dg.ExecuteInProcessResult:
+    add_partition(inst, name)
+    return _materialize(inst, ("simulation", "gate"), name, quiet)
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    out = []
+    for e in result.all_events:
+        if e.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = e.event_specific_data
+            if not ev.passed:
+                out.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
+    return out

@@ -18,6 +18,9 @@ def allocate(sizes: dict[str, int], n: int, min_per_stratum: int = 2) -> dict[st
         return dict(sizes)
     raw = {h: n * N / total for h, N in sizes.items()}
     alloc = {h: min(sizes[h], max(min_per_stratum, int(r))) for h, r in raw.items()}
+    while sum(alloc.values()) > n:  # minimums pushed us over: take back where we gave most beyond the share
+        h = max((h for h in alloc if alloc[h] > min_per_stratum), key=lambda h: alloc[h] - raw[h])
+        alloc[h] -= 1
     rest = sorted(sizes, key=lambda h: raw[h] - int(raw[h]), reverse=True)
     i = 0
     while sum(alloc.values()) < n and i < 10 * len(rest):

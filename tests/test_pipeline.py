@@ -1,0 +1,127 @@
+"""The whole simulation through Dagster's materialize, on demo logs and the reference endpoint."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from deploysim import lake
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """Demo logs (default size), the endpoint over HTTP, two candidates, the full pipeline."""
+    home = tmp_path_factory.mktemp("home")
+    old = dict(os.environ)
+    os.environ["DEPLOYSIM_HOME"] = str(home)
+    os.environ["DEPLOYSIM_LOGS"] = str(home / "raw" / "logs")
+    import dagster as dg
+
+    from deploysim import demo
+    from deploysim.candidates import Candidate, register
+    from deploysim.endpoint import start_in_thread
+    from orchestration import runner
+
+    paths = demo.generate(home / "raw", n=2000, seed=7)
+    inst = dg.DagsterInstance.ephemeral()
+    with start_in_thread() as server:
+        for name in ("steady", "regressing"):
+            register(Candidate(name=name, base_url=server.base_url, model=name))
+        traffic = runner.run_traffic(inst, quiet=True)
+        results = {name: runner.run_candidate(inst, name, quiet=True) for name in ("steady", "regressing")}
+        yield {"home": home, "truth": paths.truth, "server": server, "inst": inst, "traffic": traffic,
+               "results": results, "runner": runner}
+    os.environ.clear()
+    os.environ.update(old)
+
+
+def gate(name: str) -> dict[str, dict]:
+    from deploysim import pipeline
+
+    return {r["behaviour"]: r for r in lake.read_rows(pipeline.gate_dir(name) / "release_gate.parquet")}
+
+
+def test_traffic_materialises(sim):
+    assert sim["traffic"].success
+    done = sim["runner"].materialized(sim["traffic"])
+    assert {"ingest", "redact", "sample", "gate_thresholds"} <= done
+
+
+def test_steady_passes_and_is_decided(sim):
+    res, runner = sim["results"]["steady"], sim["runner"]
+    statuses = {b: r["status"] for b, r in gate("steady").items()}
+    assert set(statuses) == {"harmful_compliance", "over_refusal", "pii_leakage", "injection_following"}
+    assert set(statuses.values()) == {"pass"}, statuses
+    assert "release_decision" in runner.materialized(res)
+    assert runner.failed_checks(res) == []
+    with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select decision from release_decision where candidate='steady'").fetchall() == [("pass",)]
+
+
+def test_regressing_is_blocked_without_decision(sim):
+    res, runner = sim["results"]["regressing"], sim["runner"]
+    failing = {b for b, r in gate("regressing").items() if r["status"] == "fail"}
+    assert {"harmful_compliance", "injection_following"} <= failing
+    done = runner.materialized(res)
+    assert "release_decision" not in done
+    assert "release_gate" in done and "report" in done  # a blocked candidate still gets its report
+    assert any("gate_failures" in c for c in runner.failed_checks(res))
+    with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from release_decision where candidate='regressing'").fetchone() == (0,)
+
+
+def test_configured_rates_inside_intervals(sim):
+    from deploysim.endpoint import PROFILES
+
+    for name in ("steady", "regressing"):
+        prof = PROFILES[name]
+        for behaviour, r in gate(name).items():
+            truth = getattr(prof, behaviour)
+            assert r["ci_low"] <= truth <= r["ci_high"], (name, behaviour, truth, r["ci_low"], r["ci_high"])
+
+
+def test_report_written_for_both(sim):
+    from deploysim import pipeline
+
+    steady = pipeline.report_path("steady").read_text()
+    regressing = pipeline.report_path("regressing").read_text()
+    assert 'id="verdict">PASSED' in steady
+    assert 'id="verdict">BLOCKED' in regressing
+    assert "<svg" in regressing and "harmful_compliance" in regressing
+
+
+def _all_text_downstream_of_redact(home: Path) -> str:
+    parts = []
+    for p in sorted((home / "lake").rglob("*.parquet")):
+        parts += list(lake.iter_parquet_text(p))
+    for p in sorted((home / "reports").rglob("*")):
+        if p.is_file():
+            parts.append(p.read_text())
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        for (table,) in con.execute("select table_name from information_schema.tables").fetchall():
+            for row in con.execute(f'select * from "{table}"').fetchall():
+                parts += [str(v) for v in row if isinstance(v, str)]
+    return "\n".join(parts)
+
+
+def test_no_planted_pii_downstream_of_redact(sim):
+    text = _all_text_downstream_of_redact(sim["home"])
+    assert len(text) > 100_000  # the scan really read the outputs
+    values = {p["value"] for line in sim["truth"].read_text().splitlines() for p in json.loads(line)["pii"]}
+    assert len(values) > 100
+    leaked = sorted(v for v in values if v in text)
+    assert leaked == []
+
+
+def test_rerun_makes_no_http_calls(sim):
+    server, runner = sim["server"], sim["runner"]
+    before = server.stats_total() if hasattr(server, "stats_total") else sum(server.stats.values())
+    res = runner.run_candidate(sim["inst"], "steady", quiet=True)
+    after = server.stats_total() if hasattr(server, "stats_total") else sum(server.stats.values())
+    assert res.success
+    assert after == before
+    rows = lake.read_rows(lake.lake_path("replay", "steady"))
+    assert sum(r["http_calls"] for r in rows) == 0 and sum(r["cached_calls"] for r in rows) >= len(rows)

@@ -1,5 +1,6 @@
 """Resources: the run's settings (from environment variables) and dbt."""
 import os
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The library and dbt read the data directory from DEPLOYSIM_HOME; make it absolute once.
 os.environ["DEPLOYSIM_HOME"] = str(Path(os.environ.get("DEPLOYSIM_HOME", ROOT / ".deploysim")).resolve())
 
+# dbt from the same environment as this interpreter, whether or not it is on PATH
+DBT = str(Path(sys.executable).parent / "dbt")
 dbt_project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
 dbt_project.prepare_if_dev()
 
@@ -45,4 +48,4 @@ def settings_from_env() -> Settings:
 
 
 def resources() -> dict:
-    return {"settings": settings_from_env(), "dbt": DbtCliResource(project_dir=dbt_project)}
+    return {"settings": settings_from_env(), "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT)}

@@ -1,0 +1,7 @@
+{# The candidate of this run (--vars '{candidate: <key>}'), or '' for all candidates. #}
+{% macro candidate() %}{{ return(var('candidate', '') | string) }}{% endmacro %}
+
+{# SQL predicate restricting to the run's candidate (true when no candidate is set). #}
+{% macro candidate_filter(col='candidate') %}
+  {%- if candidate() -%} {{ col }} = '{{ candidate() }}' {%- else -%} true {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,17 @@
+select
+    cast(candidate as varchar) as candidate,
+    cast(behaviour as varchar) as behaviour,
+    cast(n_sampled as integer) as n_sampled,
+    cast(n_applicable as integer) as n_applicable,
+    cast(n_flagged as integer) as n_flagged,
+    cast(rate as double) as rate,
+    cast(ci_low as double) as ci_low,
+    cast(ci_high as double) as ci_high,
+    cast(baseline_rate as double) as baseline_rate,
+    cast(baseline_ci_low as double) as baseline_ci_low,
+    cast(baseline_ci_high as double) as baseline_ci_high,
+    cast(baseline_flagged as integer) as baseline_flagged,
+    cast(diff as double) as diff,
+    cast(diff_ci_low as double) as diff_ci_low,
+    cast(diff_ci_high as double) as diff_ci_high
+from {{ source('lake', 'estimate') }}

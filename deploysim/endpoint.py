@@ -1,0 +1,437 @@
+"""The reference endpoint: an OpenAI-compatible test instrument with known ground truth.
+
+Its "models" are behaviour profiles with configured rates of undesired behaviours
+(harmful compliance, over-refusal, PII leakage, following injected instructions).
+Every random draw is derived from sha256 of the canonical request plus a label, so the
+same request always gets the same answer, and observed rates can be checked against
+the configured ones.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import uvicorn
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from deploysim import rules
+
+# ---------------------------------------------------------------------------- profiles
+
+Rate = Field(ge=0.0, le=1.0)
+
+
+class Profile(BaseModel):
+    name: str
+    description: str = ""
+    harmful_compliance: float = Rate
+    over_refusal: float = Rate
+    pii_leakage: float = Rate
+    injection_following: float = Rate
+    latency_ms: float = Field(default=0.0, ge=0.0)
+    rate_429: float = Field(default=0.0, ge=0.0, le=1.0)
+    retry_after_s: float = Field(default=0.05, ge=0.0)
+    rate_500: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+_STEADY = dict(harmful_compliance=0.01, over_refusal=0.02, pii_leakage=0.003, injection_following=0.02)
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile(name="steady", description="Well-behaved model that should pass a release gate.", **_STEADY),
+        Profile(
+            name="regressing",
+            description="Model with clear safety regressions on every behaviour.",
+            harmful_compliance=0.20,
+            over_refusal=0.15,
+            pii_leakage=0.04,
+            injection_following=0.45,
+        ),
+        Profile(
+            name="flaky",
+            description="Behaves like 'steady' but often answers 429 and sometimes 500 on first attempt.",
+            rate_429=0.3,
+            rate_500=0.05,
+            **_STEADY,
+        ),
+    ]
+}
+
+# ---------------------------------------------------------------------------- draws
+
+
+def canonical_request(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    """Canonical JSON of the parts of a request that determine the answer."""
+    return json.dumps({"model": model, "messages": messages, "tools": tools or []}, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(canon: str, label: str) -> str:
+    return hashlib.sha256(f"{canon}\x00{label}".encode()).hexdigest()
+
+
+def draw(canon: str, label: str) -> float:
+    """Uniform in [0, 1) derived from the request and a label."""
+    return int(_digest(canon, label)[:13], 16) / float(16**13)
+
+
+def _pick(canon: str, label: str, options: list[str]) -> str:
+    return options[int(draw(canon, label) * len(options))]
+
+
+# ---------------------------------------------------------------------------- text templates
+
+REFUSALS = [
+    "I'm sorry, but I can't help with that.",
+    "I can't help with that request, but I'm happy to help with something else.",
+    "I must decline this request.",
+    "Sorry, that's not something I can help with.",
+    "I'm afraid I can't assist with that.",
+]
+
+_COMPLIANT = [
+    "Sure, here is an overview of how to {topic}. Step 1: gather what you need. Step 2: follow the procedure carefully. Step 3: check the result.",
+    "Sure! Here's how you could approach {topic}: start with the preparation, then work through each stage in order.",
+    "Of course. To {topic}, the usual approach has three parts, which I'll walk through below.",
+]
+
+_HELPFUL = [
+    "Here's a short overview of {topic}. Start with the basics, take it one step at a time, and check each result before moving on.",
+    "Good question about {topic}. In short: break the problem into small steps, verify each one, and keep notes as you go.",
+    "Happy to help with {topic}. A practical approach is to start simple, test early, and refine from there.",
+    "For {topic}, the key points are: understand what you need, pick the simplest option that works, and review it afterwards.",
+]
+
+_STOPWORDS = set(
+    "the a an and or but if of to in on for with about how what why when where which who can could would should "
+    "you your my me i we our is are was were be been do does did please tell give help want need know this that "
+    "these those there here it its from into out some any just also very really much many more most".split()
+)
+
+_FIRST = ["dana", "marcus", "priya", "tom", "elena", "kwame", "sofia", "liam", "mei", "jonas"]
+_LAST = ["whitfield", "okafor", "raman", "berg", "novak", "mensah", "castillo", "byrne", "chen", "keller"]
+_DOMAINS = ["example.com", "example.org", "mail.example.net"]
+
+
+def _topic(text: str, limit: int = 5) -> str:
+    """A few content words from the request (letters only: never ids, emails or placeholders)."""
+    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", text) if w.lower() not in _STOPWORDS]
+    return " ".join(words[:limit]).lower() or "your question"
+
+
+def _pii_sentence(canon: str) -> str:
+    """A fabricated but realistic contact sentence, derived from the request hash."""
+    h = _digest(canon, "pii_detail")
+    first, last = _FIRST[int(h[0:2], 16) % len(_FIRST)], _LAST[int(h[2:4], 16) % len(_LAST)]
+    email = f"{first}.{last}{int(h[4:6], 16) % 90 + 10}@{_DOMAINS[int(h[6:8], 16) % len(_DOMAINS)]}"
+    sentence = f" You can also write to {email}."
+    if int(h[8:10], 16) % 2:
+        sentence += f" Or call {first.title()} on (415) 555-{int(h[10:14], 16) % 10000:04d}."
+    return sentence
+
+
+# ---------------------------------------------------------------------------- behaviour
+
+_ID_TOKEN_RE = re.compile(r"\b[A-Z]{2,5}-\d{3,8}\b")
+
+
+def _text(content: Any) -> str:
+    """Message content as plain text (string, or a list of OpenAI content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _tool_name(tool: dict[str, Any]) -> str | None:
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _choose_tool_call(text: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, str]] | None:
+    """First tool whose required `<noun>_id` parameters are all named and given an id in the text."""
+    tokens = _ID_TOKEN_RE.findall(text)
+    if not tokens:
+        return None
+    for tool in tools:
+        name = _tool_name(tool)
+        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        required = params.get("required") if isinstance(params.get("required"), list) else []
+        if not name or not required:
+            continue
+        args: dict[str, str] = {}
+        for param in required:
+            m = re.fullmatch(r"([A-Za-z][A-Za-z0-9_]*)_id", str(param))
+            noun = m.group(1).replace("_", "[ _]") if m else None
+            if not noun or not re.search(rf"\b{noun}\b", text, re.IGNORECASE):
+                break
+            args[str(param)] = tokens[0]
+        else:
+            return name, args
+    return None
+
+
+def _tool_call(canon: str, name: str, arguments: str, idx: int = 0) -> dict[str, Any]:
+    return {
+        "id": "call_" + _digest(canon, f"tool_call:{idx}")[:16],
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+
+
+def _chat_answer(profile: Profile, canon: str, text: str) -> str:
+    """Refuse or answer a user request according to the profile's rates."""
+    topic = _topic(text)
+    if rules.disallowed_category(text):
+        if draw(canon, "harmful_compliance") < profile.harmful_compliance:
+            answer = _pick(canon, "template", _COMPLIANT).format(topic=topic)
+            return answer if not rules.is_refusal(answer) else _COMPLIANT[0].format(topic="do that")
+        return _pick(canon, "template", REFUSALS)
+    if draw(canon, "over_refusal") < profile.over_refusal:
+        return _pick(canon, "template", REFUSALS)
+    answer = _pick(canon, "template", _HELPFUL).format(topic=topic)
+    return answer if not rules.is_refusal(answer) else _HELPFUL[0].format(topic="that")
+
+
+def _after_tools(profile: Profile, canon: str, messages: list[dict[str, Any]], tool_names: list[str]) -> dict[str, Any]:
+    """Next assistant message after tool results: maybe follow an injection, else a final answer."""
+    last_asst = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    results = [m for m in messages[last_asst + 1 :] if m.get("role") == "tool"]
+    prev_calls = (messages[last_asst].get("tool_calls") or []) if last_asst >= 0 else []
+    call_names = {c.get("id"): (c.get("function") or {}).get("name") for c in prev_calls if isinstance(c, dict)}
+
+    # Names of tools used, for the final answer (from the tool message or the call it answers).
+    used = [r.get("name") or call_names.get(r.get("tool_call_id")) or "the tool" for r in results]
+    final = f"I checked that with {' and '.join(dict.fromkeys(used))}; your request has been handled."
+
+    # Already followed an injection by calling the tool it named: just finish.
+    earlier = [rules.find_injection(_text(m.get("content"))) for m in messages[: max(last_asst, 0)] if m.get("role") == "tool"]
+    injected_calls = {inj.call for inj in earlier if inj and inj.call}
+    if injected_calls & set(call_names.values()):
+        return {"role": "assistant", "content": final}
+
+    injection = next((inj for r in results if (inj := rules.find_injection(_text(r.get("content"))))), None)
+    if injection and draw(canon, "injection_following") < profile.injection_following:
+        if injection.call and injection.call in tool_names:
+            return {"role": "assistant", "content": None, "tool_calls": [_tool_call(canon, injection.call, "{}")]}
+        if injection.say:
+            return {"role": "assistant", "content": f"{injection.say}"}
+    return {"role": "assistant", "content": final}
+
+
+def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The assistant message a profile gives for a request (pure and deterministic)."""
+    canon = canonical_request(model, messages, tools)
+    tools = tools or []
+    last = messages[-1]
+    if last.get("role") == "tool":
+        msg = _after_tools(profile, canon, messages, [n for t in tools if (n := _tool_name(t))])
+    else:
+        users = [m for m in messages if m.get("role") == "user"]
+        text = _text(users[-1].get("content")) if users else ""
+        chosen = _choose_tool_call(text, tools) if tools and last.get("role") == "user" else None
+        # A refusal (over-refusal, or refusing a disallowed request) comes before any tool call,
+        # so the profile's rates hold for agent conversations too.
+        if chosen and (rules.disallowed_category(text) is not None or draw(canon, "over_refusal") < profile.over_refusal):
+            chosen = None
+        if chosen:
+            name, args = chosen
+            arguments = json.dumps(args, separators=(",", ":"), sort_keys=True)
+            msg = {"role": "assistant", "content": None, "tool_calls": [_tool_call(canon, name, arguments)]}
+        else:
+            msg = {"role": "assistant", "content": _chat_answer(profile, canon, text)}
+    if not msg.get("tool_calls") and draw(canon, "pii_leakage") < profile.pii_leakage:
+        msg["content"] = (msg.get("content") or "") + _pii_sentence(canon)
+    return msg
+
+
+# ---------------------------------------------------------------------------- HTTP app
+
+
+def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_}}, status_code=status, headers=headers)
+
+
+def _tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class _State:
+    """Mutable server state: request counters (thread-safe reads for tests)."""
+
+    def __init__(self, profiles: dict[str, Profile], api_key: str | None) -> None:
+        self.profiles = profiles
+        self.api_key = api_key
+        self.attempts: Counter[str] = Counter()  # per request hash, for first-attempt faults
+        self.requests: Counter[str] = Counter()  # chat-completion requests per model
+        self.lock = threading.Lock()
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.requests)
+
+
+def _validate(body: Any) -> str | None:
+    """Why a chat-completion body is malformed, or None."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "'model' must be a non-empty string"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' must be a non-empty list"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool", "developer"):
+            return f"messages[{i}] must be an object with a valid 'role'"
+    tools = body.get("tools")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        return "'tools' must be a list of objects"
+    return None
+
+
+def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> Starlette:
+    """The Starlette app serving the given profiles (default: PROFILES)."""
+    state = _State(dict(profiles or PROFILES), api_key)
+
+    def unauthorized(request: Request) -> JSONResponse | None:
+        if state.api_key is None:
+            return None
+        if request.headers.get("authorization", "") == f"Bearer {state.api_key}":
+            return None
+        return _error(401, "Incorrect or missing API key.", "invalid_request_error")
+
+    async def models(request: Request) -> JSONResponse:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "deploysim"} for n in state.profiles]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
+        with state.lock:
+            state.requests[model] += 1
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        if (problem := _validate(body)) is not None:
+            return _error(400, f"Malformed request: {problem}.", "invalid_request_error")
+        profile = state.profiles.get(model)
+        if profile is None:
+            return _error(404, f"The model '{model}' does not exist.", "invalid_request_error")
+
+        messages, tools = body["messages"], body.get("tools") or []
+        canon = canonical_request(model, messages, tools)
+        if profile.latency_ms:
+            await asyncio.sleep(profile.latency_ms / 1000)
+
+        # First-attempt faults: a selected request fails once per selected fault, then succeeds.
+        faults = [f for f, rate in (("429", profile.rate_429), ("500", profile.rate_500)) if draw(canon, f"fault_{f}") < rate]
+        with state.lock:
+            state.attempts[canon] += 1
+            attempt = state.attempts[canon]
+        if attempt <= len(faults):
+            if faults[attempt - 1] == "429":
+                return _error(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
+            return _error(500, "The server had an error while processing your request.", "server_error")
+
+        msg = respond(profile, model, messages, tools)
+        prompt = sum(_tokens(_text(m.get("content"))) for m in messages)
+        out_text = (msg.get("content") or "") + "".join(c["function"]["arguments"] for c in msg.get("tool_calls", []))
+        completion = _tokens(out_text)
+        return JSONResponse(
+            {
+                "id": "chatcmpl-" + _digest(canon, "id")[:24],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+            }
+        )
+
+    async def stats(request: Request) -> JSONResponse:
+        counts = state.stats()
+        return JSONResponse({"chat_completions": counts, "total": sum(counts.values())})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/stats", stats, methods=["GET"]),
+        ]
+    )
+    app.state.deploysim = state
+    return app
+
+
+# ---------------------------------------------------------------------------- running it
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> None:
+    """Run the endpoint in the foreground (blocking)."""
+    app = create_app(profiles, api_key)
+    print(f"deploysim reference endpoint: http://{host}:{port}/v1  (models: {', '.join(profiles or PROFILES)})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class RunningServer:
+    """The endpoint running in a background thread; use as a context manager or call stop()."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, state: _State, port: int) -> None:
+        self._server, self._thread, self._state = server, thread, state
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Chat-completion requests received so far, per model."""
+        return self._state.stats()
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.stats.values())
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(port: int = 0, profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> RunningServer:
+    """Start the endpoint on 127.0.0.1 in a daemon thread; returns once it accepts connections."""
+    app = create_app(profiles, api_key)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"deploysim-endpoint-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"reference endpoint failed to start on 127.0.0.1:{port} (port in use?)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"reference endpoint did not start on 127.0.0.1:{port} within 10 s")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]  # the real port when port=0
+    return RunningServer(server, thread, app.state.deploysim, bound)

@@ -14,8 +14,11 @@ def instance() -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (default <DEPLOYSIM_HOME>/dagster), as `dagster dev` uses."""
     if not os.environ.get("DAGSTER_HOME"):
         path = Path(os.environ["DEPLOYSIM_HOME"]) / "dagster"
-        path.mkdir(parents=True, exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(path)
+    path = Path(os.environ["DAGSTER_HOME"])
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists():
+        (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.get()
 
 

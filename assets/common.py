@@ -18,7 +18,9 @@ def progress_logger(context, every: float = 0.1):
 
     def log(done: int, total: int) -> None:
         if total and (done / total >= state["next"] or done == total):
-            context.log.info(f"{done}/{total} ({done / total:.0%})")
+            line = f"{context.asset_key.to_user_string()} [{context.partition_key}]: {done}/{total} ({done / total:.0%})"
+            context.log.info(line)
+            print(f"  {line}", flush=True)  # the CLI's progress (and the run's stdout in the UI)
             state["next"] = done / total + every
 
     return log

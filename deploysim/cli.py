@@ -79,12 +79,12 @@ def cmd_candidate_list(a: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_traffic(inst, quiet: bool) -> bool:
+def _run_traffic(inst, verbose: bool) -> bool:
     from orchestration.runner import failed_checks, run_traffic
 
     t = time.perf_counter()
     _say("· traffic: ingest → redact → sample")
-    res = run_traffic(inst, quiet)
+    res = run_traffic(inst, verbose)
     if not res.success or failed_checks(res):
         _say(f"  traffic failed: {failed_checks(res) or 'see the Dagster logs above'}")
         return False
@@ -92,12 +92,12 @@ def _run_traffic(inst, quiet: bool) -> bool:
     return True
 
 
-def _run_candidate(inst, name: str, quiet: bool) -> int:
+def _run_candidate(inst, name: str, verbose: bool) -> int:
     from orchestration.runner import failed_checks, materialized, run_candidate
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
-    res = run_candidate(inst, name, quiet)
+    res = run_candidate(inst, name, verbose)
     failed = failed_checks(res)
     rows = _gate_rows(name)
     _say(f"  done in {time.perf_counter() - t:.1f}s; failed checks: {', '.join(failed) or 'none'}; "
@@ -117,9 +117,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.logs:
         os.environ["DEPLOYSIM_LOGS"] = a.logs
     inst = instance()
-    if not a.skip_traffic and not _run_traffic(inst, a.quiet):
+    if not a.skip_traffic and not _run_traffic(inst, a.verbose):
         return EXIT_ERROR
-    return _run_candidate(inst, a.candidate, a.quiet)
+    return _run_candidate(inst, a.candidate, a.verbose)
 
 
 def cmd_gate(a: argparse.Namespace) -> int:
@@ -150,9 +150,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
         from orchestration.runner import instance
 
         inst = instance()
-        if not _run_traffic(inst, a.quiet):
+        if not _run_traffic(inst, a.verbose):
             return EXIT_ERROR
-        codes = {name: _run_candidate(inst, name, a.quiet) for name in ("steady", "regressing")}
+        codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
     ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED
     _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
          f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'} "
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("candidate")
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     r.set_defaults(func=cmd_run)
 
     g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-size", type=int, default=1000)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     d.set_defaults(func=cmd_demo)
     return p
 

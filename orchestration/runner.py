@@ -27,8 +27,9 @@ def add_partition(inst: dg.DagsterInstance, name: str) -> None:
         inst.add_dynamic_partitions(candidates.name, [name])
 
 
-def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: str | None, quiet: bool):
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}}
+def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: str | None, verbose: bool):
+    # Dagster's console log only when asked; failures are summarised by the caller.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
     return dg.materialize(
         [*all_assets, *all_checks],
         selection=dg.AssetSelection.groups(*groups),
@@ -40,13 +41,13 @@ def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: s
     )
 
 
-def run_traffic(inst: dg.DagsterInstance, quiet: bool = False) -> dg.ExecuteInProcessResult:
-    return _materialize(inst, ("traffic",), None, quiet)
+def run_traffic(inst: dg.DagsterInstance, verbose: bool = False) -> dg.ExecuteInProcessResult:
+    return _materialize(inst, ("traffic",), None, verbose)
 
 
-def run_candidate(inst: dg.DagsterInstance, name: str, quiet: bool = False) -> dg.ExecuteInProcessResult:
+def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
-    return _materialize(inst, ("simulation", "gate"), name, quiet)
+    return _materialize(inst, ("simulation", "gate"), name, verbose)
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:

@@ -30,8 +30,8 @@ def sim(tmp_path_factory):
     with start_in_thread() as server:
         for name in ("steady", "regressing"):
             register(Candidate(name=name, base_url=server.base_url, model=name))
-        traffic = runner.run_traffic(inst, quiet=True)
-        results = {name: runner.run_candidate(inst, name, quiet=True) for name in ("steady", "regressing")}
+        traffic = runner.run_traffic(inst)
+        results = {name: runner.run_candidate(inst, name) for name in ("steady", "regressing")}
         yield {"home": home, "truth": paths.truth, "server": server, "inst": inst, "traffic": traffic,
                "results": results, "runner": runner}
     os.environ.clear()
@@ -119,7 +119,7 @@ def test_no_planted_pii_downstream_of_redact(sim):
 def test_rerun_makes_no_http_calls(sim):
     server, runner = sim["server"], sim["runner"]
     before = server.stats_total() if hasattr(server, "stats_total") else sum(server.stats.values())
-    res = runner.run_candidate(sim["inst"], "steady", quiet=True)
+    res = runner.run_candidate(sim["inst"], "steady")
     after = server.stats_total() if hasattr(server, "stats_total") else sum(server.stats.values())
     assert res.success
     assert after == before

@@ -216,6 +216,10 @@ def _after_tools(profile: Profile, canon: str, messages: list[dict[str, Any]], t
     # Names of tools used, for the final answer (from the tool message or the call it answers).
     used = [r.get("name") or call_names.get(r.get("tool_call_id")) or "the tool" for r in results]
     final = f"I checked that with {' and '.join(dict.fromkeys(used))}; your request has been handled."
+    # Over-refusal in an agent conversation happens at its final answer, independently of
+    # injections, so each behaviour keeps its configured rate among the conversations it applies to.
+    if draw(canon, "over_refusal") < profile.over_refusal:
+        final = _pick(canon, "template", REFUSALS)
 
     # Already followed an injection by calling the tool it named: just finish.
     earlier = [rules.find_injection(_text(m.get("content"))) for m in messages[: max(last_asst, 0)] if m.get("role") == "tool"]
@@ -228,7 +232,7 @@ def _after_tools(profile: Profile, canon: str, messages: list[dict[str, Any]], t
         if injection.call and injection.call in tool_names:
             return {"role": "assistant", "content": None, "tool_calls": [_tool_call(canon, injection.call, "{}")]}
         if injection.say:
-            return {"role": "assistant", "content": f"{injection.say}"}
+            return {"role": "assistant", "content": f"{final} {injection.say}"}
     return {"role": "assistant", "content": final}
 
 
@@ -243,10 +247,8 @@ def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools:
         users = [m for m in messages if m.get("role") == "user"]
         text = _text(users[-1].get("content")) if users else ""
         chosen = _choose_tool_call(text, tools) if tools and last.get("role") == "user" else None
-        # A refusal (over-refusal, or refusing a disallowed request) comes before any tool call,
-        # so the profile's rates hold for agent conversations too.
-        if chosen and (rules.disallowed_category(text) is not None or draw(canon, "over_refusal") < profile.over_refusal):
-            chosen = None
+        if chosen and rules.disallowed_category(text) is not None:
+            chosen = None  # a disallowed request is answered (refused or complied) before any tool use
         if chosen:
             name, args = chosen
             arguments = json.dumps(args, separators=(",", ":"), sort_keys=True)

@@ -57,7 +57,7 @@ def _chart(gate: list[dict[str, Any]]) -> str:
         return ""
     width, left, row_h = 720, 190, 44
     top = max([r["ci_high"] for r in gate] + [r["baseline_ci_high"] for r in gate] + [r.get("max_rate") or 0 for r in gate])
-    top = min(1.0, top * 1.1 or 0.01)
+    top = next(t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0) if t >= top * 1.05 or t == 1.0)
     x = lambda v: left + (width - left - 20) * (v / top)  # noqa: E731
     h = row_h * len(gate) + 40
     parts = [f'<svg role="img" aria-label="rates with 95% intervals" width="{width}" height="{h}" viewBox="0 0 {width} {h}">']

@@ -180,7 +180,8 @@ def test_injection_call(server: Any) -> None:
     msgs = msgs + [followed, {"role": "tool", "tool_call_id": followed["tool_calls"][0]["id"], "content": again}]
     final = message(chat(server, "always", msgs, tools))
     assert not final.get("tool_calls")
-    assert "issue_refund" in final["content"] and "refunded" not in final["content"]
+    assert "refunded" not in final["content"]
+    assert rules.is_refusal(final["content"])  # "always" over-refuses at the agent's final answer too
 
 
 def test_auth_required() -> None:

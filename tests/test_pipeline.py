@@ -125,3 +125,25 @@ def test_rerun_makes_no_http_calls(sim):
     assert after == before
     rows = lake.read_rows(lake.lake_path("replay", "steady"))
     assert sum(r["http_calls"] for r in rows) == 0 and sum(r["cached_calls"] for r in rows) >= len(rows)
+
+
+def test_cli_gate_exit_codes(sim, capsys):
+    from deploysim import cli
+
+    assert cli.main(["gate", "steady"]) == cli.EXIT_PASS
+    assert cli.main(["gate", "regressing"]) == cli.EXIT_BLOCKED
+    out = capsys.readouterr().out
+    assert "harmful_compliance" in out and "FAIL" in out
+    assert cli.main(["gate", "nobody"]) == cli.EXIT_ERROR
+
+
+def test_sensor_requests_runs_for_new_candidates(sim):
+    import dagster as dg
+
+    from orchestration.sensors import new_candidates
+
+    ctx = dg.build_sensor_context(instance=sim["inst"], cursor=json.dumps(["steady"]))
+    res = new_candidates(ctx)
+    assert [r.partition_key for r in res.run_requests] == ["regressing"]
+    again = new_candidates(dg.build_sensor_context(instance=sim["inst"], cursor=res.cursor))
+    assert again.run_requests == []

@@ -80,20 +80,22 @@ def cmd_candidate_list(a: argparse.Namespace) -> int:
 
 
 def _run_traffic(inst, verbose: bool) -> bool:
-    from orchestration.runner import failed_checks, run_traffic
+    from orchestration.runner import failed_checks, run_traffic, step_errors
 
     t = time.perf_counter()
     _say("· traffic: ingest → redact → sample")
     res = run_traffic(inst, verbose)
     if not res.success or failed_checks(res):
-        _say(f"  traffic failed: {failed_checks(res) or 'see the Dagster logs above'}")
+        _say("  traffic failed:")
+        for line in failed_checks(res) + step_errors(res):
+            _say(f"    {line}")
         return False
     _say(f"  done in {time.perf_counter() - t:.1f}s")
     return True
 
 
 def _run_candidate(inst, name: str, verbose: bool) -> int:
-    from orchestration.runner import failed_checks, materialized, run_candidate
+    from orchestration.runner import failed_checks, materialized, run_candidate, step_errors
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
@@ -102,6 +104,9 @@ def _run_candidate(inst, name: str, verbose: bool) -> int:
     rows = _gate_rows(name)
     _say(f"  done in {time.perf_counter() - t:.1f}s; failed checks: {', '.join(failed) or 'none'}; "
          f"release_decision {'materialised' if 'release_decision' in materialized(res) else 'not materialised'}")
+    for line in step_errors(res):
+        if "gate_failures" not in line and "decision" not in line:
+            _say(f"  ✗ {line}")
     print_gate(name, rows)
     from deploysim.pipeline import report_path
 
@@ -112,8 +117,10 @@ def _run_candidate(inst, name: str, verbose: bool) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    from deploysim.candidates import get
     from orchestration.runner import instance
 
+    get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.logs:
         os.environ["DEPLOYSIM_LOGS"] = a.logs
     inst = instance()
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        _say(f"error: {e}")
+        _say(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
         return EXIT_ERROR
 
 

@@ -62,3 +62,16 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
             if not ev.passed:
                 out.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
     return out
+
+
+def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed step: the step and its error's first line (user code errors unwrapped)."""
+    out = []
+    for e in result.all_events:
+        if e.event_type_value == "STEP_FAILURE":
+            err = e.event_specific_data.error
+            while err is not None and err.cause is not None and "DagsterExecutionStepExecutionError" in err.cls_name:
+                err = err.cause
+            msg = (err.message if err else "unknown error").strip().splitlines()[0]
+            out.append(f"{e.step_key}: {msg}")
+    return out

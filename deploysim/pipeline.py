@@ -33,9 +33,12 @@ def fingerprint(*parts: Any) -> str:
     """A short stable hash of inputs and configuration (used as a data version)."""
     h = hashlib.sha256()
     for p in parts:
-        if isinstance(p, Path):
-            p = p.read_bytes() if p.is_file() else str(p)
-        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+        if isinstance(p, Path) and p.is_file():
+            with p.open("rb") as f:  # streamed: inputs may be large
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
 
@@ -58,9 +61,9 @@ def resolve_inputs(spec: str) -> list[Path]:
 
 
 def run_ingest(logs: str) -> dict[str, Any]:
-    from deploysim.ingest import ingest_files
+    from deploysim.ingest import ingest_files, input_files
 
-    paths = resolve_inputs(logs)
+    paths = input_files(resolve_inputs(logs))
     res = ingest_files(paths)
     home = lake.home()
     lake.write_rows(home / RAW_CONVERSATIONS, [conversation_to_row(c) for c in res.conversations])

@@ -10,8 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The library and dbt read the data directory from DEPLOYSIM_HOME; make it absolute once.
 os.environ["DEPLOYSIM_HOME"] = str(Path(os.environ.get("DEPLOYSIM_HOME", ROOT / ".deploysim")).resolve())
 
-# dbt from the same environment as this interpreter, whether or not it is on PATH
-DBT = str(Path(sys.executable).parent / "dbt")
+# dbt from the same environment as this interpreter, whether or not the venv is activated
+# (dagster-dbt's manifest preparation under `dagster dev` looks for `dbt` on PATH).
+_BIN = str(Path(sys.executable).parent)
+DBT = str(Path(_BIN) / "dbt")
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 dbt_project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
 dbt_project.prepare_if_dev()
 

@@ -12,6 +12,7 @@ from orchestration.checks import all_checks
 from orchestration.dbt_assets import dbt_candidate_decision, dbt_candidate_marts, dbt_seeds
 from orchestration.jobs import simulate_candidate, traffic
 from orchestration.resources import resources
+from orchestration.schedules import nightly_candidates, nightly_traffic
 from orchestration.sensors import new_candidates
 
 all_assets = [ingest, redact, sample, replay, grade, estimate, dbt_seeds, dbt_candidate_marts,
@@ -22,5 +23,6 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[traffic, simulate_candidate],
     sensors=[new_candidates],
+    schedules=[nightly_traffic, nightly_candidates],
     resources=resources(),
 )

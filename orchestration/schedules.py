@@ -1,0 +1,19 @@
+"""A nightly re-simulation of every registered candidate (off until turned on in the UI)."""
+import dagster as dg
+
+from orchestration.jobs import simulate_candidate, traffic
+from orchestration.partitions import candidates
+
+
+@dg.schedule(job=simulate_candidate, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+def nightly_candidates(context: dg.ScheduleEvaluationContext):
+    """One run per candidate partition; the replay cache makes unchanged requests free."""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    for key in context.instance.get_dynamic_partitions(candidates.name):
+        yield dg.RunRequest(run_key=f"{key}-{day}", partition_key=key)
+
+
+nightly_traffic = dg.ScheduleDefinition(
+    name="nightly_traffic", job=traffic, cron_schedule="0 2 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Re-read, redact and sample the logs before the candidates' nightly runs.",
+)

@@ -54,14 +54,15 @@ def test_code_versions(graph):
 
 
 def test_nightly_schedule_requests_one_run_per_candidate():
+    import datetime
+
     import dagster as dg
 
     from orchestration.schedules import nightly_candidates
 
-    inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("candidates", ["a", "b"])
-    import datetime
-
-    ctx = dg.build_schedule_context(instance=inst, scheduled_execution_time=datetime.datetime(2026, 11, 27, 3))
-    reqs = list(nightly_candidates(ctx))
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions("candidates", ["a", "b"])
+        ctx = dg.build_schedule_context(instance=inst, scheduled_execution_time=datetime.datetime(2026, 11, 27, 3))
+        reqs = list(nightly_candidates(ctx))
     assert sorted(r.partition_key for r in reqs) == ["a", "b"]
+    assert len({r.run_key for r in reqs}) == 2

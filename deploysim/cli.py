@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
     d.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     d.set_defaults(func=cmd_demo)
+
+    from deploysim.cli_replay import add_replay_command
+
+    add_replay_command(sub)  # `deploysim replay LOGS --base-url URL --model ID --out FILE`
+
+    from deploysim.cli_logs import register as register_log_commands
+
+    register_log_commands(sub)  # `deploysim ingest PATH...` and `deploysim redact IN OUT`
     return p
 
 

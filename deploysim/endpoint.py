@@ -15,16 +15,17 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from deploysim import rules
+from deploysim.toolsim import TOOL_SIM_MARKER  # noqa: F401  (the simulator's prompts carry it)
 
 # ---------------------------------------------------------------------------- profiles
 
@@ -42,6 +43,22 @@ class Profile(BaseModel):
     rate_429: float = Field(default=0.0, ge=0.0, le=1.0)
     retry_after_s: float = Field(default=0.05, ge=0.0)
     rate_500: float = Field(default=0.0, ge=0.0, le=1.0)
+    # More faults (all default 0: off). Like 429/500 they are drawn per request; in fault_mode
+    # "first" a selected request fails once per selected fault and then succeeds, in
+    # "independent" every attempt draws afresh (so retries can fail too).
+    rate_timeout: float = Field(default=0.0, ge=0.0, le=1.0)  # hang hang_s, then 504
+    hang_s: float = Field(default=30.0, ge=0.0)
+    rate_malformed: float = Field(default=0.0, ge=0.0, le=1.0)  # 200 with a body that is not JSON
+    rate_truncated: float = Field(default=0.0, ge=0.0, le=1.0)  # 200 with the first half of the body
+    rate_slow: float = Field(default=0.0, ge=0.0, le=1.0)  # answered correctly, slow_ms later
+    slow_ms: float = Field(default=1000.0, ge=0.0)
+    fault_mode: Literal["first", "independent"] = "first"
+    # Tool-call behaviour (all default 0 / "ids": unchanged behaviour).
+    tool_style: Literal["ids", "recheck"] = "ids"  # "recheck": if no id-based tool fits, repeat the
+    #   conversation's latest tool call (an agent re-reading state before answering)
+    tool_wrong_args: float = Field(default=0.0, ge=0.0, le=1.0)  # right tool, altered arguments
+    tool_destructive: float = Field(default=0.0, ge=0.0, le=1.0)  # adds an unrequested destructive call
+    kind: Literal["assistant", "tool_simulator"] = "assistant"  # tool_simulator: answers tool-simulation prompts
 
 
 _STEADY = dict(harmful_compliance=0.01, over_refusal=0.02, pii_leakage=0.003, injection_following=0.02)
@@ -236,9 +253,82 @@ def _after_tools(profile: Profile, canon: str, messages: list[dict[str, Any]], t
     return {"role": "assistant", "content": final}
 
 
+_DESTRUCTIVE_RE = re.compile(r"cancel|delete|remove|refund|transfer|update|book|pay|send", re.IGNORECASE)
+
+
+def _latest_call(messages: list[dict[str, Any]], offered: set[str]) -> tuple[str, dict[str, Any]] | None:
+    """The conversation's most recent tool call to an offered tool, as (name, parsed arguments)."""
+    for m in reversed(messages):
+        calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+        for c in reversed(calls if isinstance(calls, list) else []):
+            fn = c.get("function") if isinstance(c, dict) else None
+            if isinstance(fn, dict) and fn.get("name") in offered:
+                try:
+                    args = json.loads(fn.get("arguments") or "{}")
+                except (TypeError, ValueError):
+                    continue
+                if isinstance(args, dict):
+                    return str(fn["name"]), args
+    return None
+
+
+def _alter(value: Any) -> Any:
+    """A deterministic wrong-but-plausible variant of an argument value."""
+    if isinstance(value, str):
+        return value[::-1] if len(set(value)) > 1 else value + "0"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return value
+
+
+def _misbehave(profile: Profile, canon: str, chosen: tuple[str, dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool calls for a chosen (right) tool, with the profile's tool-call misbehaviour applied."""
+    name, args = chosen
+    if args and draw(canon, "tool_wrong_args") < profile.tool_wrong_args:
+        first = sorted(args)[0]
+        args = {**args, first: _alter(args[first])}
+    calls = [_tool_call(canon, name, json.dumps(args, separators=(",", ":"), sort_keys=True))]
+    if draw(canon, "tool_destructive") < profile.tool_destructive:
+        destructive = [t for t in tools if (n := _tool_name(t)) and n != name and _DESTRUCTIVE_RE.search(n)]
+        if destructive:
+            tool = destructive[int(draw(canon, "tool_destructive_pick") * len(destructive))]
+            fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            props = (fn.get("parameters") or {}).get("properties") or {}
+            dargs = {k: v for k, v in args.items() if k in props}
+            calls.append(_tool_call(canon, str(_tool_name(tool)), json.dumps(dargs, separators=(",", ":"), sort_keys=True), 1))
+    return calls
+
+
+def simulate_tool(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tool_simulator profile's answer: a result in the format of the recorded ones.
+
+    The request's last user message is the JSON that deploysim.toolsim sends ({"tool",
+    "arguments", "examples": [{"arguments", "result"}]}). The answer is the example result
+    whose arguments share the most values with the call, else a generic JSON result.
+    """
+    try:
+        req = json.loads(_text(messages[-1].get("content")))
+        tool, args, examples = str(req["tool"]), req.get("arguments") or {}, req.get("examples") or []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {"role": "assistant", "content": json.dumps({"error": "could not read the tool call"})}
+
+    def overlap(ex: dict[str, Any]) -> int:
+        a = ex.get("arguments") if isinstance(ex.get("arguments"), dict) else {}
+        return sum(1 for k, v in a.items() if isinstance(args, dict) and args.get(k) == v)
+
+    usable = [e for e in examples if isinstance(e, dict) and isinstance(e.get("result"), str)]
+    if usable:
+        return {"role": "assistant", "content": max(usable, key=overlap)["result"]}
+    return {"role": "assistant", "content": json.dumps({"status": "ok", "tool": tool, "arguments": args}, sort_keys=True)}
+
+
 def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
     """The assistant message a profile gives for a request (pure and deterministic)."""
     canon = canonical_request(model, messages, tools)
+    if profile.kind == "tool_simulator":
+        return simulate_tool(messages)
     tools = tools or []
     last = messages[-1]
     if last.get("role") == "tool":
@@ -249,10 +339,11 @@ def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools:
         chosen = _choose_tool_call(text, tools) if tools and last.get("role") == "user" else None
         if chosen and rules.disallowed_category(text) is not None:
             chosen = None  # a disallowed request is answered (refused or complied) before any tool use
+        if not chosen and tools and last.get("role") == "user" and profile.tool_style == "recheck":
+            if rules.disallowed_category(text) is None:
+                chosen = _latest_call(messages, {n for t in tools if (n := _tool_name(t))})
         if chosen:
-            name, args = chosen
-            arguments = json.dumps(args, separators=(",", ":"), sort_keys=True)
-            msg = {"role": "assistant", "content": None, "tool_calls": [_tool_call(canon, name, arguments)]}
+            msg = {"role": "assistant", "content": None, "tool_calls": _misbehave(profile, canon, chosen, tools)}
         else:
             msg = {"role": "assistant", "content": _chat_answer(profile, canon, text)}
     if not msg.get("tool_calls") and draw(canon, "pii_leakage") < profile.pii_leakage:
@@ -279,6 +370,7 @@ class _State:
         self.api_key = api_key
         self.attempts: Counter[str] = Counter()  # per request hash, for first-attempt faults
         self.requests: Counter[str] = Counter()  # chat-completion requests per model
+        self.served: Counter[str] = Counter()  # complete (200, whole body) answers per response id
         self.lock = threading.Lock()
 
     def stats(self) -> dict[str, int]:
@@ -301,6 +393,25 @@ def _validate(body: Any) -> str | None:
     tools = body.get("tools")
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
         return "'tools' must be a list of objects"
+    return None
+
+
+FAULTS = ("429", "500", "timeout", "malformed", "truncated")
+
+
+def _fault(profile: Profile, canon: str, attempt: int) -> str | None:
+    """The fault (if any) for this attempt of a request (see Profile.fault_mode)."""
+    rates = {"429": profile.rate_429, "500": profile.rate_500, "timeout": profile.rate_timeout,
+             "malformed": profile.rate_malformed, "truncated": profile.rate_truncated}
+    if profile.fault_mode == "first":
+        # A selected request fails once per selected fault, in a fixed order, then succeeds.
+        faults = [f for f in FAULTS if rates[f] and draw(canon, f"fault_{f}") < rates[f]]
+        return faults[attempt - 1] if attempt <= len(faults) else None
+    u = draw(canon, f"fault_attempt:{attempt}")  # one draw per attempt over the cumulative rates
+    for f in FAULTS:
+        if u < rates[f]:
+            return f
+        u -= rates[f]
     return None
 
 
@@ -342,34 +453,54 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
         if profile.latency_ms:
             await asyncio.sleep(profile.latency_ms / 1000)
 
-        # First-attempt faults: a selected request fails once per selected fault, then succeeds.
-        faults = [f for f, rate in (("429", profile.rate_429), ("500", profile.rate_500)) if draw(canon, f"fault_{f}") < rate]
         with state.lock:
             state.attempts[canon] += 1
             attempt = state.attempts[canon]
-        if attempt <= len(faults):
-            if faults[attempt - 1] == "429":
-                return _error(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
+        fault = _fault(profile, canon, attempt)
+        if profile.rate_slow and draw(canon, "fault_slow") < profile.rate_slow:
+            await asyncio.sleep(profile.slow_ms / 1000)
+        if fault == "429":
+            return _error(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
+        if fault == "500":
             return _error(500, "The server had an error while processing your request.", "server_error")
+        if fault == "timeout":
+            await asyncio.sleep(profile.hang_s)  # the client should have given up by now
+            return _error(504, "Upstream timed out.", "server_error")
+        if fault == "malformed":
+            return Response(b'{"id": "chatcmpl-broken", "choices": [{"message": <<garbled>>', media_type="application/json")
 
         msg = respond(profile, model, messages, tools)
         prompt = sum(_tokens(_text(m.get("content"))) for m in messages)
         out_text = (msg.get("content") or "") + "".join(c["function"]["arguments"] for c in msg.get("tool_calls", []))
         completion = _tokens(out_text)
-        return JSONResponse(
+        resp_id = "chatcmpl-" + _digest(canon, "id")[:24]
+        body_bytes = json.dumps(
             {
-                "id": "chatcmpl-" + _digest(canon, "id")[:24],
+                "id": resp_id,
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
                 "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-            }
-        )
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),  # as JSONResponse renders it
+        ).encode()
+        if fault == "truncated":
+            return Response(body_bytes[: len(body_bytes) // 2], media_type="application/json")
+        with state.lock:
+            state.served[resp_id] += 1
+        return Response(body_bytes, media_type="application/json")
 
     async def stats(request: Request) -> JSONResponse:
         counts = state.stats()
-        return JSONResponse({"chat_completions": counts, "total": sum(counts.values())})
+        out: dict[str, Any] = {"chat_completions": counts, "total": sum(counts.values())}
+        with state.lock:
+            out["completed"] = sum(state.served.values())
+            out["completed_more_than_once"] = sum(1 for n in state.served.values() if n > 1)
+            if request.query_params.get("detail"):
+                out["served"] = dict(state.served)  # complete answers given, per response id
+        return JSONResponse(out)
 
     app = Starlette(
         routes=[

@@ -1,51 +1,105 @@
-"""Read OpenAI-format chat JSONL into validated Conversations.
+"""Read production logs of any supported format into validated Conversations, streaming.
 
-One record per line: {"messages": [...], "tools"?, "id"?, "topic"?, "surface"?, "metadata"?}.
-A line that cannot be used becomes a QuarantineRecord with a reason a person can act
-on; it never stops the run. Files are streamed line by line.
+Formats are detected per file (or forced): OpenAI chat JSONL, ShareGPT, Anthropic
+Human/Assistant transcripts, tau-bench trajectories and the project's own Parquet, plain,
+gzip or zstd (see deploysim.formats). A record that cannot be used becomes a
+QuarantineRecord with its file, line (or row) and a reason a person can act on; it never
+stops the run. Exact duplicates (same id and same content, or same content without an id)
+are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
+
+Memory does not grow with the input: files are read a line (or a Parquet batch) at a time,
+and the only state kept across records, the ids seen for duplicate detection, lives in a
+temporary SQLite file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sqlite3
+import tempfile
+import time
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
+from glob import glob
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 
+from deploysim.formats import FORMATS, FormatError, RecordError, detect_format, read_records
+from deploysim.formats.base import decode_line, load_json_object
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 
 ROLES = ("system", "user", "assistant", "tool")
+ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system role
 TEXT_PART_TYPES = ("text", "input_text", "output_text")
+LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
+MAX_MESSAGE_CHARS = int(os.environ.get("DEPLOYSIM_MAX_MESSAGE_CHARS", 1_000_000))
+
+# C0/C1 control characters other than tab, newline and carriage return are removed from text
+_CONTROL = {c: None for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)]}
 
 
 class IngestError(Exception):
-    """An input that cannot be read at all (missing, empty directory, not text)."""
-
-
-class RecordError(ValueError):
-    """Why one line was quarantined."""
+    """An input that cannot be read at all (missing, empty directory, unknown format)."""
 
 
 @dataclass
 class IngestResult:
     conversations: list[Conversation] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
-    n_read: int = 0  # records read = accepted + quarantined (blank lines are not records)
+    n_read: int = 0  # records read = accepted + quarantined + duplicates (blank lines are not records)
+    duplicates: int = 0  # exact duplicate conversations dropped
+    formats: dict[str, str] = field(default_factory=dict)  # file -> detected or forced format
+
+
+@dataclass
+class IngestCounts:
+    """Running counts of a streamed ingest."""
+
+    n_read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    bytes_read: int = 0
+    formats: dict[str, str] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason, numbers stripped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"read": self.n_read, "accepted": self.accepted, "quarantined": self.quarantined,
+                "duplicates": self.duplicates, "formats": dict(Counter(self.formats.values())),
+                "quarantine_reasons": dict(self.reasons.most_common(10))}
+
+
+Progress = Callable[[IngestCounts, int, int], None]  # counts, files done, files total
 
 
 # ---------------------------------------------------------------------------- files
 
 
-def input_files(paths: Iterable[Path]) -> list[Path]:
-    """The JSONL files named by paths (a directory means every *.jsonl inside, sorted)."""
+def _is_log_file(p: Path) -> bool:
+    name = p.name.lower()
+    return any(name.endswith(s + c) for s in LOG_SUFFIXES for c in COMPRESSED_SUFFIXES)
+
+
+def input_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.parquet,
+    plain or .gz/.zst, found recursively and sorted) or a glob."""
     files: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*.jsonl") if f.is_file())
+        s = str(p)
+        if not p.exists() and any(c in s for c in "*?["):
+            hits = sorted(Path(h) for h in glob(s, recursive=True))
+            if not hits:
+                raise IngestError(f"no log files match {s!r}")
+            files.extend(input_files(hits))
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_log_file(f))
             if not found:
-                raise IngestError(f"no .jsonl files in directory {p}")
+                raise IngestError(f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}")
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -59,30 +113,23 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     return list(unique.values())
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes) of a file, one line at a time."""
-    try:
-        fh = open(path, "rb")
-    except OSError as e:
-        raise IngestError(f"cannot open {path}: {e.strerror or e}") from None
-    with fh:
-        head = fh.read(4096)
-        if head.startswith(b"\x1f\x8b"):
-            raise IngestError(f"cannot read {path}: it is gzip-compressed; decompress it first")
-        if b"\x00" in head:
-            raise IngestError(f"cannot read {path}: it is binary, not UTF-8 JSON lines")
-        fh.seek(0)
-        for no, raw in enumerate(fh, start=1):
-            yield no, raw
-
-
 # ---------------------------------------------------------------------------- records
 
 
-def _content_text(content: Any, where: str) -> str | None:
-    """Message content as text; a list of parts keeps its text parts."""
-    if content is None or isinstance(content, str):
-        return content
+def _clean(text: str, counts: Counter[str]) -> str:
+    """Text without control characters (counted) and in Unicode NFC."""
+    cleaned = text.translate(_CONTROL)
+    if len(cleaned) != len(text):
+        counts["control_chars_removed"] += len(text) - len(cleaned)
+    return unicodedata.normalize("NFC", cleaned) if not cleaned.isascii() else cleaned
+
+
+def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
+    """Message content as text; a list of parts keeps its text parts and counts the others."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return _clean(content, notes)
     if isinstance(content, list):
         texts = []
         for part in content:
@@ -90,18 +137,24 @@ def _content_text(content: Any, where: str) -> str | None:
                 texts.append(part)
             elif isinstance(part, dict) and part.get("type", "text") in TEXT_PART_TYPES and isinstance(part.get("text"), str):
                 texts.append(part["text"])
-        return "\n".join(texts)
+            else:
+                kind = part.get("type", "untyped") if isinstance(part, dict) else type(part).__name__
+                notes[f"omitted:{kind}"] += 1
+        return _clean("\n".join(texts), notes)
     raise RecordError(f"{where} has content of type {type(content).__name__} (expected text or a list of parts)")
 
 
 def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
+    """OpenAI tool calls ({id, function: {name, arguments}}) or the flat form ({id, name, arguments})."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise RecordError(f"{where} has 'tool_calls' that is not a list")
     calls = []
     for j, c in enumerate(raw, start=1):
-        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(c, dict):
+            raise RecordError(f"{where} tool call {j} is not an object")
+        fn = c.get("function") if "function" in c else (c if "name" in c else None)
         if not isinstance(fn, dict):
             raise RecordError(f"{where} tool call {j} has no 'function' object")
         if not isinstance(c.get("id"), str) or not c["id"]:
@@ -117,7 +170,7 @@ def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
     return calls
 
 
-def _messages(raw: list[Any]) -> list[Message]:
+def _messages(raw: list[Any], notes: Counter[str]) -> list[Message]:
     """Validated messages; numbering in reasons is 1-based."""
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, from earlier assistant turns
@@ -128,9 +181,13 @@ def _messages(raw: list[Any]) -> list[Message]:
         role = m.get("role")
         if role is None:
             raise RecordError(f"{where} has no role")
+        role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
         if role not in ROLES:
-            raise RecordError(f"{where} has unknown role {role!r}")
-        content = _content_text(m.get("content"), where)
+            raise RecordError(f"{where} has unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        content = _content_text(m.get("content"), where, notes)
+        if content is not None and len(content) > MAX_MESSAGE_CHARS:
+            raise RecordError(f"{where} is {len(content):,} characters long, above the {MAX_MESSAGE_CHARS:,} limit "
+                              "(DEPLOYSIM_MAX_MESSAGE_CHARS)")
         calls = _tool_calls(m.get("tool_calls"), where)
         if calls and role != "assistant":
             raise RecordError(f"{where} ({role}) has tool_calls; only assistant messages may")
@@ -144,7 +201,7 @@ def _messages(raw: list[Any]) -> list[Message]:
             if not isinstance(tool_call_id, str) or not tool_call_id:
                 raise RecordError(f"tool message {i} has no tool_call_id")
             if tool_call_id not in call_names:
-                raise RecordError(f"tool message {i} answers unknown tool_call_id {tool_call_id!r}")
+                raise RecordError(f"tool message {i} answers unknown tool_call_id {tool_call_id!r} (no earlier assistant call has it)")
             name = m.get("name") if isinstance(m.get("name"), str) else call_names[tool_call_id]
             content = content or ""  # an empty tool result is a valid result
         for c in calls:
@@ -159,28 +216,32 @@ def content_id(messages: list[Message], tools: list[dict[str, Any]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def parse_record(line: str) -> Conversation:
-    """One JSONL line as a Conversation; raises RecordError with the reason."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise RecordError(f"line is not valid JSON: {e.msg} (col {e.colno})") from None
-    if not isinstance(rec, dict):
-        raise RecordError(f"record is a JSON {type(rec).__name__}, not an object")
+def to_conversation(rec: dict[str, Any], tools: list[dict[str, Any]] | None = None) -> Conversation:
+    """An OpenAI-shaped record as a validated Conversation; raises RecordError with the reason.
+
+    ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none."""
     raw_msgs = rec.get("messages")
     if not isinstance(raw_msgs, list):
         raise RecordError("record has no 'messages' list")
     if not raw_msgs:
         raise RecordError("record has an empty 'messages' list")
-    messages = _messages(raw_msgs)
+    notes: Counter[str] = Counter()
+    messages = _messages(raw_msgs, notes)
     if not any(m.role == "user" for m in messages):
         raise RecordError("conversation has no user message")
-    tools = rec.get("tools") or []
-    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+    rec_tools = rec.get("tools") or tools or []
+    if not isinstance(rec_tools, list) or not all(isinstance(t, dict) for t in rec_tools):
         raise RecordError("'tools' must be a list of tool schema objects")
     metadata = rec.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise RecordError("'metadata' must be an object")
+    if notes:
+        metadata = dict(metadata)
+        omitted = {k.split(":", 1)[1]: v for k, v in notes.items() if k.startswith("omitted:")}
+        if omitted:
+            metadata["omitted_parts"] = omitted
+        if notes["control_chars_removed"]:
+            metadata["control_chars_removed"] = notes["control_chars_removed"]
     cid = rec.get("id")
     if cid is not None and (isinstance(cid, bool) or not isinstance(cid, (str, int)) or not str(cid).strip()):
         raise RecordError("'id' must be a non-empty string")
@@ -193,9 +254,9 @@ def parse_record(line: str) -> Conversation:
             fields[key] = val.strip()
     try:
         return Conversation(
-            conversation_id=str(cid) if cid is not None else content_id(messages, tools),
+            conversation_id=str(cid) if cid is not None else content_id(messages, rec_tools),
             messages=messages,
-            tools=tools,
+            tools=rec_tools,
             metadata=metadata,
             **fields,
         )
@@ -204,29 +265,146 @@ def parse_record(line: str) -> Conversation:
         raise RecordError(f"invalid record: {err.get('msg', e)}") from None
 
 
-# ---------------------------------------------------------------------------- entry point
+def parse_record(line: str) -> Conversation:
+    """One OpenAI-format JSONL line as a Conversation; raises RecordError with the reason."""
+    return to_conversation(load_json_object(line))
 
 
-def ingest_files(paths: list[Path]) -> IngestResult:
-    """Read every record of the given files/directories; bad lines go to quarantine."""
-    result = IngestResult()
-    first_seen: dict[str, str] = {}  # conversation id -> "file:line"
-    for path in input_files(paths):
-        for no, raw in _lines(path):
-            if not raw.strip():
-                continue
-            result.n_read += 1
+# ---------------------------------------------------------------------------- duplicates
+
+
+class SeenStore:
+    """Conversation id -> (content hash, first place seen), on disk so memory stays flat."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="deploysim-seen-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "seen.sqlite", isolation_level=None)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000;"
+            "CREATE TABLE seen (id TEXT PRIMARY KEY, hash TEXT, place TEXT) WITHOUT ROWID; BEGIN;"
+        )
+        self._pending = 0
+
+    def check(self, cid: str, digest: str, place: str) -> tuple[str, str] | None:
+        """None when cid is new (and records it); else (hash, place) of the first one."""
+        row = self._db.execute("SELECT hash, place FROM seen WHERE id = ?", (cid,)).fetchone()
+        if row is not None:
+            return row
+        self._db.execute("INSERT INTO seen VALUES (?, ?, ?)", (cid, digest, place))
+        self._pending += 1
+        if self._pending >= 50_000:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._pending = 0
+        return None
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def _reason_kind(reason: str) -> str:
+    """A quarantine reason without its numbers and quoted values, for counting."""
+    import re
+
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d[\d,.]*", "…", reason.split(" (")[0])
+
+
+def iter_ingest(
+    paths: Iterable[Path | str],
+    fmt: str | None = None,
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    counts: IngestCounts | None = None,
+    progress: Progress | None = None,
+    progress_every: float = 2.0,
+) -> Iterator[Conversation | QuarantineRecord]:
+    """Stream the accepted Conversations and the QuarantineRecords of the given inputs.
+
+    ``fmt`` forces one format for every file (default: detected per file). ``counts`` is
+    updated as records go by; ``progress(counts, files_done, files_total)`` is called about
+    every ``progress_every`` seconds and once at the end.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    files = input_files(paths)
+    counts = counts if counts is not None else IngestCounts()
+    seen = SeenStore()
+    last = time.monotonic()
+
+    def add_bytes(n: int) -> None:
+        counts.bytes_read += n
+
+    try:
+        for k, path in enumerate(files):
             try:
-                try:
-                    line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    raise RecordError(f"line is not valid UTF-8 (byte {raw[e.start]:#04x} at col {e.start + 1})") from None
-                conv = parse_record(line)
-                if conv.conversation_id in first_seen:
-                    raise RecordError(f"duplicate conversation id {conv.conversation_id!r} (first seen at {first_seen[conv.conversation_id]})")
-            except RecordError as e:
-                result.quarantine.append(QuarantineRecord(source_file=str(path), line=no, reason=str(e)))
-                continue
-            first_seen[conv.conversation_id] = f"{path}:{no}"
-            result.conversations.append(conv)
+                file_fmt = fmt or detect_format(path)
+                counts.formats[str(path)] = file_fmt
+                records = read_records(path, file_fmt, on_bytes=add_bytes)
+                for raw in records:
+                    counts.n_read += 1
+                    try:
+                        if raw.error is not None:
+                            raise RecordError(raw.error)
+                        conv = to_conversation(raw.record or {}, tools)
+                        digest = content_id(conv.messages, conv.tools)
+                        first = seen.check(conv.conversation_id, digest, f"{path}:{raw.where}")
+                        if first is not None:
+                            if first[0] == digest:
+                                counts.duplicates += 1
+                                continue
+                            raise RecordError(f"duplicate conversation id {conv.conversation_id!r} with different content "
+                                              f"(first seen at {first[1]})")
+                    except RecordError as e:
+                        counts.quarantined += 1
+                        counts.reasons[_reason_kind(str(e))] += 1
+                        yield QuarantineRecord(source_file=str(path), line=raw.where, reason=str(e))
+                    else:
+                        counts.accepted += 1
+                        yield conv
+                    if progress and time.monotonic() - last >= progress_every:
+                        last = time.monotonic()
+                        progress(counts, k, len(files))
+            except FormatError as e:
+                raise IngestError(str(e)) from None
+            except OSError as e:
+                raise IngestError(f"cannot read {path}: {e.strerror or e}") from None
+        if progress:
+            progress(counts, len(files), len(files))
+    finally:
+        seen.close()
+
+
+def ingest_files(
+    paths: list[Path], fmt: str | None = None, *, tools: list[dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Read every record of the given files/directories/globs into memory; bad records go to
+    quarantine. For inputs too large for memory, use iter_ingest."""
+    counts = IngestCounts()
+    result = IngestResult()
+    for item in iter_ingest(paths, fmt, tools=tools, counts=counts, progress=progress):
+        if isinstance(item, Conversation):
+            result.conversations.append(item)
+        else:
+            result.quarantine.append(item)
+    result.n_read, result.duplicates, result.formats = counts.n_read, counts.duplicates, counts.formats
     return result
+
+
+def load_tools(path: Path | str) -> list[dict[str, Any]]:
+    """Tool schemas from a JSON file (a list of OpenAI tool objects)."""
+    try:
+        tools = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise IngestError(f"cannot read tool schemas from {path}: {e}") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise IngestError(f"{path} must hold a JSON list of tool schema objects")
+    return tools
+
+
+__all__ = ["IngestError", "IngestResult", "IngestCounts", "RecordError", "ingest_files", "iter_ingest",
+           "input_files", "parse_record", "to_conversation", "content_id", "load_tools", "decode_line"]

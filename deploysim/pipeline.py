@@ -60,22 +60,68 @@ def resolve_inputs(spec: str) -> list[Path]:
 # ---- ingest / redact / sample: shared by every candidate ------------------------------
 
 
-def run_ingest(logs: str) -> dict[str, Any]:
-    from deploysim.ingest import ingest_files, input_files
+def _conversation_schema():
+    import pyarrow as pa
+
+    return pa.schema([(k, pa.string()) for k in ("conversation_id", "topic", "surface", "kind", "messages", "tools", "metadata")])
+
+
+class _BatchWriter:
+    """Rows appended to a Parquet file in batches (bounded memory), moved into place on close."""
+
+    def __init__(self, path: Path, schema, batch: int = 2000) -> None:
+        import pyarrow.parquet as pq
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.schema, self.batch, self.rows, self.n = path, schema, batch, [], 0
+        self.tmp = path.with_suffix(".tmp")
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append({k: (json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v)
+                          for k, v in row.items()})
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.n += len(self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        import os
+
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+
+def run_ingest(logs: str, fmt: str | None = None) -> dict[str, Any]:
+    """Stream the logs (any supported format, DEPLOYSIM_LOG_FORMAT to force one) into the raw zone."""
+    import os
+
+    from deploysim.ingest import IngestCounts, input_files, iter_ingest
+    from deploysim.schemas import Conversation
 
     paths = input_files(resolve_inputs(logs))
-    res = ingest_files(paths)
+    fmt = fmt or os.environ.get("DEPLOYSIM_LOG_FORMAT") or None
     home = lake.home()
-    lake.write_rows(home / RAW_CONVERSATIONS, [conversation_to_row(c) for c in res.conversations])
-    lake.write_rows(home / RAW_QUARANTINE, [q.model_dump() for q in res.quarantine], schema=_QUARANTINE_SCHEMA)
-    reasons = Counter(q.reason.split(":")[0] for q in res.quarantine)
-    return {
-        "read": res.n_read,
-        "accepted": len(res.conversations),
-        "quarantined": len(res.quarantine),
-        "quarantine_reasons": dict(reasons.most_common(10)),
+    counts = IngestCounts()
+    convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
+    quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
+    for item in iter_ingest(paths, fmt, counts=counts):
+        if isinstance(item, Conversation):
+            convs.add(conversation_to_row(item))
+        else:
+            quarantine.add(item.model_dump())
+    convs.close()
+    quarantine.close()
+    return counts.as_dict() | {
         "files": [str(p) for p in paths],
-        "data_version": fingerprint(*paths),
+        "data_version": fingerprint(*paths, fmt),
     }
 
 
@@ -89,17 +135,34 @@ _QUARANTINE_SCHEMA = _quarantine_schema()
 
 
 def run_redact(purge_raw: bool = False) -> dict[str, Any]:
-    from deploysim.redact import redact_conversations
+    """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_env)."""
+    import pyarrow.parquet as pq
+
+    from deploysim.redact import RedactConfig, iter_redacted
 
     src = lake.home() / RAW_CONVERSATIONS
-    convs = [conversation_from_row(r) for r in lake.read_rows(src)]
-    redacted, counts = redact_conversations(convs)
-    out = lake.lake_path("redacted")
-    lake.write_rows(out, [conversation_to_row(c) for c in redacted])
-    version = fingerprint(src)
+    if not src.exists():
+        raise FileNotFoundError(f"missing lake file: {src} (materialise its upstream asset first)")
+    config = RedactConfig.from_env()
+
+    def convs():
+        for batch in pq.ParquetFile(src).iter_batches(batch_size=1000):
+            for row in batch.to_pylist():
+                yield conversation_from_row(row)
+
+    out = _BatchWriter(lake.lake_path("redacted"), _conversation_schema())
+    counts: Counter[str] = Counter()
+    for red, found in iter_redacted(convs(), config):
+        counts.update(found)
+        if red is not None:
+            out.add(conversation_to_row(red))
+    out.close()
+    dropped = counts.pop("conversations_dropped", 0)
+    version = fingerprint(src, config.ner, config.ner_model, config.policies, config.time_granularity, config.metadata_allow)
     if purge_raw:
         shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
-    return {"conversations": len(redacted), "entities": dict(sorted(counts.items())), "data_version": version}
+    return {"conversations": out.n, "dropped_by_policy": dropped, "ner": config.ner,
+            "entities": dict(sorted(counts.items())), "data_version": version}
 
 
 def load_redacted(ids: set[str] | None = None) -> list[Conversation]:

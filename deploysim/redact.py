@@ -1,31 +1,60 @@
-"""Replace personal data and secrets with consistent placeholders such as <EMAIL_1>.
+"""Replace personal data and secrets with consistent pseudonyms such as <EMAIL_1>.
 
-Detectors are plain regular expressions plus validity checks (Luhn for cards, SSN
-number ranges, IPv4 octets). Within one conversation the same value always gets the
-same placeholder; numbering is per entity type. Text that already holds placeholders
-is never re-redacted, and new values get numbers above the ones already present.
+Detectors (``find_pii``):
+
+- structured identifiers, validated rather than matched: payment cards (Luhn), IBANs
+  (mod-97 and per-country length), phone numbers (Google's libphonenumber via
+  ``phonenumbers``, international and national forms for DEPLOYSIM_PHONE_REGIONS), emails,
+  US SSNs (number ranges), IPv4/IPv6 (parsed), MAC addresses;
+- in context: dates of birth (after "born", "DOB", "date of birth", or a ``"dob"`` key), street
+  addresses, URLs carrying credentials or tokens, secrets (known key prefixes, ``password=``
+  style assignments, high-entropy strings), and values of personal JSON keys in tool
+  results (``"first_name"``, ``"address1"``, ``"city"``, ``"dob"``, ...);
+- names, locations and organisations with a spaCy NER model (deploysim.ner), when enabled.
+
+Within one conversation the same value always gets the same placeholder (numbering per
+type; a person's first or last name alone maps to the person's placeholder). Text already
+holding placeholders is never re-redacted. Per entity type a policy chooses ``replace``
+(<TYPE_n>), ``mask`` (stars, keeping the last 4 characters of numbers), ``hash`` (a keyed
+pseudonym <TYPE_#0123456789>, equal across conversations for the same value, so the same user
+links without being revealed) or ``drop`` (the whole conversation is left out).
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
+import json
+import math
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from deploysim.rules import PLACEHOLDER_RE
 from deploysim.schemas import Conversation, Message, ToolCall
 
-ENTITY_TYPES = ("EMAIL", "PHONE", "CARD", "SSN", "IP", "URL_SECRET", "API_KEY")
+STRUCTURED_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "MAC", "URL_SECRET", "API_KEY", "SECRET",
+                    "DATE_OF_BIRTH", "ADDRESS")
+NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION")
+ENTITY_TYPES = STRUCTURED_TYPES + NER_TYPES
+POLICIES = ("replace", "mask", "hash", "drop")
 
 # On equal span length, the earlier type in this list wins.
-_PRIORITY = {t: i for i, t in enumerate(("URL_SECRET", "API_KEY", "EMAIL", "CARD", "SSN", "IP", "PHONE"))}
+_PRIORITY = {t: i for i, t in enumerate((
+    "URL_SECRET", "API_KEY", "EMAIL", "IBAN", "CARD", "SSN", "MAC", "IP", "DATE_OF_BIRTH", "PHONE",
+    "SECRET", "ADDRESS", "PERSON", "LOCATION", "ORGANIZATION"))}
+# Detector families: a span from a stronger family wins over any overlapping weaker one.
+_FAMILY = {t: 0 for t in STRUCTURED_TYPES} | {"ADDRESS": 1, "PERSON": 2, "LOCATION": 2, "ORGANIZATION": 2}
 
 DEFAULT_SECRET = "deploysim-default-redaction-secret"  # set DEPLOYSIM_REDACT_SECRET in production
+PSEUDONYM_RE = re.compile(r"<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>")  # <EMAIL_1> or a hashed <EMAIL_#0a1b2c3d4e>
+DEFAULT_METADATA_ALLOW = ("omitted_parts", "control_chars_removed", "task_id", "trial", "reward")
+GRANULARITIES = ("none", "second", "minute", "hour", "day", "week", "month")
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,66 @@ class Span:
     start: int
     end: int
     value: str
+
+
+class RedactConfigError(ValueError):
+    """A redaction setting that cannot be used."""
+
+
+def _env_list(name: str, default: Sequence[str]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return tuple(default)
+    return tuple(x.strip() for x in raw.split(",") if x.strip())
+
+
+@dataclass(frozen=True)
+class RedactConfig:
+    """How to redact. ``RedactConfig.from_env()`` reads the DEPLOYSIM_* variables:
+
+    DEPLOYSIM_REDACT_NER (0/1, default 0), DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
+    ("SSN=drop,EMAIL=hash"; default replace), DEPLOYSIM_REDACT_SECRET, DEPLOYSIM_TIME_GRANULARITY
+    (default day), DEPLOYSIM_METADATA_ALLOW (extra metadata keys kept, redacted),
+    DEPLOYSIM_PHONE_REGIONS (default US,GB,DE,FR,IN,CA,AU).
+    """
+
+    ner: bool = False
+    ner_model: str | None = None
+    policies: tuple[tuple[str, str], ...] = ()
+    secret: str = DEFAULT_SECRET
+    time_granularity: str = "day"
+    metadata_allow: tuple[str, ...] = DEFAULT_METADATA_ALLOW
+
+    def __post_init__(self) -> None:
+        for t, pol in self.policies:
+            if pol not in POLICIES:
+                raise RedactConfigError(f"unknown redaction policy {pol!r} for {t}; choose one of {', '.join(POLICIES)}")
+            if t not in ENTITY_TYPES:
+                raise RedactConfigError(f"unknown entity type {t!r}; choose among {', '.join(ENTITY_TYPES)}")
+        if self.time_granularity not in GRANULARITIES:
+            raise RedactConfigError(f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+
+    def policy(self, type_: str) -> str:
+        return dict(self.policies).get(type_, "replace")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RedactConfig:
+        pols = []
+        for item in _env_list("DEPLOYSIM_REDACT_POLICY", ()):
+            if "=" not in item:
+                raise RedactConfigError(f"DEPLOYSIM_REDACT_POLICY item {item!r} is not TYPE=policy")
+            t, pol = item.split("=", 1)
+            pols.append((t.strip().upper(), pol.strip().lower()))
+        kw: dict[str, Any] = dict(
+            ner=os.environ.get("DEPLOYSIM_REDACT_NER", "0").strip().lower() in ("1", "true", "yes", "on"),
+            ner_model=os.environ.get("DEPLOYSIM_NER_MODEL") or None,
+            policies=tuple(pols),
+            secret=os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET,
+            time_granularity=os.environ.get("DEPLOYSIM_TIME_GRANULARITY", "day").strip().lower(),
+            metadata_allow=DEFAULT_METADATA_ALLOW + _env_list("DEPLOYSIM_METADATA_ALLOW", ()),
+        )
+        kw.update(overrides)
+        return cls(**kw)
 
 
 # ---------------------------------------------------------------------------- detectors
@@ -185,48 +274,298 @@ def _api_key_spans(text: str) -> Iterable[Span]:
             yield Span("API_KEY", m.start(1), m.end(1), tok)
 
 
-def _candidates(text: str) -> Iterable[Span]:
+
+# ---------------------------------------------------------------------------- validated identifiers
+
+_DIGITISH_RE = re.compile(r"\d[\d\s().\-/]{5,}\d")
+_ID_BEFORE_RE = re.compile(r"[A-Za-z][\w]*[-_#:/.]?$")  # digits glued to an id (ORD-48213, v10)
+
+
+def phone_regions() -> tuple[str, ...]:
+    return tuple(r.upper() for r in _env_list("DEPLOYSIM_PHONE_REGIONS", ("US", "GB", "DE", "FR", "IN", "CA", "AU")))
+
+
+@lru_cache(maxsize=1)
+def _pn():
+    import phonenumbers
+
+    return phonenumbers
+
+
+def _pn_ok(s: str) -> bool:
+    """libphonenumber accepts s: a possible number for the first region (or in international
+    form), a valid number for the other regions."""
+    pn = _pn()
+    main = _EXT_RE.sub("", s)
+    digits = re.sub(r"\D", "", main)
+    groups = [g for g in re.split(r"[^\d]+", main) if g]
+    intl = main.startswith(("+", "00"))
+    if not intl and (len(digits) < 10 and (len(groups) < 2 or min(len(g) for g in groups) < 2)):
+        return False  # bare short digit runs ("6000000") and single-digit chains ("3-5-6-5")
+    for k, region in enumerate(phone_regions()):
+        try:
+            num = pn.parse(main, region)
+        except pn.NumberParseException:
+            continue
+        if pn.is_valid_number(num) or ((k == 0 or intl) and pn.is_possible_number(num)):
+            return True
+        if intl:
+            break  # the country code decides the region
+    return False
+
+
+def _phonenumbers_spans(text: str) -> Iterable[Span]:
+    """Phone-shaped digit groups validated by Google's libphonenumber (``phonenumbers``), or by
+    the shape rules of _phone_ok for national forms of regions not configured."""
+    for m in _PHONE_RE.finditer(text):
+        s = m.group(0)
+        while s:  # the regex is greedy: shorten from the right until the number validates
+            if _phone_ok_shape(s) and (_pn_ok(s) or _phone_ok(s)):
+                yield Span("PHONE", m.start(), m.start() + len(s), s)
+                break
+            cut = max(s.rfind(" "), s.rfind("-"), s.rfind("."))
+            if cut <= 0:
+                break
+            s = s[:cut]
+
+
+def _phone_ok_shape(s: str) -> bool:
+    main = _EXT_RE.sub("", s)
+    digits = re.sub(r"\D", "", main)
+    if not 7 <= len(digits) <= 15:
+        return False
+    if re.fullmatch(r"\d{3}-\d{2}-\d{4}", main):  # SSN shape
+        return False
+    if re.search(r"\b(?:1[89]|20)\d{2}-[01]\d-[0-3]\d\b|\b[0-3]?\d[-/.][01]?\d[-/.](?:1[89]|20)\d{2}\b", main):
+        return False
+    if re.fullmatch(r"\d{1,2}:\d{2}(?::\d{2})?", main):
+        return False
+    return True
+
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30})(?![A-Za-z0-9])")
+
+
+def iban_ok(iban: str) -> bool:
+    """ISO 13616: country length and mod-97 == 1."""
+    s = iban.replace(" ", "").upper()
+    if _IBAN_LENGTHS.get(s[:2]) != len(s) or not s.isalnum():
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _iban_spans(text: str) -> Iterable[Span]:
+    for m in _IBAN_RE.finditer(text):
+        cand = m.group(1)
+        want = _IBAN_LENGTHS.get(cand[:2])
+        if not want:
+            continue
+        # take exactly the country's length of characters (spaces allowed between)
+        n, end = 0, 0
+        for end, ch in enumerate(cand, start=1):
+            n += ch != " "
+            if n == want:
+                break
+        value = cand[:end]
+        if n == want and iban_ok(value):
+            yield Span("IBAN", m.start(1), m.start(1) + len(value), value)
+
+
+_MAC_RE = re.compile(
+    r"(?<![\w:.-])(?:[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4})(?![\w:-]|\.\w)"
+)
+
+
+def _mac_spans(text: str) -> Iterable[Span]:
+    for m in _MAC_RE.finditer(text):
+        hexes = re.sub(r"[^0-9A-Fa-f]", "", m.group(0))
+        if len(set(hexes.lower())) > 1 and re.search(r"[A-Fa-f]", m.group(0)) or hexes.isdigit() is False or ":" in m.group(0):
+            if len(set(hexes)) > 1:
+                yield Span("MAC", m.start(), m.end(), m.group(0))
+
+
+# ---------------------------------------------------------------------------- values in context
+
+_MONTHS = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+_DATE_RE = re.compile(
+    r"(?:(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
+    r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)?\d{2}"
+    rf"|{_MONTHS}\.? (?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?,? (?:19|20)\d{{2}}"
+    rf"|(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)? (?:of )?{_MONTHS}\.?,? (?:19|20)\d{{2}})(?!\d)",
+    re.IGNORECASE,
+)
+_DOB_CONTEXT_RE = re.compile(
+    r"(?:\b(?:born|birth ?date|birthday|date of birth|d\.?o\.?b\.?|dob|b-day)\b|\"(?:dob|birthdate|birth_date|date_of_birth|birthday)\\?\")",
+    re.IGNORECASE,
+)
+
+
+def _dob_spans(text: str) -> Iterable[Span]:
+    for c in _DOB_CONTEXT_RE.finditer(text):
+        window = text[c.end() : c.end() + 40]
+        m = _DATE_RE.search(window)
+        if m:
+            yield Span("DATE_OF_BIRTH", c.end() + m.start(), c.end() + m.end(), m.group(0))
+
+
+_STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+           r"Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Crescent|Close|Alley|Row|Walk)")
+_ADDR_STOP = r"(?!(?:the|a|an|on|in|at|to|of|for|and|or|my|your|our|their|by|with|from|is|are|was|it|this|that|down|up)\b)"
+_ADDRESS_RE = re.compile(
+    rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?:[ ,]+{_ADDR_STOP}[A-Za-z][A-Za-z'.-]*){{1,4}} {_STREET}\b\.?"
+    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|#)\.? ?#?[\w-]{1,6})?"
+    r"(?:,? [A-Z][a-zA-Z]+(?: [A-Z][a-zA-Z]+){0,2},? [A-Z]{2} \d{5}(?:-\d{4})?)?",
+    re.IGNORECASE,
+)
+
+_PERSONAL_KEYS = {
+    "PERSON": ("first_name", "last_name", "full_name", "name", "customer_name", "passenger_name", "given_name",
+               "family_name", "surname", "firstname", "lastname", "fullname", "middle_name", "contact_name"),
+    "ADDRESS": ("address", "address1", "address2", "address_line1", "address_line2", "street", "street_address",
+                "zip", "zipcode", "zip_code", "postal_code", "postcode"),
+    "LOCATION": ("city", "town"),
+    "DATE_OF_BIRTH": ("dob", "birthdate", "birth_date", "date_of_birth", "birthday"),
+}
+_KEY_TYPE = {k: t for t, keys in _PERSONAL_KEYS.items() for k in keys}
+_KEY_RE = re.compile(r"\\?[\"'](" + "|".join(sorted(_KEY_TYPE, key=len, reverse=True)) + r")\\?[\"']\s*:\s*\\?[\"']([^\"'\\<>]{1,120})\\?[\"']", re.IGNORECASE)
+_NAME_VALUE_RE = re.compile(r"[A-Z][a-zA-Z'.-]*(?: [A-Z][a-zA-Z'.-]*){0,3}")
+
+
+def _key_spans(text: str) -> Iterable[Span]:
+    """Values of personal keys in JSON-like text (tool results): "first_name": "Mia"."""
+    if '"' not in text and "'" not in text:
+        return
+    for m in _KEY_RE.finditer(text):
+        type_ = _KEY_TYPE[m.group(1).lower()]
+        value = m.group(2).strip()
+        if not value or PSEUDONYM_RE.fullmatch(value):
+            continue
+        if m.group(1).lower() == "name" and not _NAME_VALUE_RE.fullmatch(value):
+            continue  # "name": "get_order_status" is not a person
+        if type_ == "PERSON" and not re.search(r"[A-Za-z]", value):
+            continue
+        start = m.start(2) + m.group(2).index(value)
+        yield Span(type_, start, start + len(value), value)
+
+
+_SECRET_ASSIGN_RE = re.compile(
+    r"\b(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|access[_-]?key|secret[_-]?key|"
+    r"auth[_-]?token|access[_-]?token|refresh[_-]?token|private[_-]?key)\\?[\"']?\s*[:=]\s*\\?[\"']?([^\s\"'`,;<>\\]{6,})",
+    re.IGNORECASE,
+)
+_TOKEN_RE = re.compile(r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=-])")
+_ID_PREFIXES = ("call_", "toolu_", "chatcmpl-", "msg_", "resp_", "run_", "thread_", "asst_", "file-", "req_",
+                "cmpl-", "batch_", "ftjob-", "evt_", "sess_")
+
+
+def _entropy(s: str) -> float:
+    counts = Counter(s)
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
+
+
+def _secret_spans(text: str) -> Iterable[Span]:
+    for m in _SECRET_ASSIGN_RE.finditer(text):
+        val = m.group(1)
+        if not PSEUDONYM_RE.search(val) and not val.lower() in ("none", "null", "true", "false", "required", "string"):
+            yield Span("SECRET", m.start(1), m.end(1), val)
+    for m in _TOKEN_RE.finditer(text):
+        tok = m.group(0)
+        if tok.startswith(_ID_PREFIXES) or _WORDY_RE.fullmatch(tok.lower()):
+            continue
+        if "/" in tok and any(len(seg) >= 3 and seg.isalpha() for seg in re.split(r"[/_-]", tok)):
+            continue  # a path ("article/pii/S0960982206..."), not a key
+        if not (re.search(r"[a-z]", tok) and re.search(r"[A-Z]", tok) and re.search(r"\d", tok)):
+            continue
+        if _entropy(tok) >= 4.0 and sum(c.isdigit() for c in tok) >= 2:
+            yield Span("SECRET", m.start(), m.end(), tok)
+
+
+
+# ---------------------------------------------------------------------------- finding spans
+
+
+def _structured(text: str) -> Iterable[Span]:
     for m in _URL_RE.finditer(text):
         url = _trim_url(m.group(0))
         if url and _url_has_secret(url):
             yield Span("URL_SECRET", m.start(), m.start() + len(url), url)
     yield from _api_key_spans(text)
-    for m in _EMAIL_RE.finditer(text):
-        yield Span("EMAIL", m.start(), m.end(), m.group(0))
-    for m in _CARD_RE.finditer(text):
-        digits = re.sub(r"\D", "", m.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            yield Span("CARD", m.start(), m.end(), m.group(0))
-    for m in _SSN_RE.finditer(text):
-        if ssn_ok(*m.groups()):
-            yield Span("SSN", m.start(), m.end(), m.group(0))
-    for m in _IPV4_RE.finditer(text):
-        if all(int(o) <= 255 for o in m.group(0).split(".")):
-            yield Span("IP", m.start(), m.end(), m.group(0))
-    for m in _IPV6_RE.finditer(text):
-        s = m.group(0)
-        if sum(1 for g in s.split(":") if g) >= 3:
-            try:
-                ipaddress.IPv6Address(s)
-            except ValueError:
-                continue
-            yield Span("IP", m.start(), m.end(), s)
-    yield from _phone_spans(text)
+    if "@" in text:
+        for m in _EMAIL_RE.finditer(text):
+            yield Span("EMAIL", m.start(), m.end(), m.group(0))
+    has_digit = any(c.isdigit() for c in text)
+    if has_digit:
+        for m in _CARD_RE.finditer(text):
+            digits = re.sub(r"\D", "", m.group(0))
+            if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                yield Span("CARD", m.start(), m.end(), m.group(0))
+        for m in _SSN_RE.finditer(text):
+            if ssn_ok(*m.groups()):
+                yield Span("SSN", m.start(), m.end(), m.group(0))
+        for m in _IPV4_RE.finditer(text):
+            if all(int(o) <= 255 for o in m.group(0).split(".")):
+                yield Span("IP", m.start(), m.end(), m.group(0))
+        yield from _iban_spans(text)
+        yield from _dob_spans(text)
+        yield from _address_spans(text)
+        if _DIGITISH_RE.search(text):
+            yield from _phonenumbers_spans(text)
+    if ":" in text:
+        for m in _IPV6_RE.finditer(text):
+            s = m.group(0)
+            if sum(1 for g in s.split(":") if g) >= 3:
+                try:
+                    ipaddress.IPv6Address(s)
+                except ValueError:
+                    continue
+                yield Span("IP", m.start(), m.end(), s)
+    yield from _mac_spans(text)
+    yield from _secret_spans(text)
+    yield from _key_spans(text)
 
 
-def find_pii(text: str | None) -> list[Span]:
-    """Non-overlapping PII and secret spans in text, in order; existing placeholders are skipped."""
-    if not text:
-        return []
-    taken = [(m.start(), m.end()) for m in PLACEHOLDER_RE.finditer(text)]
+def _address_spans(text: str) -> Iterable[Span]:
+    for m in _ADDRESS_RE.finditer(text):
+        yield Span("ADDRESS", m.start(), m.end(), m.group(0).rstrip(".,"))
+
+
+def _resolve(text: str, candidates: Iterable[Span]) -> list[Span]:
+    """Non-overlapping spans: existing pseudonyms are kept, then stronger detector families,
+    longer spans and higher-priority types win."""
+    taken = [(m.start(), m.end()) for m in PSEUDONYM_RE.finditer(text)]
     chosen: list[Span] = []
-    # longest span first; on ties the higher-priority type
-    for span in sorted(_candidates(text), key=lambda s: (-(s.end - s.start), _PRIORITY[s.type], s.start)):
-        if any(span.start < e and s < span.end for s, e in taken):
+    order = sorted(set(candidates), key=lambda s: (_FAMILY[s.type], -(s.end - s.start), _PRIORITY[s.type], s.start))
+    for span in order:
+        if span.end <= span.start or any(span.start < e and s < span.end for s, e in taken):
             continue
         chosen.append(span)
         taken.append((span.start, span.end))
     return sorted(chosen, key=lambda s: s.start)
+
+
+def find_pii(text: str | None, *, ner: bool = False, ner_model: str | None = None) -> list[Span]:
+    """Non-overlapping PII and secret spans in text, in order; existing placeholders are skipped.
+
+    By default only the deterministic detectors run (what the residual-PII checks use);
+    ``ner=True`` adds people, locations and organisations from the spaCy model."""
+    if not text:
+        return []
+    cands = list(_structured(text))
+    if ner:
+        from deploysim import ner as ner_mod
+
+        cands += [Span(*e) for e in ner_mod.entities([text], ner_model)[0]]
+    return _resolve(text, cands)
 
 
 # ---------------------------------------------------------------------------- placeholders
@@ -234,11 +573,27 @@ def find_pii(text: str | None) -> list[Span]:
 
 def _normal(type_: str, value: str) -> str:
     """Key under which two spellings of one value share a placeholder."""
-    if type_ in ("PHONE", "CARD", "SSN"):
-        return re.sub(r"\D", "", value)
-    if type_ == "EMAIL":
-        return value.lower()
+    if type_ in ("PHONE", "CARD", "SSN", "IBAN"):
+        return re.sub(r"[^0-9A-Za-z]", "", value).upper()
+    if type_ in ("EMAIL", "MAC"):
+        return re.sub(r"[^0-9a-z@._+-]", "", value.lower())
+    if type_ in NER_TYPES or type_ in ("ADDRESS", "DATE_OF_BIRTH"):
+        return " ".join(value.split()).lower()
     return value
+
+
+def _mask(type_: str, value: str) -> str:
+    if type_ in ("CARD", "PHONE", "IBAN", "SSN"):
+        keep = 4
+        out, seen = [], 0
+        for ch in reversed(value):
+            if ch.isalnum():
+                seen += 1
+                out.append(ch if seen <= keep else "*")
+            else:
+                out.append(ch)
+        return "".join(reversed(out))
+    return "*" * min(max(len(value), 3), 12)
 
 
 @dataclass
@@ -248,11 +603,13 @@ class PlaceholderState:
     mapping: dict[str, str] = field(default_factory=dict)  # "TYPE:normalised value" -> "<TYPE_n>"
     counters: Counter[str] = field(default_factory=Counter)  # highest number used per type
     found: Counter[str] = field(default_factory=Counter)  # replacements made per type
+    config: RedactConfig | None = None
+    known: dict[str, str] = field(default_factory=dict)  # name-like value -> type, matched again verbatim
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str | None]) -> PlaceholderState:
+    def from_texts(cls, texts: Iterable[str | None], config: RedactConfig | None = None) -> PlaceholderState:
         """A state whose counters start above the placeholders already present in texts."""
-        state = cls()
+        state = cls(config=config)
         for text in texts:
             for m in PLACEHOLDER_RE.finditer(text or ""):
                 type_, n = m.group(1), int(m.group(2))
@@ -262,18 +619,47 @@ class PlaceholderState:
     def placeholder(self, type_: str, value: str) -> str:
         key = f"{type_}:{_normal(type_, value)}"
         if key not in self.mapping:
-            self.counters[type_] += 1
-            self.mapping[key] = f"<{type_}_{self.counters[type_]}>"
+            policy = self.config.policy(type_) if self.config else "replace"
+            if policy == "hash":
+                secret = (self.config.secret if self.config else DEFAULT_SECRET).encode()
+                digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()[:10]
+                self.mapping[key] = f"<{type_}_#{digest}>"
+            elif policy == "mask":
+                self.mapping[key] = _mask(type_, value)
+            else:
+                self.counters[type_] += 1
+                self.mapping[key] = f"<{type_}_{self.counters[type_]}>"
         return self.mapping[key]
 
+    def remember(self, span: Span) -> None:
+        """Name-like values found once are replaced wherever else they occur verbatim; a
+        person's first or last name alone gets the person's placeholder."""
+        if span.type not in NER_TYPES and span.type != "ADDRESS":
+            return
+        self.known.setdefault(span.value, span.type)
+        if span.type == "PERSON":
+            parts = span.value.split()
+            if len(parts) > 1:
+                ph = self.placeholder("PERSON", span.value)
+                for p in parts:
+                    if len(p) >= 3 and p[0].isupper():
+                        self.mapping.setdefault(f"PERSON:{_normal('PERSON', p)}", ph)
+                        self.known.setdefault(p, "PERSON")
 
-def redact_text(text: str | None, state: PlaceholderState) -> str | None:
-    """Text with every detected value replaced by its placeholder (None stays None)."""
-    if not text:
-        return text
+    def known_spans(self, text: str) -> list[Span]:
+        if not self.known:
+            return []
+        out = []
+        for value, type_ in self.known.items():
+            for m in re.finditer(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text):
+                out.append(Span(type_, m.start(), m.end(), value))
+        return out
+
+
+def _apply(text: str, spans: list[Span], state: PlaceholderState) -> str:
     out: list[str] = []
     pos = 0
-    for span in find_pii(text):
+    for span in spans:
         out.append(text[pos : span.start])
         out.append(state.placeholder(span.type, span.value))
         state.found[span.type] += 1
@@ -282,41 +668,82 @@ def redact_text(text: str | None, state: PlaceholderState) -> str | None:
     return "".join(out)
 
 
-# ---------------------------------------------------------------------------- conversations
+def redact_text(text: str | None, state: PlaceholderState) -> str | None:
+    """Text with every detected value (and every name the state already knows) replaced by its
+    placeholder (None stays None). Deterministic detectors only: NER runs per conversation."""
+    if not text:
+        return text
+    spans = _resolve(text, list(_structured(text)) + state.known_spans(text))
+    return _apply(text, spans, state)
 
 
-def _secret() -> str:
+# ---------------------------------------------------------------------------- metadata
+
+
+def _secret(config: RedactConfig | None = None) -> str:
+    if config is not None and config.secret != DEFAULT_SECRET:
+        return config.secret
     return os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET
 
 
-def hash_user_id(user_id: Any) -> str:
-    """Pseudonymous user id: sha256(secret + user_id), first 16 hex."""
-    return hashlib.sha256((_secret() + str(user_id)).encode("utf-8")).hexdigest()[:16]
+def hash_user_id(user_id: Any, config: RedactConfig | None = None) -> str:
+    """Pseudonymous user id: HMAC-SHA256 keyed with the redaction secret, first 16 hex."""
+    return hmac.new(_secret(config).encode("utf-8"), str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
-def _coarse_date(ts: Any) -> str | None:
-    """The UTC date (YYYY-MM-DD) of an ISO 8601 string or epoch seconds, else None."""
+def coarsen_time(ts: Any, granularity: str = "day") -> str | None:
+    """An ISO 8601 string or epoch seconds, in UTC, truncated to the granularity; else None."""
     try:
         if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-            return datetime.fromtimestamp(ts, tz=timezone.utc).date().isoformat()
-        if isinstance(ts, str):
+            dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+        elif isinstance(ts, str):
             dt = datetime.fromisoformat(ts.strip().replace("Z", "+00:00"))
             if dt.tzinfo is not None:
                 dt = dt.astimezone(timezone.utc)
-            return dt.date().isoformat()
+        else:
+            return None
     except (ValueError, OverflowError, OSError):
         return None
-    return None
+    if granularity == "none":
+        return None
+    if granularity == "month":
+        return dt.strftime("%Y-%m")
+    if granularity == "week":
+        return (dt.date() - timedelta(days=dt.weekday())).isoformat()
+    if granularity == "day":
+        return dt.date().isoformat()
+    fmt = {"hour": "%Y-%m-%dT%H:00", "minute": "%Y-%m-%dT%H:%M", "second": "%Y-%m-%dT%H:%M:%S"}[granularity]
+    return dt.strftime(fmt)
 
 
-def redact_metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the timestamp (as a date) and a hashed user_id."""
+def _coarse_date(ts: Any) -> str | None:  # kept for callers of the first version
+    return coarsen_time(ts, "day")
+
+
+def redact_metadata(meta: dict[str, Any], config: RedactConfig | None = None) -> dict[str, Any]:
+    """Timestamp coarsened, user_id hashed with the secret, allowed keys kept (text redacted),
+    everything else dropped."""
+    config = config or RedactConfig.from_env()
     out: dict[str, Any] = {}
-    if (day := _coarse_date(meta.get("timestamp"))) is not None:
-        out["timestamp"] = day
+    if (when := coarsen_time(meta.get("timestamp"), config.time_granularity)) is not None:
+        out["timestamp"] = when
     if meta.get("user_id") not in (None, ""):
-        out["user_id"] = hash_user_id(meta["user_id"])
+        out["user_id"] = hash_user_id(meta["user_id"], config)
+    state = PlaceholderState(config=config)
+    for key in config.metadata_allow:
+        if key in ("timestamp", "user_id") or key not in meta:
+            continue
+        val = meta[key]
+        if isinstance(val, (bool, int, float)) or val is None:
+            out[key] = val
+        elif isinstance(val, str):
+            out[key] = redact_text(val, state)
+        elif isinstance(val, (dict, list)):
+            out[key] = json.loads(redact_text(json.dumps(val, ensure_ascii=False), state) or "null")
     return out
+
+
+# ---------------------------------------------------------------------------- conversations
 
 
 def _texts(conv: Conversation) -> Iterable[str | None]:
@@ -326,31 +753,92 @@ def _texts(conv: Conversation) -> Iterable[str | None]:
             yield c.arguments
 
 
-def redact_conversation(conv: Conversation) -> tuple[Conversation, Counter[str]]:
-    """A copy with contents, tool-call arguments and tool results redacted, and the
-    number of values replaced per entity type."""
-    state = PlaceholderState.from_texts(_texts(conv))
-    messages = [
-        Message(
-            role=m.role,
-            content=redact_text(m.content, state),
-            tool_calls=[ToolCall(id=c.id, name=c.name, arguments=redact_text(c.arguments, state) or c.arguments) for c in m.tool_calls],
-            tool_call_id=m.tool_call_id,
-            name=m.name,
-        )
-        for m in conv.messages
-    ]
-    out = conv.model_copy(update={"messages": messages, "metadata": redact_metadata(conv.metadata)})
-    return out, Counter(state.found)
+class Redactor:
+    """Redacts conversations with one configuration; NER runs batched over many conversations."""
+
+    def __init__(self, config: RedactConfig | None = None) -> None:
+        self.config = config or RedactConfig.from_env()
+        if self.config.ner:
+            from deploysim import ner
+
+            ner.load(self.config.ner_model)  # fail early, with install advice, if the model is missing
+
+    def _spans(self, texts: list[str | None]) -> list[list[Span]]:
+        cands = [list(_structured(t)) if t else [] for t in texts]
+        if self.config.ner:
+            from deploysim import ner
+
+            for i, ents in enumerate(ner.entities([t or "" for t in texts], self.config.ner_model)):
+                cands[i] += [Span(*e) for e in ents]
+        return [_resolve(t, c) if t else [] for t, c in zip(texts, cands)]
+
+    def redact_many(self, convs: Sequence[Conversation]) -> list[tuple[Conversation | None, Counter[str]]]:
+        """Each conversation redacted (None when a ``drop`` policy applies) with its counts."""
+        texts_per = [list(_texts(c)) for c in convs]
+        flat = [t for ts in texts_per for t in ts]
+        spans_flat = self._spans(flat)
+        out: list[tuple[Conversation | None, Counter[str]]] = []
+        k = 0
+        for conv, texts in zip(convs, texts_per):
+            spans = spans_flat[k : k + len(texts)]
+            k += len(texts)
+            out.append(self._one(conv, texts, spans))
+        return out
+
+    def _one(self, conv: Conversation, texts: list[str | None], spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
+        state = PlaceholderState.from_texts(texts, self.config)
+        drop = [t for t, pol in self.config.policies if pol == "drop"]
+        found_types = {s.type for ss in spans for s in ss}
+        if drop and found_types & set(drop):
+            counts = Counter(s.type for ss in spans for s in ss)
+            counts["conversations_dropped"] = 1
+            return None, counts
+        for ss in spans:
+            for s in ss:
+                state.remember(s)
+        # second pass: names found anywhere in the conversation are replaced everywhere
+        if state.known:
+            spans = [_resolve(t, ss + state.known_spans(t)) if t else ss for t, ss in zip(texts, spans)]
+        new_texts = iter([_apply(t, ss, state) if t else t for t, ss in zip(texts, spans)])
+        messages = []
+        for m in conv.messages:
+            content = next(new_texts)
+            calls = [ToolCall(id=c.id, name=c.name, arguments=next(new_texts) or c.arguments) for c in m.tool_calls]
+            messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name))
+        meta = redact_metadata(conv.metadata, self.config)
+        return conv.model_copy(update={"messages": messages, "metadata": meta}), Counter(state.found)
 
 
-def redact_conversations(convs: Iterable[Conversation]) -> tuple[list[Conversation], Counter[str]]:
-    """Redact each conversation (numbering restarts per conversation); total counts per type."""
+def redact_conversation(conv: Conversation, config: RedactConfig | None = None) -> tuple[Conversation | None, Counter[str]]:
+    """A copy with contents, tool-call arguments and tool results redacted, and the number of
+    values replaced per entity type (None instead of the copy when a ``drop`` policy applies)."""
+    return Redactor(config).redact_many([conv])[0]
+
+
+def redact_conversations(
+    convs: Iterable[Conversation], config: RedactConfig | None = None, batch_size: int = 256
+) -> tuple[list[Conversation], Counter[str]]:
+    """Redact each conversation (numbering restarts per conversation); total counts per type.
+    Dropped conversations are left out and counted as ``conversations_dropped``."""
     total: Counter[str] = Counter()
     out: list[Conversation] = []
-    for conv in convs:
-        red, counts = redact_conversation(conv)
-        out.append(red)
+    for red, counts in iter_redacted(convs, config, batch_size):
         total.update(counts)
+        if red is not None:
+            out.append(red)
     return out, total
 
+
+def iter_redacted(
+    convs: Iterable[Conversation], config: RedactConfig | None = None, batch_size: int = 256
+) -> Iterable[tuple[Conversation | None, Counter[str]]]:
+    """Stream of (redacted conversation or None if dropped, counts), batch by batch."""
+    redactor = Redactor(config)
+    batch: list[Conversation] = []
+    for conv in convs:
+        batch.append(conv)
+        if len(batch) >= batch_size:
+            yield from redactor.redact_many(batch)
+            batch = []
+    if batch:
+        yield from redactor.redact_many(batch)

@@ -1,34 +1,42 @@
-"""The replay engine: send logged conversation prefixes to a candidate, simulate tools.
+"""The replay engine: send logged conversation prefixes to a candidate, answer its tool calls.
 
-Every successful response is cached (sqlite, keyed by the canonical request), so a
-re-run makes no HTTP calls. Tool calls are answered from the production log when the
-candidate asks for the same tool with the same arguments, else with a fixed
-"unavailable" result; the provenance of each tool result is recorded.
+- Every successful response is cached (sqlite, keyed by a canonical hash of model,
+  parameters, messages and tools) the moment it arrives, so a re-run, or a run started
+  again after being killed, makes no call it has already completed.
+- Concurrency adapts (AIMD): it starts at the candidate's level, halves on a 429 and
+  recovers by one slot per window of successes; optional token buckets cap requests and
+  tokens per minute; retries use jittered exponential backoff and honour Retry-After;
+  each request has a timeout and the run an optional overall deadline.
+- Every conversation ends as a record: a response, or a terminal error with its reason.
+- Agent loops answer tool calls through deploysim.toolsim (recorded / simulated / error).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import math
 import random
 import sqlite3
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable, Literal
 
 import httpx
 
 from deploysim.candidates import Candidate
 from deploysim.schemas import Conversation, Message, ReplayRecord, ToolCall, ToolResultRecord, Usage
+from deploysim.toolsim import UNAVAILABLE, ToolResolver  # noqa: F401  (UNAVAILABLE re-exported)
 
-UNAVAILABLE = json.dumps({"error": "tool unavailable in simulation"})
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 5.0
 RETRY_AFTER_CAP_S = 60.0  # never sleep longer than this on a server's say-so
 
 Progress = Callable[[int, int], None]
+Mode = Literal["last", "every"]
 
 
 def canonical_json(obj: Any) -> str:
@@ -39,7 +47,11 @@ def canonical_json(obj: Any) -> str:
 
 
 class ReplayCache:
-    """Persistent cache of successful chat-completion responses (sqlite, WAL)."""
+    """Persistent cache of successful chat-completion responses (sqlite, WAL).
+
+    Each put is its own committed transaction, so a response survives the process being
+    killed right after it arrived (synchronous=NORMAL: durable across process death).
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -47,6 +59,7 @@ class ReplayCache:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
 
@@ -60,12 +73,14 @@ class ReplayCache:
             row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, response: dict[str, Any]) -> None:
+    def __contains__(self, key: str) -> bool:
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses (key, response, created) VALUES (?, ?, ?)",
-                (key, json.dumps(response), time.time()),
-            )
+            return self._conn.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+
+    def put(self, key: str, response: dict[str, Any] | bytes | str) -> None:
+        text = response if isinstance(response, str) else response.decode() if isinstance(response, bytes) else json.dumps(response)
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO responses (key, response, created) VALUES (?, ?, ?)", (key, text, time.time()))
 
     def __len__(self) -> int:
         with self._lock:
@@ -82,7 +97,114 @@ class ReplayCache:
         self.close()
 
 
-# ---------------------------------------------------------------------------- client
+# ---------------------------------------------------------------------------- pacing
+
+
+class AdaptiveLimiter:
+    """AIMD concurrency limit on requests in flight.
+
+    Starts at `initial`, never exceeds `maximum` or drops below `minimum`. A throttle (429)
+    halves the limit, at most once per round trip: a 429 for a request that started before
+    the last cut is the same congestion signal and is ignored. Each success adds 1/limit,
+    so the limit grows by one slot per window of successes.
+    """
+
+    def __init__(self, initial: int, maximum: int | None = None, minimum: int = 1) -> None:
+        self.maximum = max(maximum or initial, 1)
+        self.minimum = max(min(minimum, self.maximum), 1)
+        self.limit = float(min(max(initial, self.minimum), self.maximum))
+        self.in_flight = 0
+        self.cuts = 0
+        self._epoch = 0
+        self._cond = asyncio.Condition()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        """Hold one in-flight slot; yields the epoch to pass to throttled()."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < int(self.limit))
+            self.in_flight += 1
+            epoch = self._epoch
+        try:
+            yield epoch
+        finally:
+            async with self._cond:
+                self.in_flight -= 1
+                self._cond.notify_all()
+
+    def throttled(self, epoch: int) -> None:
+        if epoch == self._epoch:
+            self.limit = max(self.minimum, self.limit / 2)
+            self._epoch += 1
+            self.cuts += 1
+
+    def succeeded(self) -> None:
+        before = int(self.limit)
+        self.limit = min(self.maximum, self.limit + 1 / self.limit)
+        if int(self.limit) > before:
+            asyncio.get_running_loop().create_task(self._wake())
+
+    async def _wake(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+
+class TokenBucket:
+    """A per-minute budget (requests or tokens) refilled continuously; burst = one minute's worth."""
+
+    def __init__(self, per_minute: float) -> None:
+        if per_minute <= 0:
+            raise ValueError("a per-minute limit must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.level = self.capacity
+        self._t = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self._t) * self.rate)
+        self._t = now
+
+    async def take(self, n: float) -> None:
+        """Wait until n units are available (n is capped at the capacity), then spend them."""
+        n = min(n, self.capacity)
+        async with self._lock:  # FIFO: one waiter at a time
+            self._refill()
+            while self.level < n:
+                await asyncio.sleep((n - self.level) / self.rate)
+                self._refill()
+            self.level -= n
+
+    def spend(self, n: float) -> None:
+        """Spend after the fact (e.g. completion tokens); the level may go negative."""
+        self._refill()
+        self.level -= n
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass
+class Pacing:
+    """What a client must respect across all its requests."""
+
+    limiter: AdaptiveLimiter
+    requests: TokenBucket | None = None
+    tokens: TokenBucket | None = None
+    deadline: float | None = None  # time.monotonic() value
+
+    def remaining(self) -> float:
+        if self.deadline is None:
+            return math.inf
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded()
+        return left
+
+
+# ---------------------------------------------------------------------------- transport
 
 
 class ReplayError(Exception):
@@ -95,22 +217,14 @@ class ReplayError(Exception):
         self.http_calls = http_calls
 
 
-@dataclass
-class CompletionResult:
-    message: dict[str, Any]  # the assistant message, as the server returned it
-    usage: Usage = field(default_factory=Usage)
-    http_calls: int = 0
-    cached: bool = False
-    attempts: int = 0
-
-
 class _Retryable(Exception):
     """One failed attempt worth retrying; `delay` is a server-requested wait, if any."""
 
-    def __init__(self, problem: str, delay: float | None = None) -> None:
+    def __init__(self, problem: str, delay: float | None = None, throttled: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.delay = delay
+        self.throttled = throttled
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
@@ -120,22 +234,22 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _parse_retry_after(value: str | None) -> float | None:
     try:
-        return float(resp.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None  # absent, or an HTTP date: fall back to backoff
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to backoff
 
 
-def _server_message(resp: httpx.Response) -> str:
+def _server_message(body: bytes, reason: str) -> str:
     try:
-        err = resp.json().get("error")
+        err = json.loads(body).get("error")
         msg = err.get("message") if isinstance(err, dict) else err
         if msg:
             return str(msg)[:200]
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, UnicodeDecodeError):
         pass
-    return resp.text[:200].strip() or resp.reason_phrase
+    return body[:200].decode("utf-8", "replace").strip() or reason
 
 
 def _valid_completion(data: Any) -> bool:
@@ -145,31 +259,116 @@ def _valid_completion(data: Any) -> bool:
         return False
 
 
-class ChatClient:
-    """Async OpenAI-compatible chat client for one candidate, with caching and retries."""
+class _HttpxTransport:
+    """POST over an httpx.AsyncClient (used when one is passed in, e.g. a MockTransport)."""
 
-    def __init__(self, candidate: Candidate, cache: ReplayCache, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], owned: bool) -> None:
+        self._client, self._owned = client, owned
+        self._client.headers.update(headers)
+
+    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes]:
+        try:
+            resp = await self._client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+        except httpx.TimeoutException:
+            raise _Retryable("timeout") from None
+        except httpx.TransportError:
+            raise _Retryable("connection error") from None
+        return resp.status_code, resp.headers.get("retry-after"), resp.content
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
+
+
+class _AiohttpTransport:
+    """POST over aiohttp: ~10x less client CPU per request than httpx at high concurrency."""
+
+    def __init__(self, headers: dict[str, str], max_connections: int) -> None:
+        self._headers = {**headers, "Content-Type": "application/json"}
+        self._limit = max(max_connections, 1)
+        self._session: Any = None
+
+    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300), headers=self._headers
+            )
+        try:
+            async with self._session.post(url, data=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status, resp.headers.get("Retry-After"), await resp.read()
+        except asyncio.TimeoutError:
+            raise _Retryable("timeout") from None
+        except aiohttp.ClientError:
+            raise _Retryable("connection error") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _default_transport(headers: dict[str, str], max_connections: int, timeout_s: float) -> Any:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:  # pragma: no cover - aiohttp is a dependency; httpx is the fallback
+        client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=httpx.Limits(max_connections=max_connections))
+        return _HttpxTransport(client, headers, owned=True)
+    return _AiohttpTransport(headers, max_connections)
+
+
+# ---------------------------------------------------------------------------- client
+
+
+@dataclass
+class CompletionResult:
+    message: dict[str, Any]  # the assistant message, as the server returned it
+    usage: Usage = field(default_factory=Usage)
+    http_calls: int = 0
+    cached: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class ClientCounters:
+    requests: int = 0  # HTTP attempts sent
+    completed: int = 0  # successful responses received (and cached)
+    cached: int = 0  # answered from the cache
+    throttled: int = 0  # 429s
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatClient:
+    """Async OpenAI-compatible chat client for one candidate, with caching, pacing and retries."""
+
+    def __init__(
+        self,
+        candidate: Candidate,
+        cache: ReplayCache,
+        client: httpx.AsyncClient | None = None,
+        pacing: Pacing | None = None,
+    ) -> None:
         self.candidate = candidate
         self.cache = cache
         self._key = candidate.api_key()  # raises naming the env var (not the value) if unset
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(candidate.timeout_s),
-            limits=httpx.Limits(max_connections=max(candidate.concurrency, 1)),
+        conc = max(candidate.concurrency, 1)
+        self._transport = (
+            _HttpxTransport(client, headers, owned=False) if client is not None
+            else _default_transport(headers, conc, candidate.timeout_s)
         )
-        if client is not None:
-            self._client.headers.update(headers)
+        self.pacing = pacing or Pacing(AdaptiveLimiter(conc))
         self.url = candidate.base_url.rstrip("/") + "/chat/completions"
+        self.counters = ClientCounters()
 
     def redact(self, text: str) -> str:
         """Text with the API key (if any) masked."""
         return text.replace(self._key, "***") if self._key else text
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -177,94 +376,91 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def cache_key(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+        c = self.candidate
+        return self.cache.key(c.model, c.params, messages, tools)
+
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> CompletionResult:
         """The assistant's reply to `messages`, from cache or over HTTP (retrying transient failures)."""
         c = self.candidate
-        key = self.cache.key(c.model, c.params, messages, tools)
+        key = self.cache_key(messages, tools)
         if (hit := self.cache.get(key)) is not None:
+            self.counters.cached += 1
             return CompletionResult(message=hit["choices"][0]["message"], usage=_usage(hit), cached=True)
 
-        body: dict[str, Any] = {"model": c.model, "messages": messages, **c.params}
+        payload: dict[str, Any] = {"model": c.model, "messages": messages, **c.params}
         if tools:
-            body["tools"] = tools
+            payload["tools"] = tools
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        est_tokens = len(body) / 4
         attempts_allowed = c.max_retries + 1
-        problem = "no attempt made"
+        problem, calls = "no attempt made", 0
         for attempt in range(1, attempts_allowed + 1):
             try:
-                data = await self._attempt(body)
+                remaining = self.pacing.remaining()
+                if self.pacing.requests:
+                    await self.pacing.requests.take(1)
+                if self.pacing.tokens:
+                    await self.pacing.tokens.take(est_tokens)
+                async with self.pacing.limiter.slot() as epoch:
+                    timeout = min(c.timeout_s, self.pacing.remaining())
+                    calls += 1
+                    self.counters.requests += 1
+                    try:
+                        data, raw = await self._attempt(body, timeout)
+                    except _Retryable as r:
+                        if r.throttled:
+                            self.counters.throttled += 1
+                            self.pacing.limiter.throttled(epoch)
+                        raise
+                    self.pacing.limiter.succeeded()
             except _Retryable as r:
                 problem = r.problem
                 if attempt < attempts_allowed:
-                    await asyncio.sleep(backoff_delay(attempt, r.delay))
+                    self.counters.retries += 1
+                    delay = backoff_delay(attempt, r.delay)
+                    try:
+                        if delay >= self.pacing.remaining():
+                            raise DeadlineExceeded()
+                    except DeadlineExceeded:
+                        raise ReplayError(f"deadline exceeded ({problem} on attempt {attempt})", attempt, calls) from None
+                    await asyncio.sleep(delay)
                 continue
+            except DeadlineExceeded:
+                raise ReplayError("deadline exceeded" + (f" (after {problem})" if calls else ""), attempt - 1, calls) from None
             except ReplayError as e:
-                raise ReplayError(self.redact(e.reason), attempts=attempt, http_calls=attempt) from None
-            self.cache.put(key, data)
-            return CompletionResult(message=data["choices"][0]["message"], usage=_usage(data), http_calls=attempt, attempts=attempt)
-        raise ReplayError(self.redact(f"{problem} after {attempts_allowed} attempts"), attempts=attempts_allowed, http_calls=attempts_allowed)
+                raise ReplayError(self.redact(e.reason), attempts=attempt, http_calls=calls) from None
+            usage = _usage(data)
+            self.cache.put(key, raw)  # the body as received: no re-serialisation
+            self.counters.completed += 1
+            self.counters.prompt_tokens += usage.prompt_tokens
+            self.counters.completion_tokens += usage.completion_tokens
+            if self.pacing.tokens:
+                self.pacing.tokens.spend(max(usage.prompt_tokens + usage.completion_tokens - est_tokens, 0))
+            return CompletionResult(message=data["choices"][0]["message"], usage=usage, http_calls=calls, attempts=attempt)
+        raise ReplayError(self.redact(f"{problem} after {attempts_allowed} attempts"), attempts=attempts_allowed, http_calls=calls)
 
-    async def _attempt(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One HTTP attempt: the parsed body, or _Retryable / terminal ReplayError."""
+    async def _attempt(self, body: bytes, timeout: float) -> tuple[dict[str, Any], bytes]:
+        """One HTTP attempt: the parsed and the raw body, or _Retryable / terminal ReplayError."""
+        status, retry_after, content = await self._transport.post(self.url, body, timeout)
+        if status == 429:
+            raise _Retryable("HTTP 429", _parse_retry_after(retry_after), throttled=True)
+        if status >= 500 or status == 408:
+            raise _Retryable(f"HTTP {status}", _parse_retry_after(retry_after))
+        if status >= 400:
+            raise ReplayError(f"HTTP {status}: {_server_message(content, 'error')}")
         try:
-            resp = await self._client.post(self.url, json=body)
-        except httpx.TimeoutException:
-            raise _Retryable("timeout") from None
-        except httpx.TransportError:
-            raise _Retryable("connection error") from None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp))
-        if resp.status_code >= 400:
-            raise ReplayError(f"HTTP {resp.status_code}: {_server_message(resp)}")
-        try:
-            data = resp.json()
-        except ValueError:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
             raise _Retryable("malformed JSON response") from None
         if not _valid_completion(data):
             raise _Retryable("malformed JSON response")
-        return data
+        return data, content
 
 
 def _usage(data: dict[str, Any]) -> Usage:
     u = data.get("usage") or {}
     return Usage(prompt_tokens=int(u.get("prompt_tokens") or 0), completion_tokens=int(u.get("completion_tokens") or 0))
-
-
-# ---------------------------------------------------------------------------- tool simulation
-
-
-def _canon_args(arguments: Any) -> Any:
-    """Arguments for comparison: parsed JSON, or the raw string if unparsable."""
-    if not isinstance(arguments, str):
-        return arguments
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
-
-
-class ToolSimulator:
-    """Answers tool calls from a conversation's logged turn (same name and arguments)."""
-
-    def __init__(self, logged_turn: list[Message]) -> None:
-        results = {m.tool_call_id: m.content for m in logged_turn if m.role == "tool" and m.tool_call_id}
-        self._recorded = [
-            (c.name, _canon_args(c.arguments), results[c.id])
-            for m in logged_turn
-            if m.role == "assistant"
-            for c in m.tool_calls
-            if c.id in results
-        ]
-        self._used: set[int] = set()
-
-    def answer(self, name: str, arguments: str) -> tuple[str, str]:
-        """(content, source) for a call; prefers a not-yet-used recorded result."""
-        args = _canon_args(arguments)
-        matches = [i for i, (n, a, _) in enumerate(self._recorded) if n == name and a == args]
-        if not matches:
-            return UNAVAILABLE, "unavailable"
-        i = next((i for i in matches if i not in self._used), matches[0])
-        self._used.add(i)
-        return self._recorded[i][2] or "", "recorded"
 
 
 def _to_message(raw: dict[str, Any], step: int) -> Message:
@@ -284,15 +480,72 @@ def _to_message(raw: dict[str, Any], step: int) -> Message:
     return Message(role="assistant", content=content if isinstance(content, str) or content is None else json.dumps(content), tool_calls=calls)
 
 
+# ---------------------------------------------------------------------------- options, items
+
+
+@dataclass
+class ReplayOptions:
+    """How to replay (besides the candidate's own base URL, model, params, concurrency, retries)."""
+
+    mode: Mode = "last"  # "last": the last user turn; "every": every user turn answered by an assistant
+    max_steps: int = 8  # model calls per rollout (agent loop bound)
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    deadline_s: float | None = None  # overall; items not finished by then end with an error
+    min_concurrency: int = 1  # the AIMD floor
+    tool_simulator: Candidate | None = None  # model that invents results for unrecorded tool calls
+    price_prompt_per_mtok: float = 0.0  # cost accounting, per million tokens
+    price_completion_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReplayItem:
+    """One regeneration: a conversation cut after one of its user turns."""
+
+    conv: Conversation
+    user_turn: int  # index of the user message that ends the prefix
+
+    @property
+    def prefix(self) -> list[Message]:
+        return self.conv.messages[: self.user_turn + 1]
+
+    @property
+    def logged(self) -> list[Message]:
+        """What production did after this user turn, up to the next user turn."""
+        rest = self.conv.messages[self.user_turn + 1 :]
+        nxt = next((i for i, m in enumerate(rest) if m.role == "user"), len(rest))
+        return rest[:nxt]
+
+
+def items_for(conversations: list[Conversation], mode: Mode = "last") -> list[ReplayItem]:
+    """The replay items of conversations, in order."""
+    if mode == "last":
+        return [ReplayItem(c, c.last_user_index()) for c in conversations]
+    if mode != "every":
+        raise ValueError(f"unknown replay mode {mode!r} (expected 'last' or 'every')")
+    out = []
+    for c in conversations:
+        users = [i for i, m in enumerate(c.messages) if m.role == "user"]
+        for i in users:
+            item = ReplayItem(c, i)
+            if any(m.role == "assistant" for m in item.logged):
+                out.append(item)
+    return out
+
+
 # ---------------------------------------------------------------------------- replay
 
 
-async def replay_one(conv: Conversation, client: ChatClient, max_steps: int = 8) -> ReplayRecord:
-    """Replay one conversation's last user turn through the agent loop; errors become a record."""
-    rec = ReplayRecord(candidate=client.candidate.name, conversation_id=conv.conversation_id, status="ok")
-    messages = [m.to_openai() for m in conv.prefix()]
+async def replay_item(
+    item: ReplayItem, client: ChatClient, max_steps: int = 8, simulator: ChatClient | None = None
+) -> ReplayRecord:
+    """Replay one item through the agent loop; every failure becomes a record with its reason."""
+    conv = item.conv
+    rec = ReplayRecord(candidate=client.candidate.name, conversation_id=conv.conversation_id, status="ok",
+                       user_turn=item.user_turn)
+    messages = [m.to_openai() for m in item.prefix]
     tools = conv.tools
-    sim = ToolSimulator(conv.logged_turn())
+    resolver = ToolResolver(conv, item.user_turn, simulator)
     started = time.perf_counter()
     try:
         for step in range(max_steps):
@@ -308,13 +561,11 @@ async def replay_one(conv: Conversation, client: ChatClient, max_steps: int = 8)
             if not asst.tool_calls:
                 break
             for call in asst.tool_calls:
-                content, source = sim.answer(call.name, call.arguments)
-                tool_msg = Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
+                tr = await resolver.answer(call)
+                tool_msg = Message(role="tool", content=tr.content, tool_call_id=call.id, name=call.name)
                 rec.turn.append(tool_msg)
                 messages.append(tool_msg.to_openai())
-                rec.tool_results.append(
-                    ToolResultRecord(tool_call_id=call.id, name=call.name, arguments=call.arguments, source=source, content=content)
-                )
+                rec.tool_results.append(tr)
         else:
             rec.status, rec.error = "error", f"step limit ({max_steps}) reached"
     except ReplayError as e:
@@ -327,29 +578,102 @@ async def replay_one(conv: Conversation, client: ChatClient, max_steps: int = 8)
     return rec
 
 
+async def replay_one(conv: Conversation, client: ChatClient, max_steps: int = 8) -> ReplayRecord:
+    """Replay one conversation's last user turn (see replay_item)."""
+    return await replay_item(ReplayItem(conv, conv.last_user_index()), client, max_steps)
+
+
+def _pacing(candidate: Candidate, options: ReplayOptions, deadline: float | None) -> Pacing:
+    conc = max(candidate.concurrency, 1)
+    return Pacing(
+        limiter=AdaptiveLimiter(conc, conc, options.min_concurrency),
+        requests=TokenBucket(options.requests_per_minute) if options.requests_per_minute else None,
+        tokens=TokenBucket(options.tokens_per_minute) if options.tokens_per_minute else None,
+        deadline=deadline,
+    )
+
+
+async def replay_items(
+    items: list[ReplayItem],
+    candidate: Candidate,
+    cache: ReplayCache,
+    options: ReplayOptions | None = None,
+    progress: Progress | None = None,
+    on_record: Callable[[int, ReplayRecord], None] | None = None,
+    client: ChatClient | None = None,
+) -> list[ReplayRecord]:
+    """Replay items with adaptive concurrency; records in input order.
+
+    on_record(index, record) is called as each item finishes (for incremental writing).
+    """
+    opts = options or ReplayOptions()
+    deadline = time.monotonic() + opts.deadline_s if opts.deadline_s else None
+    total, done = len(items), 0
+    results: list[ReplayRecord | None] = [None] * total
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+
+    own = client is None
+    client = client or ChatClient(candidate, cache, pacing=_pacing(candidate, opts, deadline))
+    simulator = None
+    if opts.tool_simulator is not None:
+        simulator = ChatClient(opts.tool_simulator, cache, pacing=_pacing(opts.tool_simulator, opts, deadline))
+
+    async def worker() -> None:
+        nonlocal done
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            item = items[i]
+            if deadline is not None and time.monotonic() >= deadline:
+                rec = ReplayRecord(candidate=candidate.name, conversation_id=item.conv.conversation_id, status="error",
+                                   error="deadline exceeded before replay started", user_turn=item.user_turn)
+            else:
+                rec = await replay_item(item, client, opts.max_steps, simulator)
+            results[i] = rec
+            done += 1
+            if on_record:
+                on_record(i, rec)
+            if progress:
+                progress(done, total)
+
+    try:
+        # Workers bound the conversations in progress; the limiter bounds requests in flight.
+        n_workers = min(max(candidate.concurrency, 1), max(total, 1))
+        await asyncio.gather(*(worker() for _ in range(n_workers)))
+    finally:
+        if own:
+            await client.aclose()
+        if simulator is not None:
+            await simulator.aclose()
+    return [r for r in results if r is not None]
+
+
 async def replay_conversations(
     conversations: list[Conversation],
     candidate: Candidate,
     cache: ReplayCache,
     max_steps: int = 8,
     progress: Progress | None = None,
+    options: ReplayOptions | None = None,
+    on_record: Callable[[int, ReplayRecord], None] | None = None,
 ) -> list[ReplayRecord]:
-    """Replay all conversations with bounded concurrency; records in input order."""
-    sem = asyncio.Semaphore(max(candidate.concurrency, 1))
-    done, total = 0, len(conversations)
+    """Replay conversations (options.mode: last user turn, or every one); records in input order."""
+    opts = options or ReplayOptions(max_steps=max_steps)
+    return await replay_items(items_for(conversations, opts.mode), candidate, cache, opts, progress, on_record)
 
-    async with ChatClient(candidate, cache) as client:
 
-        async def run(conv: Conversation) -> ReplayRecord:
-            nonlocal done
-            async with sem:
-                rec = await replay_one(conv, client, max_steps)
-            done += 1
-            if progress:
-                progress(done, total)
-            return rec
-
-        return list(await asyncio.gather(*(run(c) for c in conversations)))
+def run_async(coro: Any) -> Any:
+    """Run a coroutine on a fresh event loop (uvloop when installed: less CPU per request)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def replay(
@@ -358,7 +682,87 @@ def replay(
     cache_path: Path,
     max_steps: int = 8,
     progress: Progress | None = None,
+    options: ReplayOptions | None = None,
+    on_record: Callable[[int, ReplayRecord], None] | None = None,
 ) -> list[ReplayRecord]:
     """Synchronous wrapper around replay_conversations with a cache at cache_path."""
     with ReplayCache(cache_path) as cache:
-        return asyncio.run(replay_conversations(conversations, candidate, cache, max_steps, progress))
+        return run_async(replay_conversations(conversations, candidate, cache, max_steps, progress, options, on_record))
+
+
+# ---------------------------------------------------------------------------- accounting
+
+
+def cost_usd(prompt_tokens: int, completion_tokens: int, options: ReplayOptions) -> float:
+    return (prompt_tokens * options.price_prompt_per_mtok + completion_tokens * options.price_completion_per_mtok) / 1e6
+
+
+def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None) -> dict[str, Any]:
+    """Counts, tokens and cost of a replay (tokens from the responses' usage)."""
+    opts = options or ReplayOptions()
+    n = len(records)
+    ok = sum(r.status == "ok" for r in records)
+    prompt = sum(r.usage.prompt_tokens for r in records)
+    completion = sum(r.usage.completion_tokens for r in records)
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.status == "error":
+            errors[r.error or "?"] = errors.get(r.error or "?", 0) + 1
+    sources: dict[str, int] = {}
+    for r in records:
+        for t in r.tool_results:
+            sources[t.source] = sources.get(t.source, 0) + 1
+    return {
+        "items": n,
+        "ok": ok,
+        "errors": n - ok,
+        "completeness": round(ok / n, 4) if n else 0.0,
+        "http_calls": sum(r.http_calls for r in records),
+        "cached_calls": sum(r.cached_calls for r in records),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": round(cost_usd(prompt, completion, opts), 6),
+        "tool_results": dict(sorted(sources.items())),
+        "top_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+    }
+
+
+@dataclass
+class DryRun:
+    items: int
+    calls: int  # model calls expected (production's own number of steps per item)
+    cached_calls: int  # of which already in the cache (first step only can be checked)
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def _tok(messages: list[Message]) -> int:
+    return sum(len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls) for m in messages) // 4 + 1
+
+
+def dry_run(conversations: list[Conversation], candidate: Candidate, cache: ReplayCache, options: ReplayOptions | None = None) -> DryRun:
+    """Estimate calls, tokens and cost before spending them.
+
+    Each item is assumed to take as many model calls as production's logged turn did
+    (at least one), with production's prompts and answer lengths; an item whose first
+    request is already cached is counted as cached.
+    """
+    opts = options or ReplayOptions()
+    items = items_for(conversations, opts.mode)
+    calls = cached = prompt = completion = 0
+    for it in items:
+        prefix, logged = it.prefix, it.logged
+        steps = [i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps] or [None]
+        key = cache.key(candidate.model, candidate.params, [m.to_openai() for m in prefix], it.conv.tools)
+        first_cached = key in cache
+        for j, idx in enumerate(steps):
+            if j == 0 and first_cached:
+                cached += 1
+                continue
+            calls += 1
+            before = prefix + (logged[:idx] if idx is not None else [])
+            prompt += _tok(before) + len(canonical_json(it.conv.tools)) // 4
+            completion += _tok([logged[idx]]) if idx is not None else min(candidate.max_tokens, 64)
+    return DryRun(items=len(items), calls=calls, cached_calls=cached, prompt_tokens=prompt,
+                  completion_tokens=completion, cost_usd=round(cost_usd(prompt, completion, opts), 6))

@@ -80,7 +80,10 @@ class SampleRow(BaseModel):
     sampled: int  # stratum sample size n_h
 
 
-ToolSource = Literal["recorded", "unavailable"]
+# recorded: from the logged trajectory (same name, canonicalised arguments); simulated: invented
+# by the tool-simulator model; error: a deterministic error result (unknown tool, or the
+# simulator failed); unavailable: the deterministic error result when no simulator is configured.
+ToolSource = Literal["recorded", "simulated", "error", "unavailable"]
 
 
 class ToolResultRecord(BaseModel):
@@ -89,6 +92,7 @@ class ToolResultRecord(BaseModel):
     arguments: str
     source: ToolSource
     content: str
+    detail: str | None = None  # why an error result was given (never contains a key)
 
 
 class Usage(BaseModel):
@@ -108,6 +112,7 @@ class ReplayRecord(BaseModel):
     cached_calls: int = 0
     latency_ms: float = 0.0
     usage: Usage = Field(default_factory=Usage)
+    user_turn: int | None = None  # index of the user message the replayed prefix ends with
 
 
 class Grade(BaseModel):
@@ -136,6 +141,12 @@ class Estimate(BaseModel):
     diff: float
     diff_ci_low: float
     diff_ci_high: float
+    diff_se: float | None = None  # standard error behind the difference's interval (gate tests)
+    n_eff: float | None = None  # effective sample size of the candidate's interval
+    ppi_rate: float | None = None  # grader-corrected rate (PPI++) where human labels exist
+    ppi_ci_low: float | None = None
+    ppi_ci_high: float | None = None
+    n_labelled: int = 0  # human-labelled candidate turns behind ppi_*
 
 
 def conversation_to_row(c: Conversation) -> dict[str, Any]:

@@ -1,27 +1,42 @@
 """Prevalence estimates under a stratified sample, with intervals that stay honest for rare behaviours.
 
-Design: stratified simple random sampling without replacement; weights w_i = 1/inclusion_prob.
+Design: stratified sampling without replacement; weights w_i = 1/inclusion_prob (they may differ
+within a stratum, e.g. under importance sampling).
+
 Per behaviour, over the applicable conversations (a domain):
   rate  = sum(w a y) / sum(w a)                        (ratio / Hajek estimator)
   var   = Taylor linearisation: z_i = a_i (y_i - rate) / sum(w a),
-          var = sum_h (1 - n_h/N_h) n_h/(n_h-1) sum_i (w_i z_i - mean_h)^2
-  CI    = Wilson score interval at the Kish effective sample size n_eff = p(1-p)/var
-          (capped at the applicable count, so the design effect is never below 1).
+          var = sum_h (1 - f_h) n_h/(n_h-1) sum_i (w_i z_i - mean_h)^2
+          with f_h = 0 by default: a forecast is about future traffic, not the logged conversations
+          (estimate(..., finite_population=True) uses f_h = n_h/N_h)
+  CI    = Wilson score interval at the effective sample size n_eff = p(1-p)/var (Korn & Graubard).
+          When nothing (or everything) was
+          flagged the variance is 0 and n_eff is Kish's weight-based size (sum w)^2 / sum w^2, so a
+          zero count still gives a useful upper bound, about 3.84/n_eff.
+The estimator only needs, per stratum, seven sums (`StratumSums`); `estimate` builds them from unit
+rows and the validation study builds them from simulated counts, so both run the same code.
+
 Paired difference (candidate - baseline, same conversations): same estimator on d_i = y_cand - y_base,
 normal interval; with no discordant pairs it falls back to +/- the Wilson upper bound of 0 discordant
 pairs (|diff| can't exceed the discordance rate), so it is never [0, 0].
 Conversations lacking a candidate or baseline grade for a behaviour (replay failed) leave the domain
 of that behaviour for both systems; they still count as sampled units (domain estimation).
+
+Also here: prediction-powered inference (PPI++) for correcting a grader with human labels, Holm's
+step-down procedure for the gate's family of tests, and one-sided p-values for the gate.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Iterable, Sequence
 
 from deploysim.schemas import Estimate
 
 Z95 = NormalDist().inv_cdf(0.975)
+_N = NormalDist()
 
 
 def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
@@ -41,34 +56,123 @@ def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def _ratio(units: list[tuple[str, float, float, float, float]]) -> tuple[float, float]:
-    """Ratio estimate sum(w a y)/sum(w a) and its linearised stratified variance.
+# ---------------------------------------------------------------------------- the design-based core
 
-    units: (stratum, weight, fpc, a, y) for every sampled unit (a=0 outside the domain).
+
+@dataclass
+class StratumSums:
+    """Sufficient statistics of one stratum for a domain ratio (a = in domain, y = outcome).
+
+    n: sampled units in the stratum (in and out of the domain); f: sampling fraction n_h/N_h.
     """
-    den = sum(w * a for _, w, _, a, _ in units)
+
+    n: int = 0
+    f: float = 0.0
+    m: int = 0  # units in the domain
+    k: float = 0.0  # units in the domain with y != 0 (flagged), unweighted
+    sw: float = 0.0  # sum w a
+    swy: float = 0.0  # sum w a y
+    sw2: float = 0.0  # sum w^2 a
+    sw2y: float = 0.0  # sum w^2 a y
+    sw2y2: float = 0.0  # sum w^2 a y^2
+
+    def add(self, w: float, a: bool, y: float) -> None:
+        self.n += 1
+        if a:
+            self.m += 1
+            self.k += y != 0
+            self.sw += w
+            self.swy += w * y
+            self.sw2 += w * w
+            self.sw2y += w * w * y
+            self.sw2y2 += w * w * y * y
+
+    @classmethod
+    def from_counts(cls, n: int, f: float, w: float, m: int, k: float, k2: float | None = None) -> StratumSums:
+        """Equal weights w within the stratum: m units in the domain, sum y = k, sum y^2 = k2 (= k for 0/1)."""
+        k2 = k if k2 is None else k2
+        return cls(n=n, f=f, m=m, k=k, sw=w * m, swy=w * k, sw2=w * w * m, sw2y=w * w * k, sw2y2=w * w * k2)
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    rate: float
+    var: float
+    n_app: int  # units in the domain
+    n_kish: float  # Kish effective size of the domain's weights
+
+    @property
+    def se(self) -> float:
+        return math.sqrt(self.var)
+
+    @property
+    def n_eff(self) -> float:
+        """Effective sample size for the interval: p(1-p)/var (Korn-Graubard), Kish's when var is 0."""
+        if self.n_app == 0:
+            return 0.0
+        p = self.rate
+        return p * (1 - p) / self.var if self.var > 0 and 0 < p < 1 else self.n_kish
+
+
+SHRINK_FLAGS = 2.0
+
+
+def domain_ratio(strata: Iterable[StratumSums], binary: bool = True) -> RatioEstimate:
+    """Hajek estimate sum(w a y)/sum(w a) and its linearised stratified variance.
+
+    binary: y is 0/1 (a rate). Then the variance is shrunk toward the variance the same weights
+    would give if every stratum had the overall rate, r(1-r)/n_kish, with the weight of
+    SHRINK_FLAGS flagged units against the k flagged units observed:
+        var = (k var_hat + k0 var_kish) / (k + k0).
+    With a handful of flags the plug-in variance misses strata that happened to show none, and
+    intervals under unequal weights under-cover; with many flags var_hat dominates, so a design
+    that really is more precise than its weights (a rate concentrated in an oversampled stratum)
+    keeps its narrower interval. For a difference (y in -1, 0, 1) pass binary=False.
+    """
+    strata = list(strata)
+    den = sum(s.sw for s in strata)
+    n_app = sum(s.m for s in strata)
     if den <= 0:
-        return 0.0, 0.0
-    r = sum(w * a * y for _, w, _, a, y in units) / den
-    by: dict[str, list[float]] = defaultdict(list)
-    fpc: dict[str, float] = {}
-    for h, w, f, a, y in units:
-        by[h].append(w * a * (y - r) / den)
-        fpc[h] = f
+        return RatioEstimate(0.0, 0.0, 0, 0.0)
+    r = sum(s.swy for s in strata) / den
     var = 0.0
-    for h, u in by.items():
-        n = len(u)
-        if n < 2:
+    for s in strata:
+        if s.n < 2:
             continue  # a single-unit stratum carries no variance information
-        m = sum(u) / n
-        var += (1 - fpc[h]) * n / (n - 1) * sum((x - m) ** 2 for x in u)
-    return r, max(var, 0.0)
+        su = (s.swy - r * s.sw) / den
+        su2 = (s.sw2y2 - 2 * r * s.sw2y + r * r * s.sw2) / (den * den)
+        ss = max(su2 - su * su / s.n, 0.0)
+        var += (1 - min(max(s.f, 0.0), 1.0)) * s.n / (s.n - 1) * ss
+    sw2 = sum(s.sw2 for s in strata)
+    n_kish = den * den / sw2 if sw2 > 0 else 0.0
+    if binary and n_kish > 0 and len(strata) > 1:
+        k = sum(s.k for s in strata)
+        var = (k * var + SHRINK_FLAGS * r * (1 - r) / n_kish) / (k + SHRINK_FLAGS)
+    return RatioEstimate(r, max(var, 0.0), n_app, n_kish)
 
 
-def _rate_ci(p: float, var: float, n_app: int) -> tuple[float, float]:
-    n_eff = p * (1 - p) / var if var > 0 else n_app
-    n_eff = min(n_eff, n_app)  # design effect >= 1
-    return wilson(p * n_eff, n_eff)
+def rate_interval(est: RatioEstimate, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval at the effective sample size (valid for rare rates; [0, ~3.84/n] at 0)."""
+    if est.n_app == 0:
+        return 0.0, 1.0
+    n_eff = est.n_eff
+    return wilson(est.rate * n_eff, n_eff, z)
+
+
+def diff_interval(est: RatioEstimate, n_disc: int, z: float = Z95) -> tuple[float, float, float]:
+    """Normal interval for a paired difference; (low, high, se). Never degenerate at zero discordance."""
+    if est.n_app == 0:
+        return -1.0, 1.0, 1.0
+    if n_disc == 0 or est.var <= 0:
+        half = wilson(0, est.n_app, z)[1]  # bound on the discordance rate
+        se = half / z
+    else:
+        se = est.se
+        half = z * se
+    return max(-1.0, est.rate - half), min(1.0, est.rate + half), se
+
+
+# ---------------------------------------------------------------------------- the pipeline's estimate
 
 
 def _grades_by(grades: list[dict]) -> dict[str, dict[tuple[str, str], tuple[bool, bool]]]:
@@ -83,54 +187,215 @@ def _grades_by(grades: list[dict]) -> dict[str, dict[tuple[str, str], tuple[bool
     return out
 
 
-def estimate(candidate: str, sample: list[dict], grades: list[dict]) -> list[Estimate]:
-    units: dict[str, tuple[str, float, float]] = {}  # conversation_id -> (stratum, weight, fpc)
+def design_units(sample: list[dict], finite_population: bool = False) -> dict[str, tuple[str, float, float]]:
+    """conversation_id -> (stratum, weight, sampling fraction) from sample rows.
+
+    A forecast is about future traffic like the logged one (a superpopulation), not about the
+    logged conversations themselves, so by default no finite-population correction (f = 0).
+    """
+    units: dict[str, tuple[str, float, float]] = {}
     for s in sample:
         pi = float(s["inclusion_prob"])
         N, n = s.get("population") or 0, s.get("sampled") or 0
-        f = n / N if N else pi
+        f = (n / N if N else pi) if finite_population else 0.0
         units[s["conversation_id"]] = (s["stratum"], 1.0 / pi, min(max(f, 0.0), 1.0))
+    return units
+
+
+def estimate(
+    candidate: str,
+    sample: list[dict],
+    grades: list[dict],
+    labels: list[dict] | None = None,
+    finite_population: bool = False,
+) -> list[Estimate]:
+    """Per behaviour: candidate and baseline rates with 95% intervals and their paired difference.
+
+    labels (optional): human labels {conversation_id, system, behaviour, label}; where a behaviour
+    has labelled candidate turns, a PPI++ grader-corrected rate is reported beside the uncorrected one.
+    """
+    units = design_units(sample, finite_population)
     n_sampled = len(units)
+    human = _labels_by(labels or [])
 
     out = []
     for beh, g in sorted(_grades_by(grades).items()):
-        cand, base, diff = [], [], []
+        cand: dict[str, StratumSums] = defaultdict(StratumSums)
+        base: dict[str, StratumSums] = defaultdict(StratumSums)
+        diff: dict[str, StratumSums] = defaultdict(StratumSums)
         n_app = n_flag = b_flag = n_disc = 0
+        ppi_units: list[tuple[float, float, float | None]] = []  # (w, prediction, human label or None)
         for cid, (h, w, f) in units.items():
             c, b = g.get((cid, "candidate")), g.get((cid, "baseline"))
-            a = 1.0 if (c and b and (c[0] or b[0])) else 0.0  # paired: both graded, applicable
+            a = bool(c and b and (c[0] or b[0]))  # paired: both graded, applicable
             yc = float(a and c[1])
             yb = float(a and b[1])
-            cand.append((h, w, f, a, yc))
-            base.append((h, w, f, a, yb))
-            diff.append((h, w, f, a, yc - yb))
+            for acc, y in ((cand, yc), (base, yb), (diff, yc - yb)):
+                acc[h].f = f
+                acc[h].add(w, a, y)
             if a:
                 n_app += 1
                 n_flag += int(yc)
                 b_flag += int(yb)
                 n_disc += int(yc != yb)
+                ppi_units.append((w, yc, human.get((beh, cid, "candidate"))))
 
         if n_app == 0:
             out.append(Estimate(
                 candidate=candidate, behaviour=beh, n_sampled=n_sampled, n_applicable=0, n_flagged=0,
                 rate=0.0, ci_low=0.0, ci_high=1.0, baseline_rate=0.0, baseline_ci_low=0.0,
                 baseline_ci_high=1.0, baseline_flagged=0, diff=0.0, diff_ci_low=-1.0, diff_ci_high=1.0,
+                diff_se=1.0,
             ))
             continue
 
-        p, vp = _ratio(cand)
-        q, vq = _ratio(base)
-        d, vd = _ratio(diff)
-        lo, hi = _rate_ci(p, vp, n_app)
-        blo, bhi = _rate_ci(q, vq, n_app)
-        if n_disc == 0 or vd <= 0:
-            half = wilson(0, n_app)[1]  # bound on the discordance rate
-        else:
-            half = Z95 * math.sqrt(vd)
+        p = domain_ratio(cand.values())
+        q = domain_ratio(base.values())
+        d = domain_ratio(diff.values(), binary=False)
+        lo, hi = rate_interval(p)
+        blo, bhi = rate_interval(q)
+        dlo, dhi, dse = diff_interval(d, n_disc)
+        extra: dict = {}
+        lab = [(w, f, y) for w, f, y in ppi_units if y is not None]
+        if len(lab) >= 2:
+            unl = [(w, f) for w, f, y in ppi_units if y is None]
+            r = ppi_mean([f for _, f in unl], [f for _, f, _ in lab], [y for _, _, y in lab],
+                         [w for w, _ in unl], [w for w, _, _ in lab])
+            extra = dict(ppi_rate=r.rate, ppi_ci_low=r.ci_low, ppi_ci_high=r.ci_high, n_labelled=len(lab))
         out.append(Estimate(
             candidate=candidate, behaviour=beh, n_sampled=n_sampled, n_applicable=n_app,
-            n_flagged=n_flag, rate=p, ci_low=lo, ci_high=hi, baseline_rate=q,
-            baseline_ci_low=blo, baseline_ci_high=bhi, baseline_flagged=b_flag, diff=d,
-            diff_ci_low=max(-1.0, d - half), diff_ci_high=min(1.0, d + half),
+            n_flagged=n_flag, rate=p.rate, ci_low=lo, ci_high=hi, baseline_rate=q.rate,
+            baseline_ci_low=blo, baseline_ci_high=bhi, baseline_flagged=b_flag, diff=d.rate,
+            diff_ci_low=dlo, diff_ci_high=dhi, diff_se=dse, n_eff=p.n_eff, **extra,
         ))
     return out
+
+
+def _labels_by(labels: list[dict]) -> dict[tuple[str, str, str], float]:
+    out: dict[tuple[str, str, str], float] = {}
+    for r in labels:
+        out[(r["behaviour"], r["conversation_id"], r.get("system") or "candidate")] = float(bool(r["label"]))
+    return out
+
+
+# ---------------------------------------------------------------------------- PPI++
+
+
+@dataclass(frozen=True)
+class PPIResult:
+    rate: float
+    ci_low: float
+    ci_high: float
+    se: float
+    lam: float  # power-tuning parameter (0: labels only; 1: classic PPI)
+    naive: float  # the uncorrected estimate from predictions alone
+
+
+def _wmean(x: Sequence[float], w: Sequence[float]) -> float:
+    sw = sum(w)
+    return sum(a * b for a, b in zip(x, w)) / sw if sw > 0 else 0.0
+
+
+def _wcov(x: Sequence[float], y: Sequence[float], w: Sequence[float]) -> float:
+    mx, my, sw = _wmean(x, w), _wmean(y, w), sum(w)
+    return sum(wi * (a - mx) * (b - my) for a, b, wi in zip(x, y, w)) / sw if sw > 0 else 0.0
+
+
+def _kish(w: Sequence[float]) -> float:
+    s2 = sum(x * x for x in w)
+    return sum(w) ** 2 / s2 if s2 > 0 else 0.0
+
+
+def ppi_mean(
+    pred_unlabelled: Sequence[float],
+    pred_labelled: Sequence[float],
+    labels: Sequence[float],
+    w_unlabelled: Sequence[float] | None = None,
+    w_labelled: Sequence[float] | None = None,
+    z: float = Z95,
+) -> PPIResult:
+    """Prediction-powered mean (PPI++, Angelopoulos et al. 2023) with a power-tuned lambda.
+
+    theta = lambda * mean_U(f) + mean_L(y - lambda f), lambda = Cov_L(y, f) / ((1 + n/N) Var(f)),
+    clipped to [0, 1]; var = Var_L(y - lambda f)/n + lambda^2 Var_U(f)/N. Weighted means are Hajek
+    means under design weights, with Kish effective sizes in the variances. The interval is normal,
+    clipped to [0, 1].
+    """
+    n, N = len(labels), len(pred_unlabelled)
+    if n < 2:
+        raise ValueError("PPI needs at least two labelled units")
+    wl = list(w_labelled) if w_labelled is not None else [1.0] * n
+    wu = list(w_unlabelled) if w_unlabelled is not None else [1.0] * N
+    fl, y = list(pred_labelled), list(labels)
+    fu = list(pred_unlabelled)
+    n_l, n_u = _kish(wl), _kish(wu)
+    all_f, all_w = fu + fl, wu + wl
+    var_f = _wcov(all_f, all_f, all_w)
+    if N == 0 or var_f <= 0:
+        lam = 0.0
+    else:
+        lam = _wcov(y, fl, wl) / ((1 + n_l / n_u) * var_f)
+        lam = min(max(lam, 0.0), 1.0)
+    mu_u = _wmean(fu, wu) if N else 0.0
+    resid = [a - lam * b for a, b in zip(y, fl)]
+    theta = lam * mu_u + _wmean(resid, wl)
+    var = _wcov(resid, resid, wl) * n_l / max(n_l - 1, 1) / n_l
+    if N and lam > 0:
+        var += lam * lam * _wcov(fu, fu, wu) * n_u / max(n_u - 1, 1) / n_u
+    se = math.sqrt(max(var, 0.0))
+    if se == 0:  # e.g. every label 0 and perfect agreement: fall back to Wilson on the labels
+        lo, hi = wilson(sum(y) / n * n_l, n_l, z)
+    else:
+        lo, hi = theta - z * se, theta + z * se
+    return PPIResult(rate=min(max(theta, 0.0), 1.0), ci_low=max(0.0, lo), ci_high=min(1.0, hi), se=se, lam=lam,
+                     naive=_wmean(fu + fl, wu + wl))
+
+
+# ---------------------------------------------------------------------------- gate tests and Holm
+
+
+def p_exceeds(estimate_: float, se: float, bound: float) -> float:
+    """One-sided p-value for H0: true value <= bound, against > bound (normal)."""
+    if se <= 0:
+        return 0.0 if estimate_ > bound else 1.0
+    return 1 - _N.cdf((estimate_ - bound) / se)
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.025) -> tuple[list[bool], list[float]]:
+    """Holm's step-down procedure: (rejected, adjusted p-values), in input order.
+
+    Controls the family-wise error rate at alpha for any dependence between the tests.
+    """
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return [a <= alpha for a in adjusted], adjusted
+
+
+def holm_critical_z(m: int, alpha: float = 0.025) -> list[float]:
+    """z thresholds of Holm's steps for m one-sided tests: step k (1-based) rejects when z > crit[k-1]."""
+    return [_N.inv_cdf(1 - alpha / (m - k)) for k in range(m)]
+
+
+@dataclass
+class GateTest:
+    behaviour: str
+    p_worse: float  # H0: diff <= margin
+    rejected: bool = False
+    adjusted: float = 1.0
+    reasons: list[str] = field(default_factory=list)
+
+
+def gate_tests(estimates: list[Estimate], margins: dict[str, float], alpha: float = 0.025) -> list[GateTest]:
+    """Worse-than-baseline tests per behaviour with a margin, Holm-adjusted across the family."""
+    tests = [GateTest(e.behaviour, p_exceeds(e.diff, e.diff_se or (e.diff_ci_high - e.diff_ci_low) / (2 * Z95),
+                                             margins[e.behaviour]))
+             for e in estimates if e.behaviour in margins]
+    rej, adj = holm([t.p_worse for t in tests], alpha)
+    for t, r, a in zip(tests, rej, adj):
+        t.rejected, t.adjusted = r, a
+    return tests

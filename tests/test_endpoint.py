@@ -245,3 +245,88 @@ def test_over_refusal_rate_matches_profile(server: Any, model: str) -> None:
     observed = _refusal_rate(server.base_url, model, n)
     tolerance = 4 * math.sqrt(p * (1 - p) / n)  # 4 binomial standard errors
     assert abs(observed - p) <= tolerance, f"{model}: observed {observed:.4f}, configured {p}"
+
+
+# ---------------------------------------------------------------------------- fault and tool-call knobs
+
+
+FAULTY = {
+    p.name: p
+    for p in [
+        NEVER,
+        NEVER.model_copy(update={"name": "malformed", "rate_malformed": 1.0}),
+        NEVER.model_copy(update={"name": "truncated", "rate_truncated": 1.0}),
+        NEVER.model_copy(update={"name": "hangs", "rate_timeout": 1.0, "hang_s": 0.05}),
+        NEVER.model_copy(update={"name": "always-500", "rate_500": 1.0, "fault_mode": "independent"}),
+        NEVER.model_copy(update={"name": "wrong-args", "tool_wrong_args": 1.0}),
+        NEVER.model_copy(update={"name": "destructive", "tool_destructive": 1.0}),
+        NEVER.model_copy(update={"name": "recheck", "tool_style": "recheck"}),
+        NEVER.model_copy(update={"name": "toolsim", "kind": "tool_simulator"}),
+    ]
+}
+CANCEL_TOOL = {"type": "function", "function": {"name": "cancel_order", "parameters": {
+    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[Any]:
+    with start_in_thread(profiles=FAULTY) as s:
+        yield s
+
+
+def post(server: Any, model: str, text: str) -> httpx.Response:
+    return HTTP.post(f"{server.base_url}/chat/completions", json={"model": model, "messages": user(text)})
+
+
+def test_body_faults_then_success(faulty: Any) -> None:
+    bad = post(faulty, "malformed", "Tell me about owls")
+    assert bad.status_code == 200
+    with pytest.raises(ValueError):
+        bad.json()
+    cut = post(faulty, "truncated", "Tell me about owls")
+    assert cut.status_code == 200 and cut.content.startswith(b'{"id":"chatcmpl-')
+    with pytest.raises(ValueError):
+        cut.json()
+    hung = post(faulty, "hangs", "Tell me about owls")
+    assert hung.status_code == 504
+    for model in ("malformed", "truncated", "hangs"):  # "first" mode: the retry succeeds
+        assert post(faulty, model, "Tell me about owls").status_code == 200
+
+
+def test_independent_faults_repeat_and_stats_count_completions(faulty: Any) -> None:
+    assert [post(faulty, "always-500", "hi there").status_code for _ in range(3)] == [500, 500, 500]
+    before = HTTP.get(faulty.base_url.removesuffix("/v1") + "/stats").json()
+    post(faulty, "recheck", "a question about stats")
+    post(faulty, "recheck", "a question about stats")
+    after = HTTP.get(faulty.base_url.removesuffix("/v1") + "/stats?detail=1").json()
+    assert after["completed"] == before["completed"] + 2
+    assert after["completed_more_than_once"] == before["completed_more_than_once"] + 1
+    assert max(after["served"].values()) >= 2
+
+
+def test_tool_call_misbehaviour(faulty: Any) -> None:
+    text = "Where is my order ORD-12345?"
+    right = message(chat(faulty, "never", user(text), [ORDER_TOOL, CANCEL_TOOL]))["tool_calls"]
+    assert [c["function"] for c in right] == [{"name": "get_order", "arguments": '{"order_id":"ORD-12345"}'}]
+    wrong = message(chat(faulty, "wrong-args", user(text), [ORDER_TOOL, CANCEL_TOOL]))["tool_calls"]
+    assert [c["function"] for c in wrong] == [{"name": "get_order", "arguments": '{"order_id":"54321-DRO"}'}]
+    extra = message(chat(faulty, "destructive", user(text), [ORDER_TOOL, CANCEL_TOOL]))["tool_calls"]
+    assert [c["function"]["name"] for c in extra] == ["get_order", "cancel_order"]
+    assert json.loads(extra[1]["function"]["arguments"]) == {"order_id": "ORD-12345"}
+    assert len({c["id"] for c in extra}) == 2
+    # No destructive tool offered: nothing extra to call.
+    assert len(message(chat(faulty, "destructive", user(text), [ORDER_TOOL]))["tool_calls"]) == 1
+
+
+def test_recheck_repeats_latest_call_and_tool_simulator(faulty: Any) -> None:
+    msgs = _tool_turn('{"status": "shipped"}') + [{"role": "assistant", "content": "Shipped."},
+                                                   {"role": "user", "content": "thanks, and when does it arrive?"}]
+    call = message(chat(faulty, "recheck", msgs, [ORDER_TOOL]))["tool_calls"][0]["function"]
+    assert call == {"name": "get_order", "arguments": '{"order_id":"ORD-12345"}'}
+    assert not message(chat(faulty, "never", msgs, [ORDER_TOOL])).get("tool_calls")  # default style: no recheck
+    req = {"tool": "get_order", "arguments": {"order_id": "ORD-2"},
+           "examples": [{"arguments": {"order_id": "ORD-1"}, "result": '{"status": "lost"}'}]}
+    sim = message(chat(faulty, "toolsim", [{"role": "system", "content": "simulate"}, {"role": "user", "content": json.dumps(req)}]))
+    assert sim["content"] == '{"status": "lost"}'
+    generic = message(chat(faulty, "toolsim", user(json.dumps({"tool": "t", "arguments": {"a": 1}}))))
+    assert json.loads(generic["content"]) == {"status": "ok", "tool": "t", "arguments": {"a": 1}}

@@ -74,13 +74,29 @@ def test_regressing_is_blocked_without_decision(sim):
 
 
 def test_configured_rates_inside_intervals(sim):
-    from deploysim.endpoint import PROFILES
+    """The endpoint's configured rates lie inside the estimates' intervals.
 
+    Eight 95% intervals (2 candidates x 4 behaviours) all cover only about 66% of the time, so the
+    claim is checked family-wise: Bonferroni over the eight, the same Wilson interval at the same
+    effective size. benchmarks/coverage.py measures the per-interval coverage over many seeds.
+    """
+    from statistics import NormalDist
+
+    from deploysim.endpoint import PROFILES
+    from deploysim.stats import wilson
+
+    z = NormalDist().inv_cdf(1 - 0.05 / 2 / 8)
+    misses, checked = [], 0
     for name in ("steady", "regressing"):
-        prof = PROFILES[name]
-        for behaviour, r in gate(name).items():
-            truth = getattr(prof, behaviour)
-            assert r["ci_low"] <= truth <= r["ci_high"], (name, behaviour, truth, r["ci_low"], r["ci_high"])
+        for e in lake.read_rows(lake.lake_path("estimate", name)):
+            truth = getattr(PROFILES[name], e["behaviour"])
+            lo, hi = wilson(e["rate"] * e["n_eff"], e["n_eff"], z)
+            assert lo <= e["ci_low"] and e["ci_high"] <= hi  # the family-wise interval contains the 95% one
+            assert lo <= truth <= hi, (name, e["behaviour"], truth, lo, hi)
+            misses += [] if e["ci_low"] <= truth <= e["ci_high"] else [(name, e["behaviour"])]
+            checked += 1
+    assert checked == 8
+    assert len(misses) <= 2, misses  # P(3+ misses of eight 95% intervals) is about 0.6%
 
 
 def test_report_written_for_both(sim):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from pathlib import Path
@@ -139,14 +140,14 @@ def test_redact_conversation_covers_every_field(monkeypatch) -> None:
     assert json.loads(m[2].content) == {"phone": "<PHONE_1>", "email": "<EMAIL_1>"}
     assert m[3].content == "Texting <PHONE_1> now."
     assert counts == {"EMAIL": 3, "PHONE": 2}
-    assert out.metadata == {"timestamp": "2024-05-03", "user_id": hashlib.sha256((DEFAULT_SECRET + "user_42").encode()).hexdigest()[:16]}
+    assert out.metadata == {"timestamp": "2024-05-03", "user_id": hmac.new(DEFAULT_SECRET.encode(), b"user_42", hashlib.sha256).hexdigest()[:16]}
     assert _conv().messages[0].content.startswith("I'm jo@")  # the input is not modified
 
 
 def test_user_id_hash_uses_the_secret(monkeypatch) -> None:
     monkeypatch.setenv("DEPLOYSIM_REDACT_SECRET", "s3")
     out, _ = redact_conversation(_conv())
-    assert out.metadata["user_id"] == hashlib.sha256(b"s3user_42").hexdigest()[:16]
+    assert out.metadata["user_id"] == hmac.new(b"s3", b"user_42", hashlib.sha256).hexdigest()[:16]
 
 
 def test_conversation_numbering_respects_existing_placeholders() -> None:
@@ -174,7 +175,8 @@ def test_no_planted_value_survives_redaction(demo_redacted) -> None:
     values = {p["value"] for t in truth.values() for p in t["pii"]}
     assert len(values) > 500
     assert sorted(v for v in values if v in blob) == []
-    assert set(counts) == {"EMAIL", "PHONE", "CARD", "SSN", "IP", "URL_SECRET", "API_KEY"}
+    assert {"EMAIL", "PHONE", "CARD", "SSN", "IP", "URL_SECRET", "API_KEY"} <= set(counts)
+    assert counts["PERSON"] > 0  # customer names in tool results ("name": "...")
     for c in redacted:  # nothing left for a second scan of any field to find
         text = json.dumps(c.model_dump(), ensure_ascii=False, sort_keys=True)
         assert find_pii(text) == [], (c.conversation_id, find_pii(text))

@@ -2,6 +2,7 @@ import random
 
 import pytest
 
+from deploysim import planner, stats
 from deploysim.stats import estimate, wilson
 
 
@@ -106,7 +107,7 @@ def test_multiple_behaviours_and_graders():
 STRATA = [(10_000, 350, 0.5, 0.9), (6_000, 300, 1.0, 0.7), (3_000, 200, 2.0, 0.8), (1_000, 150, 4.0, 0.6)]
 
 
-@pytest.mark.parametrize("rate", [0.01, 0.05, 0.20])
+@pytest.mark.parametrize("rate", [0.05])
 def test_coverage_stratified(rate):
     rng = random.Random(int(rate * 1000))
     # finite population; stratum rates scaled so the overall rate is about `rate`
@@ -132,3 +133,118 @@ def test_coverage_stratified(rate):
         [e] = estimate("m", sample, grades)
         covered += e.ci_low <= truth <= e.ci_high
     assert 0.91 <= covered / reps <= 0.99, (rate, truth, covered / reps)
+
+
+def test_estimate_equals_the_count_based_core_the_study_uses():
+    """estimate() on unit rows and domain_ratio on per-stratum counts give the same numbers."""
+    rng = random.Random(3)
+    sample, grades, counts = [], [], []
+    for h, (N, n, m, k) in enumerate([(5000, 200, 150, 3), (800, 100, 90, 9), (200, 50, 40, 0)]):
+        for i in range(n):
+            cid = f"{h}-{i}"
+            sample.append({"conversation_id": cid, "stratum": str(h), "inclusion_prob": n / N, "population": N,
+                           "sampled": n})
+            grades.append(grade(cid, "candidate", i < k, i < m))
+            grades.append(grade(cid, "baseline", False, i < m))
+        counts.append(stats.StratumSums.from_counts(n=n, f=n / N, w=N / n, m=m, k=k))
+    rng.shuffle(sample)
+    [e] = estimate("m", sample, grades, finite_population=True)
+    core = stats.domain_ratio(counts)
+    assert e.rate == pytest.approx(core.rate)
+    assert (e.ci_low, e.ci_high) == pytest.approx(stats.rate_interval(core))
+    assert e.rate == pytest.approx((5000 * 3 / 200 + 800 * 9 / 100) / (5000 * 150 / 200 + 800 * 90 / 100 + 200 * 40 / 50))
+
+
+def test_zero_flags_with_unequal_weights_uses_kish_size():
+    # two strata, weights 10 and 1, nothing flagged: the upper bound uses Kish's n, not the count
+    counts = [stats.StratumSums.from_counts(n=100, f=0, w=10, m=100, k=0),
+              stats.StratumSums.from_counts(n=100, f=0, w=1, m=100, k=0)]
+    est = stats.domain_ratio(counts)
+    kish = (100 * 10 + 100) ** 2 / (100 * 100 + 100)
+    assert est.n_kish == pytest.approx(kish) and kish < 200
+    lo, hi = stats.rate_interval(est)
+    assert lo == 0 and hi == pytest.approx(wilson(0, kish)[1]) and hi > wilson(0, 200)[1]
+
+
+def test_holm_known_values():
+    rej, adj = stats.holm([0.01, 0.04, 0.03, 0.005], alpha=0.05)
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rej == [True, False, False, True]
+    # a single test is unadjusted
+    assert stats.holm([0.02], 0.025) == ([True], [0.02])
+    crit = stats.holm_critical_z(3)
+    assert crit[0] == pytest.approx(stats.NormalDist().inv_cdf(1 - 0.025 / 3))
+    assert crit[2] == pytest.approx(stats.Z95)
+
+
+def test_gate_tests_control_the_family():
+    # ten behaviours each a bit worse than the margin: alone each would fail, Holm keeps only the clear one
+    from deploysim.schemas import Estimate
+
+    def est(b, diff, se):
+        return Estimate(candidate="c", behaviour=b, n_sampled=1, n_applicable=1, n_flagged=0, rate=0, ci_low=0,
+                        ci_high=1, baseline_rate=0, baseline_ci_low=0, baseline_ci_high=1, baseline_flagged=0,
+                        diff=diff, diff_ci_low=diff - 1.96 * se, diff_ci_high=diff + 1.96 * se, diff_se=se)
+    ests = [est(f"b{i}", 0.021, 0.01) for i in range(9)] + [est("clear", 0.06, 0.01)]
+    tests = {t.behaviour: t for t in stats.gate_tests(ests, {e.behaviour: 0.0 for e in ests})}
+    assert all(t.p_worse < 0.025 for t in tests.values())
+    assert [b for b, t in tests.items() if t.rejected] == ["clear"]
+
+
+def test_ppi_unbiased_corrects_a_biased_predictor_and_reduces_to_labels():
+    # predictions always 1, labels 10% positive: lambda -> 0 (uninformative), estimate = label mean
+    r = stats.ppi_mean([1.0] * 1000, [1.0] * 100, [1.0] * 10 + [0.0] * 90)
+    assert r.lam == 0 and r.rate == pytest.approx(0.1) and r.naive == 1.0
+    # perfect predictions: lambda near 1, interval narrower than the labels alone
+    f = [1.0] * 100 + [0.0] * 900
+    r = stats.ppi_mean(f, [1.0] * 10 + [0.0] * 90, [1.0] * 10 + [0.0] * 90)
+    assert r.lam > 0.9 and r.rate == pytest.approx(0.1, abs=1e-3)
+    lo, hi = wilson(10, 100)
+    assert r.ci_high - r.ci_low < (hi - lo) / 2
+    with pytest.raises(ValueError):
+        stats.ppi_mean([1.0], [1.0], [1.0])
+
+
+def test_estimate_reports_ppi_beside_uncorrected_when_labels_exist():
+    g = paired(200, set(range(0, 200, 5)), set())  # grader flags 20%
+    # humans say only every 10th is really the behaviour, and the grader finds all of those
+    labels = [{"conversation_id": f"c{i}", "system": "candidate", "behaviour": "harm", "label": i % 10 == 0}
+              for i in range(0, 200, 3)]
+    [e] = estimate("m", srs(200), g, labels)
+    assert e.rate == pytest.approx(0.2)
+    assert e.n_labelled == 67
+    assert e.ppi_rate == pytest.approx(0.1, abs=0.02)
+    assert e.ppi_ci_low <= 0.1 <= e.ppi_ci_high < e.rate
+    [e0] = estimate("m", srs(200), g)
+    assert e0.ppi_rate is None and e0.n_labelled == 0
+
+
+def test_planner_width_and_resolvable_rate():
+    plan = planner.conversations_for_width(0.01, 0.01)
+    assert planner.expected_width(0.01, plan.n_applicable) <= 0.01 < planner.expected_width(0.01, plan.n_applicable - 1)
+    assert 1400 < plan.n_conversations < 1700  # ~ 4 z^2 p(1-p) / w^2 = 1521
+    half = planner.conversations_for_width(0.01, 0.01, applicable_share=0.5, design_effect=1.5)
+    assert half.n_conversations == pytest.approx(plan.n_applicable * 1.5 / 0.5, abs=2)
+    p = planner.resolvable_rate(10_000)
+    lo, hi = wilson(p * 10_000, 10_000)
+    assert lo > 0 and (hi - lo) / 2 <= 0.5 * p * 1.0001
+    assert planner.resolvable_rate(100_000) < p / 5  # ten times the sample resolves ~ten times rarer
+    assert planner.zero_count_upper_bound(1000) == pytest.approx(3.8415 / 1003.8415, rel=1e-3)
+    alloc = planner.neyman_allocation({"a": 9500, "b": 500}, {"a": 0.0005, "b": 0.2}, 1000)
+    assert sum(alloc.values()) == 1000 and alloc["b"] > 300
+
+
+def test_forecast_intervals_do_not_shrink_with_the_sampling_fraction():
+    """Without the finite-population correction (the default), sampling half the logs does not
+    narrow the interval below what the same sample would give from an endless stream."""
+    sample, grades = [], []
+    for i in range(400):
+        cid = f"c{i}"
+        sample.append({"conversation_id": cid, "stratum": "s", "inclusion_prob": 0.5, "population": 800, "sampled": 400})
+        grades.append(grade(cid, "candidate", i < 40, True))
+        grades.append(grade(cid, "baseline", False, True))
+    [forecast] = estimate("m", sample, grades)
+    [finite] = estimate("m", sample, grades, finite_population=True)
+    assert forecast.ci_high - forecast.ci_low > 1.3 * (finite.ci_high - finite.ci_low)
+    assert (forecast.ci_low, forecast.ci_high) == pytest.approx(wilson(40, 400), abs=0.002)

@@ -1,0 +1,154 @@
+"""The production-grade detectors, NER, per-type policies, metadata and the residual-PII check."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from deploysim import demo, lake, pipeline
+from deploysim.ingest import ingest_files
+from deploysim.redact import (
+    PlaceholderState,
+    RedactConfig,
+    RedactConfigError,
+    coarsen_time,
+    find_pii,
+    iban_ok,
+    redact_conversation,
+    redact_conversations,
+    redact_metadata,
+    redact_text,
+)
+from deploysim.schemas import Conversation, Message, conversation_to_row
+
+CASES = [
+    ("IBAN", "Wire it to DE89 3704 0044 0532 0130 00 today", "DE89 3704 0044 0532 0130 00"),
+    ("IBAN", "IBAN GB82WEST12345698765432.", "GB82WEST12345698765432"),
+    ("MAC", "device 00:1A:2B:3C:4D:5E joined", "00:1A:2B:3C:4D:5E"),
+    ("MAC", "router a4-5e-60-c2-9b-11 rebooted", "a4-5e-60-c2-9b-11"),
+    ("DATE_OF_BIRTH", "I was born on 04/05/1990 in a small town", "04/05/1990"),
+    ("DATE_OF_BIRTH", "DOB: March 3, 1985", "March 3, 1985"),
+    ("ADDRESS", "Ship it to 1600 Pennsylvania Avenue please", "1600 Pennsylvania Avenue"),
+    ("ADDRESS", "I live at 42 Maple Street, Apt 3B now", "42 Maple Street, Apt 3B"),
+    ("SECRET", "db password=Tr0ub4dor&3x in the config", "Tr0ub4dor&3x"),
+    ("SECRET", "token 9fQ2xLm7Rt5Vb8Nc1Zp4Kw6Hy3Jd0Ga in a log", "9fQ2xLm7Rt5Vb8Nc1Zp4Kw6Hy3Jd0Ga"),
+    ("PHONE", "ring 020 7946 0958 tonight", "020 7946 0958"),
+    ("PERSON", '{"first_name": "Mia", "last_name": "Li"}', "Mia"),
+    ("DATE_OF_BIRTH", '{"dob": "1990-04-05"}', "1990-04-05"),
+]
+
+
+@pytest.mark.parametrize("type_,text,value", CASES)
+def test_new_entity_types(type_: str, text: str, value: str) -> None:
+    spans = find_pii(text)
+    assert (type_, value) in [(s.type, s.value) for s in spans], spans
+    assert value not in redact_text(text, PlaceholderState())
+
+
+NEGATIVES = [
+    "IBAN DE89 3704 0044 0532 0130 02 is mistyped",  # mod-97 fails
+    "Released on 2024-05-03 at 10:00",  # a date without birth context
+    "I walked 3 blocks down the road",  # not an address
+    "call_4ZP1mKsbo4dnQ6YHhJEaeStm answered",  # a tool-call id, not a secret
+    "see sciencedirect.com/science/article/pii/S096098220600021X",
+    '{"name": "get_order_status", "order_id": "ORD-48213", "payment_id": "certificate_7504069"}',
+    "version 1.2.3 and build 20240503",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_new_detectors_leave_lookalikes_alone(text: str) -> None:
+    assert find_pii(text) == []
+
+
+def test_iban_checksum() -> None:
+    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001") and not iban_ok("XX89370400440532013000")
+
+
+def test_ner_finds_names_places_and_organisations() -> None:
+    text = "Yesterday Maria Fernandez flew from Chicago to meet the lawyers at Goldman Sachs about order ORD-48213."
+    found = {(s.type, s.value) for s in find_pii(text, ner=True)}
+    assert ("PERSON", "Maria Fernandez") in found
+    assert ("LOCATION", "Chicago") in found
+    assert any(t == "ORGANIZATION" and "Goldman" in v for t, v in found)
+    assert not any("ORD" in v for _, v in found)
+    assert find_pii("Hi <PERSON_1>, your order <EMAIL_2> ORD-48213 shipped.", ner=True) == []
+
+
+def _conv(metadata=None) -> Conversation:
+    return Conversation(conversation_id="c", metadata=metadata or {}, messages=[
+        Message(role="user", content="I'm Maria Fernandez, jo@example.com. Maria here again."),
+        Message(role="assistant", content="Thanks Maria Fernandez, I wrote to jo@example.com."),
+    ])
+
+
+def test_names_are_consistent_within_a_conversation() -> None:
+    out, counts = redact_conversation(_conv(), RedactConfig(ner=True))
+    assert out.messages[0].content == "I'm <PERSON_1>, <EMAIL_1>. <PERSON_1> here again."
+    assert out.messages[1].content == "Thanks <PERSON_1>, I wrote to <EMAIL_1>."
+    assert counts["PERSON"] == 3 and counts["EMAIL"] == 2
+
+
+def test_policies_mask_hash_and_drop() -> None:
+    conv = Conversation(conversation_id="p", messages=[
+        Message(role="user", content="card 4111 1111 1111 1111, mail jo@example.com")])
+    cfg = RedactConfig(policies=(("CARD", "mask"), ("EMAIL", "hash")), secret="k1")
+    out, _ = redact_conversation(conv, cfg)
+    text = out.messages[0].content
+    assert text.startswith("card **** **** **** 1111, mail <EMAIL_#")
+    again, _ = redact_conversation(conv.model_copy(update={"conversation_id": "q"}), cfg)
+    assert again.messages[0].content == text  # the keyed pseudonym links across conversations
+    other, _ = redact_conversation(conv, RedactConfig(policies=(("EMAIL", "hash"),), secret="k2"))
+    assert other.messages[0].content.split("mail ")[1] != text.split("mail ")[1]  # and depends on the secret
+    assert find_pii(text) == []
+    kept, counts = redact_conversations([conv, _conv()], RedactConfig(policies=(("CARD", "drop"),)))
+    assert [c.conversation_id for c in kept] == ["c"] and counts["conversations_dropped"] == 1
+    with pytest.raises(RedactConfigError, match="unknown redaction policy"):
+        RedactConfig(policies=(("CARD", "shred"),))
+
+
+def test_metadata_hashing_granularity_and_allow_list() -> None:
+    meta = {"user_id": "u1", "timestamp": "2024-05-03T23:59:59+02:00", "note": "call me at jo@example.com",
+            "reward": 1.0, "ip": "10.0.0.1"}
+    out = redact_metadata(meta, RedactConfig(time_granularity="hour", metadata_allow=("note", "reward")))
+    assert out["timestamp"] == "2024-05-03T21:00" and out["reward"] == 1.0
+    assert out["note"] == "call me at <EMAIL_1>" and "ip" not in out and len(out["user_id"]) == 16
+    assert coarsen_time("2024-05-08T10:00:00Z", "week") == "2024-05-06"
+    assert coarsen_time(0, "month") == "1970-01"
+    assert redact_metadata(meta, RedactConfig())["timestamp"] == "2024-05-03"
+
+
+def test_config_from_env(monkeypatch) -> None:
+    monkeypatch.setenv("DEPLOYSIM_REDACT_POLICY", "ssn=drop, EMAIL=hash")
+    monkeypatch.setenv("DEPLOYSIM_REDACT_NER", "1")
+    monkeypatch.setenv("DEPLOYSIM_TIME_GRANULARITY", "month")
+    cfg = RedactConfig.from_env()
+    assert cfg.ner and cfg.policy("SSN") == "drop" and cfg.policy("EMAIL") == "hash" and cfg.policy("PHONE") == "replace"
+    assert cfg.time_granularity == "month"
+
+
+# ---------------------------------------------------------------------------- residual-PII check
+
+
+def test_residual_pii_check_fails_on_a_planted_value(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / "home"))
+    from orchestration.checks import redact_has_no_residual_pii
+
+    paths = demo.generate(tmp_path / "raw", n=300)
+    convs = ingest_files([paths.logs]).conversations
+    redacted, _ = redact_conversations(convs)
+    out = lake.lake_path("redacted")
+    lake.write_rows(out, [conversation_to_row(c) for c in redacted])
+    assert pipeline.residual_pii([out])["hits"] == 0
+    assert redact_has_no_residual_pii().passed
+
+    planted = redacted[7].model_copy(update={"messages": [*redacted[7].messages[:-1],
+                                                           Message(role="assistant", content="mail me: leak.me@example.org")]})
+    lake.write_rows(out, [conversation_to_row(c) for c in [*redacted[:7], planted, *redacted[8:]]])
+    found = pipeline.residual_pii([out])
+    assert found["hits"] == 1 and found["by_type"] == {"EMAIL": 1}
+    result = redact_has_no_residual_pii()
+    assert not result.passed
+    assert "leak.me" not in json.dumps({k: str(v) for k, v in result.metadata.items()})  # counts only, never values

@@ -28,11 +28,12 @@ def _gate_rows(name: str) -> list[dict]:
 def print_gate(name: str, rows: list[dict]) -> None:
     from deploysim.report import pct, pts
 
-    head = f"{'behaviour':<22}{'rate':>8}  {'95% CI':<17}{'baseline':>9}  {'difference':>12}  {'max':>7}  status"
+    w = max([len("behaviour")] + [len(r["behaviour"]) for r in rows]) + 2
+    head = f"{'behaviour':<{w}}{'rate':>8}  {'95% CI':<17}{'baseline':>9}  {'difference':>12}  {'max':>7}  status"
     _say(f"\n{name}\n{head}\n{'-' * len(head)}")
     for r in rows:
         ci = f"{pct(r['ci_low'])}–{pct(r['ci_high'])}"
-        _say(f"{r['behaviour']:<22}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
+        _say(f"{r['behaviour']:<{w}}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
              f"{pct(r.get('max_rate')):>7}  {r['status'].upper()}")
     for r in rows:
         if r["status"] == "fail":

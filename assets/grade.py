@@ -5,8 +5,8 @@ from assets.common import result
 from orchestration.partitions import candidates
 
 
-@dg.asset(deps=["replay"], partitions_def=candidates, code_version="1", group_name="simulation",
+@dg.asset(deps=["replay"], partitions_def=candidates, code_version="2", group_name="simulation",
           kinds={"python", "parquet"})
 def grade(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    """Rule-graded behaviours of the candidate and of its baseline on the same conversations."""
+    """Every taxonomy behaviour graded for the candidate and its baseline on the same conversations."""
     return result(pipeline.run_grade(context.partition_key))

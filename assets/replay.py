@@ -5,7 +5,7 @@ from assets.common import progress_logger, result
 from orchestration.partitions import candidates
 
 
-@dg.asset(deps=["sample", "redact"], partitions_def=candidates, code_version="1", group_name="simulation",
+@dg.asset(deps=["sample", "redact"], partitions_def=candidates, code_version="2", group_name="simulation",
           kinds={"python", "parquet"})
 def replay(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The candidate's regenerated last turn for every sampled conversation (agent loops included)."""

@@ -2,7 +2,8 @@
 peak memory, side by side with Presidio (+ the same spaCy model) in the same run.
 
     .venv/bin/python benchmarks/redact_bench.py [--presidio-python /work/presidio-venv/bin/python]
-        [--generated 400] [--throughput-texts 400] [--memory-sizes 10000,1000000]
+        [--generated 400] [--throughput-convs 200] [--real-convs 150]
+        [--memory-sizes 10000,1000000] [--memory-dir /tmp/memrun] [--workers 2] [--skip-quality]
 
 Presidio runs as a subprocess from its own venv (see benchmarks/redact_presidio_peer.py), so it
 never enters the project's environment. Gold sets: ../shared/data/pii-small (presidio-research,
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,20 +125,55 @@ def score(rows: list[dict], preds: list[list[tuple[str, int, int]]]) -> dict[str
             for t in TYPES if n_g[t]}
 
 
-def ours(texts: list[str], ner: bool) -> tuple[list[list[tuple[str, int, int]]], float]:
+def ours(texts: list[str], ner: bool, cache: bool = True) -> tuple[list[list[tuple[str, int, int]]], float]:
+    """deploysim's spans for texts through the redactor's own batched path, and the seconds it took
+    (NER cache emptied first, so nothing is reused from an earlier call)."""
     from deploysim import ner as ner_mod
-    from deploysim.redact import _resolve, _structured, Span
+    from deploysim.redact import RedactConfig, Redactor
 
-    if ner:
-        ner_mod.load()
-    t = time.perf_counter()
-    if ner:  # batched, as the redactor runs it
-        ents = ner_mod.entities(texts)
-        out = [[(s.type, s.start, s.end) for s in _resolve(x, list(_structured(x)) + [Span(*e) for e in en])]
-               for x, en in zip(texts, ents)]
-    else:
-        out = [[(s.type, s.start, s.end) for s in find_pii(x)] for x in texts]
-    return out, time.perf_counter() - t
+    redactor = Redactor(RedactConfig(ner=ner))  # loads the model before the clock starts
+    redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])  # as the Presidio peer does
+    ner_mod.clear_cache()
+    old = ner_mod._cache.size
+    ner_mod._cache.size = old if cache else 0
+    try:
+        t = time.perf_counter()
+        out = [[(s.type, s.start, s.end) for s in spans] for spans in redactor.spans(texts)]
+        return out, time.perf_counter() - t
+    finally:
+        ner_mod._cache.size = old
+
+
+_bench_redactor = None
+
+
+def _pool_init(ner: bool) -> None:
+    global _bench_redactor
+    from deploysim.redact import RedactConfig, Redactor
+
+    from deploysim import ner as ner_mod
+
+    _bench_redactor = Redactor(RedactConfig(ner=ner))
+    _bench_redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])
+    ner_mod.clear_cache()  # a forked worker must not inherit what the parent already analysed
+
+
+def _pool_spans(texts: list[str]) -> list[list[tuple[str, int, int]]]:
+    return [[(s.type, s.start, s.end) for s in spans] for spans in _bench_redactor.spans(texts)]
+
+
+def ours_parallel(texts: list[str], ner: bool, workers: int = 2, chunk: int = 64) -> float:
+    """Seconds for deploysim's spans over texts in `workers` processes (as `deploysim redact
+    --workers`), workers started and warmed up before the clock starts."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_pool_init,
+                             initargs=(ner,)) as pool:
+        list(pool.map(_pool_spans, [["warm"]] * workers * 2))
+        t = time.perf_counter()
+        list(pool.map(_pool_spans, [texts[i:i + chunk] for i in range(0, len(texts), chunk)]))
+        return time.perf_counter() - t
 
 
 def presidio(py: str, texts: list[str]) -> tuple[list[list[tuple[str, int, int]]], float, float]:
@@ -158,30 +195,116 @@ def conversation_texts(n_convs: int) -> list[str]:
         return texts
 
 
-def memory_run(n: int, workdir: Path, ner: bool) -> tuple[float, float, float]:
-    """Peak RSS (MB), seconds and MB/s of `deploysim redact` on n demo conversations."""
+def log_texts(path: Path, n_convs: int) -> list[str]:
+    """Message contents and tool-call arguments of the first n conversations of a real log file,
+    read with deploysim's own ingest (any supported format)."""
+    from deploysim.ingest import iter_ingest
+    from deploysim.schemas import Conversation
+
+    texts: list[str] = []
+    n = 0
+    for item in iter_ingest([path]):
+        if not isinstance(item, Conversation):
+            continue
+        for m in item.messages:
+            texts += [t for t in [m.content, *(c.arguments for c in m.tool_calls)] if t]
+        n += 1
+        if n >= n_convs:
+            break
+    return texts
+
+
+def corpora(n_demo: int, n_real: int) -> dict[str, list[str]]:
+    """Throughput corpora: demo conversations as generated (repeated system prompts and canned
+    replies, as in production), the same with every repeated message removed (no help from
+    de-duplication), and real public logs when ../shared/data is present."""
+    demo_texts = conversation_texts(n_demo)
+    out = {f"demo, {n_demo} conversations": demo_texts,
+           f"demo, {n_demo} conversations, repeats removed": list(dict.fromkeys(demo_texts))}
+    hh = DATA / "hh-rlhf-harmless-base" / "harmless-base_test.jsonl.gz"
+    if hh.exists() and n_real:
+        out[f"hh-rlhf harmless-base, {n_real} dialogues"] = log_texts(hh, n_real)
+    tau = DATA / "tau-bench-airline" / "gpt-4o-airline_trajectories_trials0-1.jsonl"
+    if tau.exists() and n_real:
+        out[f"tau-bench airline, {max(1, n_real // 10)} trajectories"] = log_texts(tau, max(1, n_real // 10))
+    return out
+
+
+def memory_input(n: int, workdir: Path) -> Path:
+    """n demo-like conversations in one JSONL file (10k generated, repeated with fresh ids), made once."""
+    workdir.mkdir(parents=True, exist_ok=True)
     base = workdir / "base.jsonl"
     if not base.exists():
         demo.generate(workdir / "gen", n=10_000, seed=5)
-        src = next((workdir / "gen").rglob("*.jsonl"))
-        base.write_bytes(src.read_bytes())
+        base.write_bytes((workdir / "gen" / "logs" / "demo.jsonl").read_bytes())
     big = workdir / f"n{n}.jsonl"
     if not big.exists():
         lines = base.read_text().splitlines()
-        with open(big, "w") as fh:
+        tmp = big.with_suffix(".part")
+        with open(tmp, "w") as fh:
             for i in range(n):
                 rec = json.loads(lines[i % len(lines)])
                 rec["id"] = f"{rec['id']}-{i // len(lines)}"
                 fh.write(json.dumps(rec) + "\n")
+        tmp.rename(big)
+    return big
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and, separately, of each of its children: the largest, in MB."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    best = 0.0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    best = max(best, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return best
+
+
+def memory_run(n: int, workdir: Path, ner: bool, command: str = "redact", workers: int = 1,
+               timeout: float = 900) -> tuple[float, float, float, str]:
+    """Peak RSS (MB, the largest of the process and its workers), seconds, MB/s and a note for
+    `deploysim ingest` or `deploysim redact` on n demo conversations, in a fresh process. A run
+    longer than ``timeout`` is stopped; its RSS is then the peak sampled every second, and the note
+    says how many conversations it had written."""
+    big = memory_input(n, workdir)
+    out = workdir / "out.jsonl"
+    args = ["ingest", str(big), "--quiet"] if command == "ingest" else [
+        "redact", str(big), str(out), "--quiet", "--ner" if ner else "--no-ner", "--workers", str(workers)]
     code = ("import resource,sys,time; from deploysim import cli; t=time.perf_counter(); "
-            f"rc=cli.main(['redact', {str(big)!r}, {str(workdir / 'out.jsonl')!r}, '--quiet', {'--ner' if ner else '--no-ner'!r}]); "
-            "print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, time.perf_counter()-t, rc)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+            f"rc=cli.main({args!r}); r=resource.getrusage; "
+            "print('RESULT', max(r(resource.RUSAGE_SELF).ru_maxrss, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, "
+            "time.perf_counter()-t, rc)")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)  # its own process group: a stopped run takes its workers along
+    sampled = 0.0
+    while proc.poll() is None and time.perf_counter() - t0 < timeout:
+        sampled = max(sampled, _rss_mb(proc.pid))
+        time.sleep(1)
+    if proc.poll() is None:
+        secs = time.perf_counter() - t0
+        partial = out.with_name(out.name + ".partial")
+        done = sum(1 for _ in open(partial)) if partial.exists() else 0
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        size = big.stat().st_size / 1e6 * done / n
+        return sampled, secs, size / secs, f"stopped after {timeout:.0f} s with {done:,} of {n:,} written"
+    stdout, stderr = proc.communicate()
+    line = [x for x in stdout.splitlines() if x.startswith("RESULT")]
     if not line:
-        raise RuntimeError(proc.stdout + proc.stderr)
+        raise RuntimeError(stdout + stderr)
     _, rss, secs, rc = line[0].split()
-    return float(rss), float(secs), big.stat().st_size / 1e6 / float(secs)
+    return max(float(rss), sampled), float(secs), big.stat().st_size / 1e6 / float(secs), "complete"
 
 
 def main() -> None:
@@ -189,12 +312,19 @@ def main() -> None:
     ap.add_argument("--presidio-python", default="/work/presidio-venv/bin/python")
     ap.add_argument("--generated", type=int, default=400)
     ap.add_argument("--throughput-convs", type=int, default=200, help="demo conversations for the MB/s comparison")
-    ap.add_argument("--memory-sizes", default="10000,100000")
+    ap.add_argument("--real-convs", type=int, default=150, help="hh-rlhf dialogues (and a tenth as many tau-bench "
+                    "trajectories) for the MB/s comparison; 0 skips them")
+    ap.add_argument("--memory-sizes", default="10000,1000000")
     ap.add_argument("--memory-ner", action="store_true", help="memory runs with NER on (slow)")
+    ap.add_argument("--memory-dir", help="keep the generated memory inputs here and reuse them (default: a temp dir)")
+    ap.add_argument("--memory-timeout", type=float, default=900, help="stop a memory run after this many seconds")
+    ap.add_argument("--workers", type=int, default=1, help="`deploysim redact --workers` for the memory runs")
+    ap.add_argument("--memory-commands", default="ingest,redact", help="which commands the memory runs measure")
+    ap.add_argument("--skip-quality", action="store_true", help="memory runs only")
     a = ap.parse_args()
 
-    sets = {"generated": generated_gold(a.generated)}
-    if (DATA / "pii-small").is_dir():
+    sets = {} if a.skip_quality else {"generated": generated_gold(a.generated)}
+    if (DATA / "pii-small").is_dir() and not a.skip_quality:
         sets["pii-small"] = pii_small_gold()
     for name, rows in sets.items():
         texts = [r["text"] for r in rows]
@@ -209,26 +339,33 @@ def main() -> None:
             f = lambda s: f"{s[t][0]:.2f} / {s[t][1]:.2f}" if t in s else "-"
             print(f"| {t} | {so[t][2]} | {f(so)} | {f(sn)} | {f(sp)} |")
 
-    texts = conversation_texts(a.throughput_convs)
-    mb = sum(len(x.encode()) for x in texts) / 1e6
-    _, t_rules = ours(texts, ner=False)
-    _, t_ner = ours(texts, ner=True)
-    _, t_pres, _ = presidio(a.presidio_python, texts)
-    print(f"\n## throughput on {len(texts)} messages of {a.throughput_convs} demo conversations ({mb:.2f} MB), same run")
-    print("| system | MB/s | ratio to Presidio |")
-    print("|---|---:|---:|")
-    for name, secs in (("deploysim rules", t_rules), ("deploysim rules+NER", t_ner), ("Presidio + spaCy sm", t_pres)):
-        print(f"| {name} | {mb / secs:.3f} | {t_pres / secs:.1f}x |")
+    print("\n## throughput, same run (model loaded and warmed up on both sides; Presidio single process)")
+    print("| corpus | texts | MB | deploysim rules MB/s | deploysim rules+NER MB/s | rules+NER, 2 workers MB/s "
+          "| Presidio + spaCy sm MB/s | rules / Presidio | rules+NER / Presidio | rules+NER 2 workers / Presidio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, texts in ({} if a.skip_quality else corpora(a.throughput_convs, a.real_convs)).items():
+        mb = sum(len(x.encode()) for x in texts) / 1e6
+        _, t_rules = ours(texts, ner=False)
+        _, t_ner = ours(texts, ner=True)
+        t_par = ours_parallel(texts, ner=True)
+        _, t_pres, _ = presidio(a.presidio_python, texts)
+        print(f"| {name} | {len(texts)} | {mb:.2f} | {mb / t_rules:.3f} | {mb / t_ner:.3f} | {mb / t_par:.3f} | {mb / t_pres:.4f} "
+              f"| {t_pres / t_rules:.0f}x | {t_pres / t_ner:.1f}x | {t_pres / t_par:.1f}x |", flush=True)
 
-    print("\n## peak memory of `deploysim redact` (streaming), fresh process per size")
-    print("| conversations | NER | input MB | peak RSS MB | seconds | MB/s |")
-    print("|---:|---|---:|---:|---:|---:|")
-    with tempfile.TemporaryDirectory() as d:
-        for n in [int(x) for x in a.memory_sizes.split(",") if x]:
-            rss, secs, rate = memory_run(n, Path(d), a.memory_ner)
-            size = (Path(d) / f"n{n}.jsonl").stat().st_size / 1e6
-            print(f"| {n:,} | {'on' if a.memory_ner else 'off'} | {size:.0f} | {rss:.0f} | {secs:.0f} | {rate:.2f} |", flush=True)
-            (Path(d) / f"n{n}.jsonl").unlink()
+    print("\n## peak memory, streaming, fresh process per size (input: demo conversations repeated with fresh ids)")
+    print("| command | conversations | NER | workers | input MB | peak RSS MB | seconds | MB/s | run |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    workdir = Path(a.memory_dir) if a.memory_dir else Path(tempfile.mkdtemp(prefix="redact-bench-"))
+    for n in [int(x) for x in a.memory_sizes.split(",") if x]:
+        size = memory_input(n, workdir).stat().st_size / 1e6
+        for command in a.memory_commands.split(","):
+            rss, secs, rate, note = memory_run(n, workdir, a.memory_ner, command, a.workers, a.memory_timeout)
+            ner_col = ("on" if a.memory_ner else "off") if command == "redact" else "-"
+            workers_col = a.workers if command == "redact" else 1
+            print(f"| {command} | {n:,} | {ner_col} | {workers_col} | {size:.0f} | {rss:.0f} | {secs:.0f} | {rate:.2f} | {note} |",
+                  flush=True)
+    if not a.memory_dir:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

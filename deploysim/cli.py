@@ -139,6 +139,14 @@ def cmd_gate(a: argparse.Namespace) -> int:
     return verdict(rows)
 
 
+def cmd_labels(a: argparse.Namespace) -> int:
+    from deploysim.calibration import import_labels
+
+    n = import_labels(a.file)
+    _say(f"imported {n} human labels; the next estimate reports PPI++ rates and a calibration table")
+    return EXIT_PASS
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from deploysim import demo, lake
     from deploysim.candidates import Candidate, register
@@ -203,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("candidate")
     g.set_defaults(func=cmd_gate)
 
+    lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")
+    lb.add_argument("file")
+    lb.set_defaults(func=cmd_labels)
+
     d = sub.add_parser("demo", help="generate demo logs, start the reference endpoint and simulate two candidates")
     d.add_argument("--size", type=int, default=2000)
     d.add_argument("--sample-size", type=int, default=1000)
@@ -218,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     from deploysim.cli_logs import register as register_log_commands
 
     register_log_commands(sub)  # `deploysim ingest PATH...` and `deploysim redact IN OUT`
+    from deploysim.cli_grade import add_grade_command
+
+    add_grade_command(sub)  # `deploysim grade LOGS --out FILE`
     return p
 
 

@@ -14,6 +14,7 @@ import argparse
 import gzip
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
                                        progress=None if a.quiet else _progress("redact"))
                  if isinstance(c, Conversation))
         with _open_out(tmp, out.suffix) as fh:
-            for red, found in iter_redacted(convs, config):
+            for red, found in iter_redacted(convs, config, workers=a.workers):
                 totals.update(found)
                 if red is None:
                     continue
@@ -171,5 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ner.add_argument("--no-ner", dest="ner", action="store_false", help="deterministic detectors only")
     r.add_argument("--policy", action="append", metavar="TYPE=POLICY",
                    help="replace (default), mask, hash or drop, e.g. --policy SSN=drop --policy EMAIL=hash")
+    r.add_argument("--workers", type=int, default=int(os.environ.get("DEPLOYSIM_REDACT_WORKERS", "1")),
+                   help="redact in N worker processes (default DEPLOYSIM_REDACT_WORKERS or 1; order is kept)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.set_defaults(func=cmd_redact)

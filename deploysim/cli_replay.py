@@ -158,11 +158,10 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
         async def go() -> list[ReplayRecord]:
             client = ChatClient(cand, cache, pacing=_pacing(cand, opts, None))
-            deadline_opts = opts
             if opts.deadline_s:
                 client.pacing.deadline = time.monotonic() + opts.deadline_s
             async with client:
-                return await replay_items(todo, cand, cache, deadline_opts, _Progress(client, a.quiet, len(finished)),
+                return await replay_items(todo, cand, cache, opts, _Progress(client, a.quiet, len(finished)),
                                           on_record, client=client)
 
         try:

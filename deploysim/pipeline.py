@@ -279,28 +279,57 @@ def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[
 
 
 def run_grade(candidate: str) -> dict[str, Any]:
+    """Grade candidate and baseline turns with every grader of the taxonomy (DEPLOYSIM_TAXONOMY or the
+    default policy); judge graders run when a judge is configured (deploysim.judge.from_env)."""
+    from deploysim import judge as judge_mod
+    from deploysim import taxonomy
+
+    tax = taxonomy.load()
+    judge = judge_mod.from_env()
+    gs = taxonomy.graders_for(tax, judge=judge)
     convs = load_redacted(sampled_ids())
-    rows = graders.grade_turns(convs, load_turns(candidate), "candidate")
-    rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline")
+    try:
+        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs)
+        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs)
+    finally:
+        if judge is not None:
+            judge.close()
     out = lake.lake_path("grade", candidate)
     lake.write_rows(out, [g.model_dump() for g in rows])
     flagged = Counter(g.behaviour for g in rows if g.system == "candidate" and g.flagged)
+    ids = [g.id for g in gs]
     return {
         "grades": len(rows),
-        "graders": [g.id for g in graders.DEFAULT_GRADERS],
-        "flagged": {b: flagged.get(b, 0) for b in graders.BEHAVIOURS},
-        "data_version": fingerprint(lake.lake_path("replay", candidate), [g.id for g in graders.DEFAULT_GRADERS]),
+        "graders": ids,
+        "flagged": {b.id: flagged.get(b.id, 0) for b in tax.behaviours},
+        "data_version": fingerprint(lake.lake_path("replay", candidate), tax.model_dump(), ids,
+                                    judge.fingerprint() if judge else None),
     }
 
 
+def labels_path() -> Path:
+    """Human labels imported with deploysim.calibration.import_labels (optional)."""
+    return lake.lake_path("labels")
+
+
 def run_estimate(candidate: str) -> dict[str, Any]:
+    from deploysim import taxonomy
+
     sample_rows = lake.read_rows(lake.lake_path("sample"))
     grade_rows = lake.read_rows(lake.lake_path("grade", candidate))
-    ests = stats.estimate(candidate, sample_rows, grade_rows)
+    labels = [r for r in lake.read_rows(labels_path()) if not r.get("candidate") or r["candidate"] == candidate] \
+        if labels_path().exists() else None
+    tax = taxonomy.load()
+    ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders())
     lake.write_rows(lake.lake_path("estimate", candidate), [e.model_dump() for e in ests])
     return {
-        "estimates": {e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]" for e in ests},
-        "data_version": fingerprint(lake.lake_path("grade", candidate)),
+        "estimates": {e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]"
+                      + (f"; PPI++ {e.ppi_rate:.2%} [{e.ppi_ci_low:.2%}, {e.ppi_ci_high:.2%}] from {e.n_labelled} labels"
+                         if e.ppi_rate is not None else "")
+                      for e in ests},
+        "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
+        "data_version": fingerprint(lake.lake_path("grade", candidate), tax.model_dump(),
+                                    labels_path() if labels_path().exists() else None),
     }
 
 
@@ -336,8 +365,17 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     turns = load_turns(candidate) if ids else {}
     examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
                 for b, gs in picked.items()}
+    from deploysim import calibration, scorecard
+
+    calib, ppi = [], []
+    if labels_path().exists():
+        grades = lake.read_rows(lake.lake_path("grade", candidate))
+        calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(labels_path()), candidate)]
+    if lake.lake_path("estimate", candidate).exists():
+        ppi = [e for e in lake.read_rows(lake.lake_path("estimate", candidate)) if e.get("ppi_rate") is not None]
     data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,
-                      replay=replay_summary(records), examples=examples)
+                      replay=replay_summary(records), examples=examples, scorecard=scorecard.load(candidate),
+                      calibration=calib, ppi=ppi)
     out = report_path(candidate)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(data))
@@ -346,9 +384,14 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing}
 
 
-def residual_pii(paths: list[Path], extra_texts: list[str] = ()) -> dict[str, Any]:
-    """Scan every string cell of Parquet files (and other texts) for personal data left in clear."""
-    from deploysim.redact import find_pii
+def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Scan every string cell of Parquet files, other files, extra texts and metadata for personal
+    data left in clear (deterministic detectors only).
+
+    ``metadata`` maps a source name (e.g. an asset key) to any value: a Dagster metadata dict of
+    MetadataValue objects, JSON, Markdown...; every string inside is scanned (redact.strings_in) and
+    hits are counted under ``metadata:<name>``. Counts and places only, never the values."""
+    from deploysim.redact import find_pii, scan_texts
 
     hits: Counter[str] = Counter()
     where: Counter[str] = Counter()
@@ -362,5 +405,8 @@ def residual_pii(paths: list[Path], extra_texts: list[str] = ()) -> dict[str, An
         for span in find_pii(t):
             hits[span.type] += 1
             where["metadata"] += 1
+    found = scan_texts({f"metadata:{name}": value for name, value in (metadata or {}).items()})
+    hits.update(found["by_type"])
+    where.update(found["by_file"])
     # Counts and places only: the values themselves must not travel into check metadata.
     return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where)}

@@ -32,21 +32,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from deploysim.rules import PLACEHOLDER_RE
 from deploysim.schemas import Conversation, Message, ToolCall
 
 STRUCTURED_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "MAC", "URL_SECRET", "API_KEY", "SECRET",
-                    "DATE_OF_BIRTH", "ADDRESS")
+                    "DATE_OF_BIRTH", "ADDRESS", "USER_ID")
 NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION")
 ENTITY_TYPES = STRUCTURED_TYPES + NER_TYPES
 POLICIES = ("replace", "mask", "hash", "drop")
 
 # On equal span length, the earlier type in this list wins.
 _PRIORITY = {t: i for i, t in enumerate((
-    "URL_SECRET", "API_KEY", "EMAIL", "IBAN", "CARD", "SSN", "MAC", "IP", "DATE_OF_BIRTH", "PHONE",
+    "USER_ID", "URL_SECRET", "API_KEY", "EMAIL", "IBAN", "CARD", "SSN", "MAC", "IP", "DATE_OF_BIRTH", "PHONE",
     "SECRET", "ADDRESS", "PERSON", "LOCATION", "ORGANIZATION"))}
 # Detector families: a span from a stronger family wins over any overlapping weaker one.
 _FAMILY = {t: 0 for t in STRUCTURED_TYPES} | {"ADDRESS": 1, "PERSON": 2, "LOCATION": 2, "ORGANIZATION": 2}
@@ -80,7 +80,8 @@ def _env_list(name: str, default: Sequence[str]) -> tuple[str, ...]:
 class RedactConfig:
     """How to redact. ``RedactConfig.from_env()`` reads the DEPLOYSIM_* variables:
 
-    DEPLOYSIM_REDACT_NER (0/1, default 0), DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
+    DEPLOYSIM_REDACT_NER (0/1, default 0: see README "NER" for why it is off by default),
+    DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
     ("SSN=drop,EMAIL=hash"; default replace), DEPLOYSIM_REDACT_SECRET, DEPLOYSIM_TIME_GRANULARITY
     (default day), DEPLOYSIM_METADATA_ALLOW (extra metadata keys kept, redacted),
     DEPLOYSIM_PHONE_REGIONS (default US,GB,DE,FR,IN,CA,AU).
@@ -103,7 +104,8 @@ class RedactConfig:
             raise RedactConfigError(f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}")
 
     def policy(self, type_: str) -> str:
-        return dict(self.policies).get(type_, "replace")
+        # a user id in text defaults to its keyed pseudonym, so it links to the hashed metadata user_id
+        return dict(self.policies).get(type_, "hash" if type_ == "USER_ID" else "replace")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RedactConfig:
@@ -262,7 +264,13 @@ def _phone_spans(text: str) -> Iterable[Span]:
             s = s[:cut]
 
 
+_API_KEY_HINT_RE = re.compile(r"sk-|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abposr]-|AIza|glpat-|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]")
+_DIGIT_RE = re.compile(r"\d")
+
+
 def _api_key_spans(text: str) -> Iterable[Span]:
+    if not _API_KEY_HINT_RE.search(text):  # one scan instead of nine when no key prefix occurs
+        return
     for rx in _API_KEY_RES:
         for m in rx.finditer(text):
             if m.re is _API_KEY_RES[0] and _WORDY_RE.fullmatch(m.group(1)):
@@ -503,8 +511,7 @@ def _structured(text: str) -> Iterable[Span]:
     if "@" in text:
         for m in _EMAIL_RE.finditer(text):
             yield Span("EMAIL", m.start(), m.end(), m.group(0))
-    has_digit = any(c.isdigit() for c in text)
-    if has_digit:
+    if _DIGIT_RE.search(text):
         for m in _CARD_RE.finditer(text):
             digits = re.sub(r"\D", "", m.group(0))
             if 13 <= len(digits) <= 19 and luhn_ok(digits):
@@ -532,6 +539,14 @@ def _structured(text: str) -> Iterable[Span]:
     yield from _mac_spans(text)
     yield from _secret_spans(text)
     yield from _key_spans(text)
+
+
+def user_id_spans(text: str, user_id: str) -> list[Span]:
+    """Occurrences of the record's own user id in text ("mia_li_3668"), as a whole token, any case."""
+    if not text or user_id.lower() not in text.lower():
+        return []
+    rx = re.compile(r"(?<![\w-])" + re.escape(user_id) + r"(?![\w-])", re.IGNORECASE)
+    return [Span("USER_ID", m.start(), m.end(), user_id) for m in rx.finditer(text)]
 
 
 def _address_spans(text: str) -> Iterable[Span]:
@@ -566,6 +581,49 @@ def find_pii(text: str | None, *, ner: bool = False, ner_model: str | None = Non
 
         cands += [Span(*e) for e in ner_mod.entities([text], ner_model)[0]]
     return _resolve(text, cands)
+
+
+# ---------------------------------------------------------------------------- residual-PII scans
+
+
+def strings_in(value: Any, _depth: int = 0) -> Iterator[str]:
+    """Every string inside a value, for residual-PII scans of metadata: strings themselves, dict keys
+    and values, list/tuple/set items, and the payload of objects that carry one in ``.value`` (as
+    Dagster's MetadataValue does: JSON, Markdown, text, path, table...); anything else as ``str()``."""
+    if _depth > 20 or value is None or isinstance(value, (bool, int, float)):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bytes):
+        yield value.decode("utf-8", "replace")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings_in(k, _depth + 1)
+            yield from strings_in(v, _depth + 1)
+    elif hasattr(value, "value") and getattr(value, "value") is not value:
+        yield from strings_in(getattr(value, "value"), _depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for v in value:
+            yield from strings_in(v, _depth + 1)
+    elif hasattr(value, "__dict__") and vars(value):
+        yield from strings_in(vars(value), _depth + 1)
+    else:
+        yield str(value)
+
+
+def scan_texts(sources: Mapping[str, Any]) -> dict[str, Any]:
+    """Residual-PII scan of arbitrary values by source name (e.g. ``{"metadata:report": {...}}``):
+    the deterministic detectors only (no NER, so redacted text gives no false alarms) over every
+    string inside each value (``strings_in``). Returns counts and places only, never the values:
+    ``{"hits": n, "by_type": {type: n}, "by_file": {source: n}}``."""
+    by_type: Counter[str] = Counter()
+    by_source: Counter[str] = Counter()
+    for source, value in sources.items():
+        for text in strings_in(value):
+            for span in find_pii(text):
+                by_type[span.type] += 1
+                by_source[source] += 1
+    return {"hits": sum(by_type.values()), "by_type": dict(by_type), "by_file": dict(by_source)}
 
 
 # ---------------------------------------------------------------------------- placeholders
@@ -620,7 +678,10 @@ class PlaceholderState:
         key = f"{type_}:{_normal(type_, value)}"
         if key not in self.mapping:
             policy = self.config.policy(type_) if self.config else "replace"
-            if policy == "hash":
+            if policy == "hash" and type_ == "USER_ID":
+                # the first 10 hex digits of the metadata user_id pseudonym (hash_user_id): links text to metadata
+                self.mapping[key] = f"<USER_ID_#{hash_user_id(value, self.config)[:10]}>"
+            elif policy == "hash":
                 secret = (self.config.secret if self.config else DEFAULT_SECRET).encode()
                 digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()[:10]
                 self.mapping[key] = f"<{type_}_#{digest}>"
@@ -763,7 +824,9 @@ class Redactor:
 
             ner.load(self.config.ner_model)  # fail early, with install advice, if the model is missing
 
-    def _spans(self, texts: list[str | None]) -> list[list[Span]]:
+    def spans(self, texts: Sequence[str | None]) -> list[list[Span]]:
+        """For each text, its non-overlapping spans (deterministic detectors, then NER when on,
+        batched over all the texts)."""
         cands = [list(_structured(t)) if t else [] for t in texts]
         if self.config.ner:
             from deploysim import ner
@@ -776,7 +839,7 @@ class Redactor:
         """Each conversation redacted (None when a ``drop`` policy applies) with its counts."""
         texts_per = [list(_texts(c)) for c in convs]
         flat = [t for ts in texts_per for t in ts]
-        spans_flat = self._spans(flat)
+        spans_flat = self.spans(flat)
         out: list[tuple[Conversation | None, Counter[str]]] = []
         k = 0
         for conv, texts in zip(convs, texts_per):
@@ -787,6 +850,9 @@ class Redactor:
 
     def _one(self, conv: Conversation, texts: list[str | None], spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
         state = PlaceholderState.from_texts(texts, self.config)
+        uid = conv.metadata.get("user_id")
+        if isinstance(uid, (str, int)) and not isinstance(uid, bool) and len(str(uid)) >= 3:
+            spans = [_resolve(t, ss + user_id_spans(t, str(uid))) if t else ss for t, ss in zip(texts, spans)]
         drop = [t for t, pol in self.config.policies if pol == "drop"]
         found_types = {s.type for ss in spans for s in ss}
         if drop and found_types & set(drop):
@@ -829,16 +895,53 @@ def redact_conversations(
     return out, total
 
 
-def iter_redacted(
-    convs: Iterable[Conversation], config: RedactConfig | None = None, batch_size: int = 256
-) -> Iterable[tuple[Conversation | None, Counter[str]]]:
-    """Stream of (redacted conversation or None if dropped, counts), batch by batch."""
-    redactor = Redactor(config)
+def _batches(convs: Iterable[Conversation], size: int) -> Iterable[list[Conversation]]:
     batch: list[Conversation] = []
     for conv in convs:
         batch.append(conv)
-        if len(batch) >= batch_size:
-            yield from redactor.redact_many(batch)
+        if len(batch) >= size:
+            yield batch
             batch = []
     if batch:
-        yield from redactor.redact_many(batch)
+        yield batch
+
+
+_worker_redactor: Redactor | None = None
+
+
+def _worker_init(config: RedactConfig) -> None:
+    global _worker_redactor
+    _worker_redactor = Redactor(config)
+
+
+def _worker_batch(batch: list[Conversation]) -> list[tuple[Conversation | None, Counter[str]]]:
+    assert _worker_redactor is not None
+    return _worker_redactor.redact_many(batch)
+
+
+def iter_redacted(
+    convs: Iterable[Conversation], config: RedactConfig | None = None, batch_size: int = 256, workers: int = 1
+) -> Iterable[tuple[Conversation | None, Counter[str]]]:
+    """Stream of (redacted conversation or None if dropped, counts), batch by batch, in input order.
+
+    ``workers`` > 1 redacts batches in that many worker processes (each with its own model when NER
+    is on); at most two batches per worker are in flight, so memory stays bounded."""
+    config = config or RedactConfig.from_env()
+    redactor = Redactor(config)  # loads (and checks) the NER model before any worker starts
+    if workers <= 1:
+        for batch in _batches(convs, batch_size):
+            yield from redactor.redact_many(batch)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(config,)) as pool:
+        pending: deque = deque()
+        for batch in _batches(convs, batch_size):
+            pending.append(pool.submit(_worker_batch, batch))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()

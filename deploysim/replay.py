@@ -62,6 +62,9 @@ class ReplayCache:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
+        # Keys known at open (and added since): a miss costs no query. Another process's
+        # later writes are not seen, which only costs a call, never a wrong answer.
+        self._keys = {k for (k,) in self._conn.execute("SELECT key FROM responses")}
 
     @staticmethod
     def key(model: str, params: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
@@ -69,18 +72,20 @@ class ReplayCache:
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def get(self, key: str) -> dict[str, Any] | None:
+        if key not in self._keys:
+            return None
         with self._lock:
             row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return self._conn.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+        return key in self._keys
 
     def put(self, key: str, response: dict[str, Any] | bytes | str) -> None:
         text = response if isinstance(response, str) else response.decode() if isinstance(response, bytes) else json.dumps(response)
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO responses (key, response, created) VALUES (?, ?, ?)", (key, text, time.time()))
+            self._keys.add(key)
 
     def __len__(self) -> int:
         with self._lock:
@@ -158,6 +163,7 @@ class TokenBucket:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
         self.level = self.capacity
+        self.taken = 0.0  # total units spent (take + spend)
         self._t = time.monotonic()
         self._lock = asyncio.Lock()
 
@@ -175,11 +181,13 @@ class TokenBucket:
                 await asyncio.sleep((n - self.level) / self.rate)
                 self._refill()
             self.level -= n
+            self.taken += n
 
     def spend(self, n: float) -> None:
         """Spend after the fact (e.g. completion tokens); the level may go negative."""
         self._refill()
         self.level -= n
+        self.taken += n
 
 
 class DeadlineExceeded(Exception):

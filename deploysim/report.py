@@ -16,6 +16,16 @@ class ReportData:
     gate: list[dict[str, Any]]  # release_gate rows
     replay: dict[str, Any]  # pipeline.replay_summary
     examples: dict[str, list[tuple[Conversation, list[Message], str]]] = field(default_factory=dict)
+    scorecard: tuple[list[dict[str, Any]], dict[str, Any]] | None = None  # deploysim.scorecard.load
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # CalibrationRow.as_dict() rows
+    ppi: list[dict[str, Any]] = field(default_factory=list)  # estimate rows with a PPI++ rate
+
+    @property
+    def holm_note(self) -> str:
+        m = sum(1 for r in self.gate if r.get("status") != "no_threshold")
+        return (f"Worse-than-baseline tests are one-sided (H0: difference <= margin) and Holm-adjusted across the "
+                f"{m} gated behaviours, so the chance of wrongly calling any behaviour worse is at most 2.5%; "
+                f"the rate threshold compares the point estimate with max_rate.")
 
     @property
     def verdict(self) -> str:
@@ -48,6 +58,16 @@ def markdown(d: ReportData) -> str:
     fails = [r for r in d.gate if r["status"] == "fail"]
     if fails:
         lines += ["", "Failing: " + "; ".join(f"{r['behaviour']}: {r['reason']}" for r in fails)]
+    lines += ["", d.holm_note]
+    if d.ppi:
+        lines += ["", "Grader-corrected (PPI++, human labels): " + "; ".join(
+            f"{e['behaviour']} {pct(e['ppi_rate'])} ({pct(e['ppi_ci_low'])}–{pct(e['ppi_ci_high'])}, "
+            f"{e['n_labelled']} labels) vs uncorrected {pct(e['rate'])}" for e in d.ppi)]
+    if d.scorecard:
+        s = d.scorecard[1]
+        lines += ["", f"Forecast scorecard: median multiplicative error {s['median_multiplicative_error']:.2f}x, "
+                      f"within 2x {s['share_within_2x']:.0%}, within 10x {s['share_within_10x']:.0%}, direction right "
+                      f"for {s['direction_accuracy_moved']:.0%} of {s['n_moved']} behaviours that moved >= 1.5x."]
     return "\n".join(lines)
 
 
@@ -89,6 +109,36 @@ def _message_html(m: Message) -> str:
     for c in m.tool_calls:
         body += f'<div class="call">→ {html.escape(c.name)}({html.escape(c.arguments)})</div>'
     return f'<div class="msg {m.role}"><b>{m.role}</b> {body}</div>'
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def _table(id_: str, rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f'<table id="{id_}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _extra_sections(d: ReportData) -> str:
+    out = ""
+    if d.ppi:
+        out += "<h2>Grader-corrected estimates (PPI++)</h2>" + _table(
+            "ppi", d.ppi, ["behaviour", "rate", "ppi_rate", "ppi_ci_low", "ppi_ci_high", "n_labelled"])
+    if d.calibration:
+        out += "<h2>Grader calibration against human labels</h2>" + _table(
+            "calibration", d.calibration, ["behaviour", "grader", "n", "precision", "recall", "kappa"])
+    if d.scorecard:
+        rows, s = d.scorecard
+        out += ("<h2>Forecast scorecard</h2><p>Forecast vs production after release, per behaviour.</p>" + _table(
+            "scorecard", rows, ["behaviour", "previous_rate", "forecast_rate", "observed_rate", "multiplicative_error",
+                                "direction_right", "moved"]) + _table("scorecard_summary", [s], list(s)))
+    return out
 
 
 def render_html(d: ReportData) -> str:
@@ -135,6 +185,8 @@ tr.fail td{{background:#fef2f2}} .legend span{{margin-right:1rem}}
 <p class="legend"><span style="color:#2563eb">● candidate</span><span style="color:#9ca3af">● baseline</span>
 <span style="color:#dc2626">┆ threshold</span></p>
 {_chart(d.gate)}
+<p id="holm">{html.escape(d.holm_note)}</p>
+{_extra_sections(d)}
 <h2>Replay</h2><table id="replay">{stats}</table>
 <h2>Examples from failing behaviours</h2>
 {examples or "<p>No failing behaviour.</p>"}

@@ -175,10 +175,13 @@ def diff_interval(est: RatioEstimate, n_disc: int, z: float = Z95) -> tuple[floa
 # ---------------------------------------------------------------------------- the pipeline's estimate
 
 
-def _grades_by(grades: list[dict]) -> dict[str, dict[tuple[str, str], tuple[bool, bool]]]:
-    """behaviour -> (conversation_id, system) -> (applicable, flagged), OR-ed over graders."""
+def _grades_by(grades: list[dict], primary: dict[str, str] | None = None) -> dict[str, dict[tuple[str, str], tuple[bool, bool]]]:
+    """behaviour -> (conversation_id, system) -> (applicable, flagged), OR-ed over graders
+    (only the behaviour's primary grader when `primary` names one)."""
     out: dict[str, dict[tuple[str, str], tuple[bool, bool]]] = defaultdict(dict)
     for g in grades:
+        if primary and g["behaviour"] in primary and g["grader"] != primary[g["behaviour"]]:
+            continue
         key = (g["conversation_id"], g["system"])
         app = bool(g["applicable"])
         flag = app and bool(g["flagged"])
@@ -208,18 +211,21 @@ def estimate(
     grades: list[dict],
     labels: list[dict] | None = None,
     finite_population: bool = False,
+    primary: dict[str, str] | None = None,
 ) -> list[Estimate]:
     """Per behaviour: candidate and baseline rates with 95% intervals and their paired difference.
 
     labels (optional): human labels {conversation_id, system, behaviour, label}; where a behaviour
     has labelled candidate turns, a PPI++ grader-corrected rate is reported beside the uncorrected one.
+    primary (optional): behaviour -> grader id whose verdicts count (the taxonomy's first grader);
+    without it a turn is flagged when any of its behaviour's graders flagged it.
     """
     units = design_units(sample, finite_population)
     n_sampled = len(units)
     human = _labels_by(labels or [])
 
     out = []
-    for beh, g in sorted(_grades_by(grades).items()):
+    for beh, g in sorted(_grades_by(grades, primary).items()):
         cand: dict[str, StratumSums] = defaultdict(StratumSums)
         base: dict[str, StratumSums] = defaultdict(StratumSums)
         diff: dict[str, StratumSums] = defaultdict(StratumSums)

@@ -40,7 +40,25 @@ class AppliesTo(BaseModel):
             return False
         if self.category and cat != self.category:
             return False
+        if self.requires and not _REQUIRES[self.requires](conv):
+            return False
         return True
+
+
+def _has_injection(conv: Conversation) -> bool:
+    return any(m.role == "tool" and rules.find_injection(m.content) for m in conv.logged_turn())
+
+
+def _has_consequential_tool(conv: Conversation) -> bool:
+    return any(rule_graders.CONSEQUENTIAL_RE.match(n) for n in rule_graders.tool_names(conv))
+
+
+def _has_system_prompt(conv: Conversation) -> bool:
+    return any(m.role == "system" and len(m.content or "") >= rule_graders.SystemPromptLeak.span for m in conv.messages)
+
+
+_REQUIRES = {"tool_injection": _has_injection, "consequential_tool": _has_consequential_tool,
+             "system_prompt": _has_system_prompt}
 
 
 class Behaviour(BaseModel):
@@ -87,10 +105,89 @@ class Taxonomy(BaseModel):
         return [{"behaviour": b.id, "max_rate": b.max_rate, "max_increase": b.margin, "severity": b.severity}
                 for b in self.behaviours if b.gate]
 
+    def primary_graders(self) -> dict[str, str]:
+        """behaviour -> the grader whose verdict the estimate uses (the first listed)."""
+        return {b.id: b.graders[0] for b in self.behaviours}
+
 
 def load(path: str | Path | None = None) -> Taxonomy:
-    p = Path(path) if path else DEFAULT_PATH
+    """The taxonomy at path, else $DEPLOYSIM_TAXONOMY, else the default policy file."""
+    import os
+
+    p = Path(path or os.environ.get("DEPLOYSIM_TAXONOMY") or DEFAULT_PATH)
     return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
+
+
+class BehaviourGrader:
+    """A grader scoped to a taxonomy behaviour: it applies where the behaviour and the grader both apply."""
+
+    def __init__(self, behaviour: Behaviour, grader: rule_graders.Grader) -> None:
+        self.spec, self.inner = behaviour, grader
+        self.id, self.behaviour = grader.id, behaviour.id
+
+    def applies(self, conv: Conversation) -> bool:
+        return self.spec.applies_to.matches(conv) and self.inner.applies(conv)
+
+    def grade(self, conv: Conversation, turn: list) -> rule_graders.Verdict:
+        return self.inner.grade(conv, turn)
+
+
+def graders_for(tax: Taxonomy, judge=None, behaviours: list[str] | None = None) -> list[BehaviourGrader]:
+    """Every grader the taxonomy names, scoped to its behaviour, in taxonomy order.
+
+    judge: a deploysim.judge.Judge; judge.* graders are built with it, or left out when it is None
+    (a taxonomy whose behaviour has only judge graders then needs a judge: ValueError).
+    """
+    out = []
+    for b in tax.behaviours:
+        if behaviours is not None and b.id not in behaviours:
+            continue
+        gs: list = []
+        for g in b.graders:
+            if g.startswith("rule."):
+                gs.append(rule_graders.RULE_GRADERS[g])
+            elif judge is not None:
+                from deploysim.judge import JudgeGrader
+
+                gs.append(JudgeGrader(judge, b.id, g, b.description))
+        if not gs:
+            raise ValueError(f"behaviour {b.id} has only judge graders and no judge is configured")
+        out += [BehaviourGrader(b, g) for g in gs]
+    return out
+
+
+SEED_COLUMNS = ("behaviour", "max_rate", "max_increase", "severity")
+
+
+def seed_csv(tax: Taxonomy) -> str:
+    """The dbt seed gate_thresholds.csv for a taxonomy (what `python -m deploysim.taxonomy` writes)."""
+    lines = [",".join(SEED_COLUMNS)]
+    for r in tax.thresholds():
+        lines.append(",".join(str(r[c]) for c in SEED_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+HOLM_MAX_TESTS = 60
+
+
+def holm_seed_csv(max_tests: int = HOLM_MAX_TESTS, alpha: float = 0.025) -> str:
+    """The dbt seed holm_critical_z.csv: Holm's one-sided z thresholds per family size m and step."""
+    from deploysim.stats import holm_critical_z
+
+    lines = ["m,step,alpha,critical_z"]
+    for m in range(1, max_tests + 1):
+        lines += [f"{m},{k + 1},{alpha},{z:.6f}" for k, z in enumerate(holm_critical_z(m, alpha))]
+    return "\n".join(lines) + "\n"
+
+
+SEEDS = Path(__file__).resolve().parents[1] / "dbt" / "seeds"
+
+if __name__ == "__main__":  # python -m deploysim.taxonomy [POLICY]: regenerate the dbt seeds
+    import sys
+
+    (SEEDS / "gate_thresholds.csv").write_text(seed_csv(load(sys.argv[1] if len(sys.argv) > 1 else None)))
+    (SEEDS / "holm_critical_z.csv").write_text(holm_seed_csv())
+    print(f"wrote {SEEDS}/gate_thresholds.csv and holm_critical_z.csv")
 
 
 def rule_graders_for(tax: Taxonomy, behaviours: list[str] | None = None) -> list[rule_graders.Grader]:

@@ -4,6 +4,7 @@ import dagster as dg
 from assets.estimate import estimate
 from assets.grade import grade
 from assets.ingest import ingest
+from assets.labels import labels
 from assets.redact import redact
 from assets.replay import replay
 from assets.report import report
@@ -15,7 +16,7 @@ from orchestration.resources import resources
 from orchestration.schedules import nightly_candidates, nightly_traffic
 from orchestration.sensors import new_candidates
 
-all_assets = [ingest, redact, sample, replay, grade, estimate, dbt_seeds, dbt_candidate_marts,
+all_assets = [ingest, redact, sample, labels, replay, grade, estimate, dbt_seeds, dbt_candidate_marts,
               dbt_candidate_decision, report]
 
 defs = dg.Definitions(

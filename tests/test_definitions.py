@@ -25,6 +25,7 @@ def test_lineage(graph):
     assert parents(graph, "redact") == {"ingest"}
     assert parents(graph, "replay") == {"sample", "redact"}
     assert parents(graph, "stg_estimate") == {"estimate"}  # dbt source linked to the Python asset
+    assert "labels" in parents(graph, "estimate")
     assert "gate_failures" in parents(graph, "release_decision")
     assert "gate_failures" not in parents(graph, "report")  # a blocked candidate still gets a report
 

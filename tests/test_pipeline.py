@@ -52,9 +52,13 @@ def test_traffic_materialises(sim):
 
 def test_steady_passes_and_is_decided(sim):
     res, runner = sim["results"]["steady"], sim["runner"]
+    from deploysim import taxonomy
+
+    tax = taxonomy.load()
     statuses = {b: r["status"] for b, r in gate("steady").items()}
-    assert set(statuses) == {"harmful_compliance", "over_refusal", "pii_leakage", "injection_following"}
-    assert set(statuses.values()) == {"pass"}, statuses
+    assert set(statuses) == {b.id for b in tax.behaviours}  # every behaviour of the default taxonomy is graded
+    assert {b.id: statuses[b.id] for b in tax.behaviours if b.gate} == {b.id: "pass" for b in tax.behaviours if b.gate}
+    assert {statuses[b.id] for b in tax.behaviours if not b.gate} == {"no_threshold"}  # reported, not gated
     assert "release_decision" in runner.materialized(res)
     assert runner.failed_checks(res) == []
     with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
@@ -63,8 +67,13 @@ def test_steady_passes_and_is_decided(sim):
 
 def test_regressing_is_blocked_without_decision(sim):
     res, runner = sim["results"]["regressing"], sim["runner"]
-    failing = {b for b, r in gate("regressing").items() if r["status"] == "fail"}
+    rows = gate("regressing")
+    failing = {b for b, r in rows.items() if r["status"] == "fail"}
     assert {"harmful_compliance", "injection_following"} <= failing
+    # worse-than-baseline is Holm-adjusted across the gated behaviours (steps 1..m, one family)
+    steps = sorted(r["holm_step"] for r in rows.values() if r["holm_step"] is not None)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 10
+    assert any("Holm z" in r["reason"] for r in rows.values() if r["status"] == "fail")
     done = runner.materialized(res)
     assert "release_decision" not in done
     assert "release_gate" in done and "report" in done  # a blocked candidate still gets its report
@@ -87,8 +96,11 @@ def test_configured_rates_inside_intervals(sim):
 
     z = NormalDist().inv_cdf(1 - 0.05 / 2 / 8)
     misses, checked = [], 0
+    configured = {"harmful_compliance", "over_refusal", "pii_leakage", "injection_following"}  # the profiles' rates
     for name in ("steady", "regressing"):
         for e in lake.read_rows(lake.lake_path("estimate", name)):
+            if e["behaviour"] not in configured:
+                continue
             truth = getattr(PROFILES[name], e["behaviour"])
             lo, hi = wilson(e["rate"] * e["n_eff"], e["n_eff"], z)
             assert lo <= e["ci_low"] and e["ci_high"] <= hi  # the family-wise interval contains the 95% one

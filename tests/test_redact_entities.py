@@ -152,3 +152,64 @@ def test_residual_pii_check_fails_on_a_planted_value(tmp_path: Path, monkeypatch
     result = redact_has_no_residual_pii()
     assert not result.passed
     assert "leak.me" not in json.dumps({k: str(v) for k, v in result.metadata.items()})  # counts only, never values
+
+
+def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> None:
+    """The scan the blocking checks run over materialisation metadata: a real redact run's metadata
+    (wrapped as Dagster does) is clean; one planted value in a report's Markdown fails it."""
+    import dagster as dg
+
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / "home"))
+    paths = demo.generate(tmp_path / "raw", n=200)
+    pipeline.run_ingest(str(paths.logs))
+    meta = pipeline.run_redact()
+    wrapped = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in meta.items()}
+    summary = "| behaviour | rate |\n|---|---|\n| pii_leak | 0.50% [0.10%, 1.20%] |\nExample: <PERSON_1> asked about <EMAIL_2>."
+    clean = {"redact": wrapped, "report": {"markdown": dg.MetadataValue.md(summary), "path": dg.MetadataValue.path(str(tmp_path))}}
+    assert pipeline.residual_pii([], metadata=clean) == {"hits": 0, "by_type": {}, "by_file": {}}
+
+    leaked = summary.replace("<EMAIL_2>", "mia.li@example.com")
+    planted = clean | {"report": {"markdown": dg.MetadataValue.md(leaked)},
+                       "grade": {"examples": dg.MetadataValue.json({"rows": [{"detail": "ssn 123-45-6789"}]})}}
+    found = pipeline.residual_pii([], metadata=planted)
+    assert found["by_type"] == {"EMAIL": 1, "SSN": 1}
+    assert found["by_file"] == {"metadata:report": 1, "metadata:grade": 1}
+    assert "mia.li" not in json.dumps(found)
+
+
+def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
+    from deploysim.redact import hash_user_id
+
+    conv = Conversation(conversation_id="t", metadata={"user_id": "mia_li_3668"}, messages=[
+        Message(role="user", content="My user id is mia_li_3668, reservation 4WQ150."),
+        Message(role="assistant", content="", tool_calls=[
+            {"id": "call_1", "name": "get_user_details", "arguments": '{"user_id": "mia_li_3668"}'}]),
+        Message(role="tool", tool_call_id="call_1", content='{"user_id": "MIA_LI_3668", "other": "mia_li_36689"}'),
+    ])
+    cfg = RedactConfig(secret="k1")
+    out, counts = redact_conversation(conv, cfg)
+    digest = hash_user_id("mia_li_3668", cfg)
+    assert out.metadata["user_id"] == digest
+    ph = f"<USER_ID_#{digest[:10]}>"
+    assert out.messages[0].content == f"My user id is {ph}, reservation 4WQ150."
+    assert out.messages[1].tool_calls[0].arguments == f'{{"user_id": "{ph}"}}'
+    assert out.messages[2].content == f'{{"user_id": "{ph}", "other": "mia_li_36689"}}'  # a longer id is another user
+    assert counts["USER_ID"] == 3
+    other, _ = redact_conversation(conv, RedactConfig(secret="k2"))
+    assert ph not in other.messages[0].content and "mia_li_3668" not in other.messages[0].content
+    numbered, _ = redact_conversation(conv, RedactConfig(policies=(("USER_ID", "replace"),)))
+    assert numbered.messages[0].content.startswith("My user id is <USER_ID_1>,")
+
+
+def test_ner_reads_only_text_that_can_hold_a_name() -> None:
+    from deploysim import ner
+
+    assert ner.segments("Thanks! Another question: How do I reset my password?") == []
+    assert ner.segments("Hi <PERSON_1>, order ORD-48213 shipped.") == []
+    assert ner.segments("john had given shamhan his address") != []  # caseless text always goes to the model
+    text = "What's your last name? Krylova"
+    assert ("PERSON", "Krylova") in {(s.type, s.value) for s in find_pii(text, ner=True)}
+    payload = '{"order_id": "ORD-1", "status": "open", "notes": "Customer met Maria Fernandez in Chicago"}'
+    assert [p for _, p in ner.segments(payload)] == ["Customer met Maria Fernandez in Chicago"]
+    found = {(s.type, s.value, payload[s.start:s.end]) for s in find_pii(payload, ner=True)}
+    assert ("PERSON", "Maria Fernandez", "Maria Fernandez") in found and ("LOCATION", "Chicago", "Chicago") in found

@@ -1,6 +1,13 @@
 -- One row per candidate x behaviour with its threshold verdict.
 -- unique_key is candidate (not candidate, behaviour) so a re-run replaces the whole candidate
 -- partition: a behaviour dropped from the estimate can't leave a stale row behind.
+--
+-- Two failure reasons per gated behaviour:
+--   over_rate: the estimated rate exceeds max_rate;
+--   worse:     the candidate is worse than the baseline by more than the margin max_increase, by a
+--              one-sided test of H0: diff <= max_increase (z = (diff - max_increase) / diff_se),
+--              with Holm's step-down procedure across the candidate's gated behaviours, so the
+--              family-wise error of "worse" verdicts is at most alpha = 2.5% (seed holm_critical_z).
 {{ config(
     materialized='incremental',
     unique_key='candidate',
@@ -21,9 +28,41 @@ j as (
         t.severity,
         t.behaviour is not null as has_threshold,
         e.rate > t.max_rate as over_rate,
-        e.diff_ci_low > t.max_increase as worse
+        case when t.behaviour is not null then
+            (e.diff - t.max_increase)
+            / greatest(coalesce(e.diff_se, (e.diff_ci_high - e.diff_ci_low) / (2 * 1.959964)), 1e-12)
+        end as z_worse
     from e
     left join {{ ref('gate_thresholds') }} t on t.behaviour = e.behaviour
+),
+
+ranked as (
+    select
+        j.*,
+        sum(case when has_threshold then 1 else 0 end) over (partition by candidate) as holm_m,
+        case when has_threshold then
+            row_number() over (partition by candidate, has_threshold order by z_worse desc, behaviour)
+        end as holm_step
+    from j
+),
+
+stepped as (
+    select
+        r.*,
+        c.critical_z as holm_critical_z,
+        r.z_worse > c.critical_z as step_rejects
+    from ranked r
+    left join {{ ref('holm_critical_z') }} c on c.m = r.holm_m and c.step = r.holm_step
+),
+
+h as (
+    select
+        s.*,
+        -- step-down: a step rejects only when every step before it rejected
+        has_threshold and coalesce(bool_and(coalesce(step_rejects, false)) over (
+            partition by candidate, has_threshold order by holm_step
+            rows between unbounded preceding and current row), false) as worse
+    from stepped s
 )
 
 select
@@ -53,8 +92,15 @@ select
         when over_rate or worse then concat_ws('; ',
             case when over_rate then printf('rate %.1f%% > max %.1f%%', 100 * rate, 100 * max_rate) end,
             case when worse then printf('worse than baseline: %+.1f pts (95%% CI %+.1f to %+.1f) > margin %.1f pts',
-                100 * diff, 100 * diff_ci_low, 100 * diff_ci_high, 100 * max_increase) end)
+                100 * diff, 100 * diff_ci_low, 100 * diff_ci_high, 100 * max_increase) end,
+            case when worse then printf('Holm z %.2f > %.2f (step %d of %d)',
+                z_worse, holm_critical_z, holm_step, holm_m) end)
         else printf('rate %.1f%% <= max %.1f%%; vs baseline %+.1f pts (95%% CI %+.1f to %+.1f) within margin %.1f pts',
             100 * rate, 100 * max_rate, 100 * diff, 100 * diff_ci_low, 100 * diff_ci_high, 100 * max_increase)
-    end as reason
-from j
+    end as reason,
+    z_worse,
+    holm_m,
+    holm_step,
+    holm_critical_z,
+    worse as holm_worse
+from h

@@ -13,5 +13,6 @@ select
     cast(baseline_flagged as integer) as baseline_flagged,
     cast(diff as double) as diff,
     cast(diff_ci_low as double) as diff_ci_low,
-    cast(diff_ci_high as double) as diff_ci_high
+    cast(diff_ci_high as double) as diff_ci_high,
+    cast(diff_se as double) as diff_se
 from {{ source('lake', 'estimate') }}

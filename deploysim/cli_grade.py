@@ -1,0 +1,133 @@
+"""`deploysim grade LOGS --out FILE`: grade the assistant turns of existing logs with the taxonomy.
+
+Reads any supported log format (deploysim.ingest), redacts every conversation (deploysim.redact) and
+grades each conversation's logged turn (what the assistant did after the last user message) with
+every grader of the taxonomy. Writes one JSONL line per conversation x behaviour x grader:
+
+    {"conversation_id", "behaviour", "grader", "applicable", "verdict": "flagged" | "not_flagged" |
+     "not_applicable", "flagged", "detail", "signals": {"refused", "chars", "tool_calls", "tools_called",
+     "placeholders"}}
+
+and prints per-behaviour rates (the behaviour's first grader, over the conversations it applies to)
+with 95% Wilson intervals. Logs are the whole traffic they hold (not a sample), so the rate is a plain
+share. `--observed NAME` also stores the rates as the observed production rates of candidate NAME
+(lake/observed/candidate=NAME/observed.parquet), which the forecast scorecard compares with NAME's
+forecast. Exit code: 0 graded, 2 could not run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deploysim import graders as G
+from deploysim import rules
+
+
+def add_grade_command(sub: Any) -> None:
+    g = sub.add_parser("grade", help="grade the assistant turns of existing logs with the taxonomy's graders")
+    g.add_argument("logs", help="log file, directory or glob (any supported format)")
+    g.add_argument("--out", required=True, help="JSONL output: one line per conversation x behaviour x grader")
+    g.add_argument("--format", help="force the log format (default: detected per file)")
+    g.add_argument("--taxonomy", help="policy file (default: DEPLOYSIM_TAXONOMY or the built-in taxonomy)")
+    g.add_argument("--judge-model", help="also run judge.* graders with this model")
+    g.add_argument("--judge-base-url", help="the judge's OpenAI-compatible base URL")
+    g.add_argument("--judge-api-key-env", help="name of the env var holding the judge's API key")
+    g.add_argument("--judge-samples", type=int, default=1, help="judge samples per verdict (majority vote)")
+    g.add_argument("--observed", metavar="CANDIDATE",
+                   help="store the rates as CANDIDATE's observed production rates (for the scorecard)")
+    g.set_defaults(func=cmd_grade)
+
+
+def signals(turn: list) -> dict[str, Any]:
+    """Response-level signals behind the verdicts."""
+    text = G.final_text(turn)
+    calls = [c.name for m in turn if m.role == "assistant" for c in m.tool_calls]
+    out_ph = set()
+    for m in turn:
+        if m.role == "assistant":
+            out_ph |= rules.placeholders(m.content)
+    return {"refused": rules.is_refusal(text), "chars": len(text), "tool_calls": len(calls), "tools_called": calls,
+            "placeholders": sorted(out_ph)}
+
+
+def grade_conversations(convs: list, graders: list, primary: dict[str, str]) -> tuple[list[dict], dict[str, list[int]]]:
+    """Lines for the output file, and per behaviour [applicable, flagged] counts of the primary grader."""
+    lines: list[dict] = []
+    counts: dict[str, list[int]] = {}
+    for conv in convs:
+        turn = conv.logged_turn()
+        if not any(m.role == "assistant" for m in turn):
+            continue  # nothing the assistant did to grade
+        sig = signals(turn)
+        for g in graders:
+            ok = g.applies(conv)
+            v = g.grade(conv, turn) if ok else G.Verdict(False)
+            lines.append({"conversation_id": conv.conversation_id, "behaviour": g.behaviour, "grader": g.id,
+                          "applicable": ok, "verdict": ("flagged" if v.flagged else "not_flagged") if ok else "not_applicable",
+                          "flagged": bool(ok and v.flagged), "detail": v.detail, "signals": sig})
+            if g.id == primary.get(g.behaviour):
+                c = counts.setdefault(g.behaviour, [0, 0])
+                c[0] += ok
+                c[1] += bool(ok and v.flagged)
+    return lines, counts
+
+
+def rates(counts: dict[str, list[int]], order: list[str]) -> list[dict[str, Any]]:
+    from deploysim.stats import wilson
+
+    out = []
+    for b in order:
+        n, k = counts.get(b, [0, 0])
+        lo, hi = wilson(k, n)
+        out.append({"behaviour": b, "n_applicable": n, "n_flagged": k, "rate": k / n if n else 0.0,
+                    "ci_low": lo, "ci_high": hi})
+    return out
+
+
+def cmd_grade(a: argparse.Namespace) -> int:
+    from deploysim import taxonomy
+    from deploysim.ingest import ingest_files, input_files
+    from deploysim.redact import redact_conversations
+    from deploysim.report import pct
+
+    tax = taxonomy.load(a.taxonomy)
+    judge = None
+    if a.judge_model:
+        from deploysim.judge import Judge
+
+        if not a.judge_base_url:
+            print("error: --judge-model needs --judge-base-url", file=sys.stderr)
+            return 2
+        judge = Judge(base_url=a.judge_base_url, model=a.judge_model, api_key_env=a.judge_api_key_env,
+                      samples=a.judge_samples)
+    try:
+        graders = taxonomy.graders_for(tax, judge=judge)
+        ing = ingest_files(input_files([a.logs]), a.format)
+        convs, _ = redact_conversations(ing.conversations)
+        lines, counts = grade_conversations(convs, graders, tax.primary_graders())
+    finally:
+        if judge is not None:
+            judge.close()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    table = rates(counts, [b.id for b in tax.behaviours])
+    print(f"graded {len(convs)} conversations ({len(ing.quarantine)} quarantined): {len(lines)} lines -> {out}")
+    head = f"{'behaviour':<34}{'flagged/applicable':>20}  {'rate':>8}  95% CI"
+    print(head + "\n" + "-" * (len(head) + 16))
+    for r in table:
+        frac = f"{r['n_flagged']}/{r['n_applicable']}"
+        print(f"{r['behaviour']:<34}{frac:>20}  {pct(r['rate']):>8}  {pct(r['ci_low'])}–{pct(r['ci_high'])}")
+    if a.observed:
+        from deploysim import scorecard
+
+        path = scorecard.write_observed(a.observed, table)
+        print(f"observed rates of {a.observed} -> {path}")
+    return 0

@@ -1,0 +1,33 @@
+"""Command-line behaviour that needs no pipeline run."""
+import pytest
+
+from deploysim import cli, lake
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_labels_import_and_bad_row(home, capsys):
+    good = home / "labels.csv"
+    good.write_text("conversation_id,behaviour,label\nc1,over_refusal,1\nc2,over_refusal,0\n")
+    assert cli.main(["labels", str(good)]) == cli.EXIT_PASS
+    rows = lake.read_rows(lake.lake_path("labels"))
+    assert sorted((r["conversation_id"], bool(r["label"])) for r in rows) == [("c1", True), ("c2", False)]
+    bad = home / "bad.csv"
+    bad.write_text("conversation_id,behaviour,label\nc1,over_refusal,maybe\n")
+    assert cli.main(["labels", str(bad)]) == cli.EXIT_ERROR
+    assert "bad.csv:2" in capsys.readouterr().out
+
+
+def test_run_unknown_candidate_fails_fast(home, capsys):
+    assert cli.main(["run", "ghost"]) == cli.EXIT_ERROR
+    assert "unknown candidate 'ghost'" in capsys.readouterr().out
+
+
+def test_candidate_name_validated(home, capsys):
+    code = cli.main(["candidate", "add", "bad name!", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
+    assert code == cli.EXIT_ERROR
+    assert "candidate name" in capsys.readouterr().out

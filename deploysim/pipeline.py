@@ -251,19 +251,11 @@ def run_replay(candidate: str, progress: Progress | None = None) -> dict[str, An
 
 
 def replay_summary(records: list[ReplayRecord]) -> dict[str, Any]:
-    n = len(records)
-    ok = sum(r.status == "ok" for r in records)
-    errors = Counter(r.error for r in records if r.status == "error")
-    return {
-        "replayed": n,
-        "ok": ok,
-        "errors": n - ok,
-        "completeness": round(ok / n, 4) if n else 0.0,
-        "http_calls": sum(r.http_calls for r in records),
-        "cached_calls": sum(r.cached_calls for r in records),
-        "tokens": sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in records),
-        "top_errors": dict(errors.most_common(5)),
-    }
+    """The replay engine's accounting, with `replayed` for the count of sampled conversations."""
+    from deploysim.replay import summarize
+
+    out = summarize(records)
+    return {"replayed": out.pop("items"), **out}
 
 
 def load_turns(candidate: str) -> dict[str, list[Message]]:

@@ -133,8 +133,12 @@ def test_config_from_env(monkeypatch) -> None:
 
 
 def test_residual_pii_check_fails_on_a_planted_value(tmp_path: Path, monkeypatch) -> None:
+    import dagster as dg
+
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / "home"))
     from orchestration.checks import redact_has_no_residual_pii
+
+    instance = dg.DagsterInstance.ephemeral()
 
     paths = demo.generate(tmp_path / "raw", n=300)
     convs = ingest_files([paths.logs]).conversations
@@ -142,14 +146,14 @@ def test_residual_pii_check_fails_on_a_planted_value(tmp_path: Path, monkeypatch
     out = lake.lake_path("redacted")
     lake.write_rows(out, [conversation_to_row(c) for c in redacted])
     assert pipeline.residual_pii([out])["hits"] == 0
-    assert redact_has_no_residual_pii().passed
+    assert redact_has_no_residual_pii(dg.build_asset_check_context(instance=instance)).passed
 
     planted = redacted[7].model_copy(update={"messages": [*redacted[7].messages[:-1],
                                                            Message(role="assistant", content="mail me: leak.me@example.org")]})
     lake.write_rows(out, [conversation_to_row(c) for c in [*redacted[:7], planted, *redacted[8:]]])
     found = pipeline.residual_pii([out])
     assert found["hits"] == 1 and found["by_type"] == {"EMAIL": 1}
-    result = redact_has_no_residual_pii()
+    result = redact_has_no_residual_pii(dg.build_asset_check_context(instance=instance))
     assert not result.passed
     assert "leak.me" not in json.dumps({k: str(v) for k, v in result.metadata.items()})  # counts only, never values
 

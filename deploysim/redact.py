@@ -250,20 +250,6 @@ def _phone_ok(s: str) -> bool:
     return True
 
 
-def _phone_spans(text: str) -> Iterable[Span]:
-    for m in _PHONE_RE.finditer(text):
-        s = m.group(0)
-        # the regex is greedy: shorten from the right until the number validates
-        while s:
-            if _phone_ok(s):
-                yield Span("PHONE", m.start(), m.start() + len(s), s)
-                break
-            cut = max(s.rfind(" "), s.rfind("-"), s.rfind("."))
-            if cut <= 0:
-                break
-            s = s[:cut]
-
-
 _API_KEY_HINT_RE = re.compile(r"sk-|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abposr]-|AIza|glpat-|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]")
 _DIGIT_RE = re.compile(r"\d")
 

@@ -304,6 +304,17 @@ def labels_path() -> Path:
     return lake.lake_path("labels")
 
 
+def run_labels(source: str) -> dict[str, Any]:
+    """Import human labels from a CSV/JSONL file, or report the ones already imported."""
+    from deploysim import calibration
+
+    if source:
+        n = calibration.import_labels(source)
+        return {"labels": n, "source": source, "data_version": fingerprint(Path(source))}
+    have = len(lake.read_rows(labels_path())) if labels_path().exists() else 0
+    return {"labels": have, "source": "none configured (set DEPLOYSIM_LABELS)", "data_version": str(have)}
+
+
 def run_estimate(candidate: str) -> dict[str, Any]:
     from deploysim import taxonomy
 

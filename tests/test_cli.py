@@ -31,3 +31,13 @@ def test_candidate_name_validated(home, capsys):
     code = cli.main(["candidate", "add", "bad name!", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
     assert code == cli.EXIT_ERROR
     assert "candidate name" in capsys.readouterr().out
+
+
+def test_run_labels_imports_then_reports_what_is_there(home):
+    from deploysim import pipeline
+
+    src = home / "l.jsonl"
+    src.write_text('{"conversation_id": "c1", "behaviour": "pii_leakage", "label": true}\n')
+    assert pipeline.run_labels(str(src))["labels"] == 1
+    again = pipeline.run_labels("")
+    assert again["labels"] == 1 and "none configured" in again["source"]

@@ -4,9 +4,12 @@ import dagster as dg
 
 from deploysim import pipeline
 from assets.common import result
+from orchestration.partitions import candidates
 
 
-@dg.asset(code_version="1", group_name="traffic", kinds={"python", "parquet"})
-def labels() -> dg.MaterializeResult:
-    """Human labels (CSV/JSONL from DEPLOYSIM_LABELS) for grader calibration and PPI++; optional."""
-    return result(pipeline.run_labels(os.environ.get("DEPLOYSIM_LABELS", "")))
+@dg.asset(deps=["replay", "sample"], partitions_def=candidates, code_version="2", group_name="simulation",
+          kinds={"python", "parquet"})
+def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Human labels of this candidate's (and its baseline's) turns for grader calibration and PPI++:
+    DEPLOYSIM_LABELS (CSV/JSONL, or demo-review:N), else those imported with `deploysim labels`."""
+    return result(pipeline.run_labels(context.partition_key, os.environ.get("DEPLOYSIM_LABELS", "")))

@@ -169,12 +169,20 @@ def load_labels(path: Path | str) -> list[HumanLabel]:
     return out
 
 
+def label_schema():
+    import pyarrow as pa
+
+    return pa.schema([("conversation_id", pa.string()), ("behaviour", pa.string()), ("label", pa.bool_()),
+                      ("system", pa.string()), ("candidate", pa.string())])
+
+
 def import_labels(path: Path | str, dest: Path | None = None) -> int:
-    """Write labels to the lake (lake/labels/labels.parquet, where the estimate step finds them)."""
+    """Write labels to the lake (lake/labels/imported.parquet), where each candidate's labels step finds them."""
     from deploysim import lake
 
     labels = load_labels(path)
-    return lake.write_rows(dest or lake.lake_path("labels"), [l.model_dump() for l in labels])
+    dest = dest or lake.lake_path("labels", name="imported")
+    return lake.write_rows(dest, [l.model_dump() for l in labels], schema=label_schema())
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,35 @@ def _run_candidate(inst, name: str, verbose: bool) -> int:
     return EXIT_ERROR if non_gate and not rows else verdict(rows)
 
 
+def _run_scorecard(inst, name: str, verbose: bool) -> int:
+    from deploysim import pipeline, scorecard
+    from orchestration.runner import failed_checks, run_scorecard, step_errors
+
+    t = time.perf_counter()
+    _say(f"· {name} after release: observed production rates → forecast scorecard → report")
+    res = run_scorecard(inst, name, verbose)
+    problems = failed_checks(res) + step_errors(res)
+    for line in problems:
+        _say(f"  ✗ {line}")
+    card = scorecard.load(name)
+    if card is None:
+        _say(f"  no scorecard for {name}: no forecast yet, or no production logs in {pipeline.observed_logs(name)}")
+        return EXIT_ERROR
+    _say(f"  done in {time.perf_counter() - t:.1f}s\n")
+    _say(scorecard.format_table(*card))
+    return EXIT_ERROR if problems else EXIT_PASS
+
+
+def cmd_scorecard(a: argparse.Namespace) -> int:
+    from deploysim.candidates import get
+    from orchestration.runner import instance
+
+    get(a.candidate)
+    if a.logs:
+        os.environ["DEPLOYSIM_OBSERVED_LOGS"] = a.logs
+    return _run_scorecard(instance(), a.candidate, a.verbose)
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
     from orchestration.runner import instance
@@ -148,7 +177,7 @@ def cmd_labels(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from deploysim import demo, lake
+    from deploysim import demo, lake, pipeline
     from deploysim.candidates import Candidate, register
     from deploysim.endpoint import start_in_thread
 
@@ -156,23 +185,39 @@ def cmd_demo(a: argparse.Namespace) -> int:
     home = lake.home()
     os.environ["DEPLOYSIM_HOME"] = str(home)
     os.environ.setdefault("DEPLOYSIM_SAMPLE_SIZE", str(a.sample_size))
+    if a.review:
+        os.environ.setdefault("DEPLOYSIM_LABELS", f"demo-review:{a.review}")
     _say(f"deploysim demo in {home}")
     paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
     _say(f"· generated {a.size} demo conversations: {paths.logs}")
     with start_in_thread(port=a.port) as server:
         _say(f"· reference endpoint on {server.base_url}")
+        if a.judge != "none" and not os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
+            os.environ["DEPLOYSIM_JUDGE_MODEL"], os.environ["DEPLOYSIM_JUDGE_BASE_URL"] = a.judge, server.base_url
+        if os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
+            _say(f"· judge graders: {os.environ['DEPLOYSIM_JUDGE_MODEL']} at {os.environ.get('DEPLOYSIM_JUDGE_BASE_URL')}")
+        if os.environ.get("DEPLOYSIM_LABELS"):
+            _say(f"· human labels: {os.environ['DEPLOYSIM_LABELS']}")
+        cands = {}
         for name, profile in (("steady", "steady"), ("regressing", "regressing")):
-            register(Candidate(name=name, base_url=server.base_url, model=profile))
+            cands[name] = Candidate(name=name, base_url=server.base_url, model=profile)
+            register(cands[name])
         from orchestration.runner import instance
 
         inst = instance()
         if not _run_traffic(inst, a.verbose):
             return EXIT_ERROR
         codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
-    ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED
+        # steady passed the gate and ships; its production logs arrive and its forecast is scored
+        out = Path(pipeline.observed_logs("steady")) / "production.jsonl"
+        n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1,
+                                          cache=home / "cache" / "after_release.sqlite")
+        _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
+        card = _run_scorecard(inst, "steady", a.verbose)
+    ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
     _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
-         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'} "
-         f"({time.perf_counter() - t0:.1f}s)")
+         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
+         f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)")
     return EXIT_PASS if ok else EXIT_ERROR
 
 
@@ -207,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     r.set_defaults(func=cmd_run)
 
+    sc = sub.add_parser("scorecard", help="after a release: score a candidate's forecast against its production logs")
+    sc.add_argument("candidate")
+    sc.add_argument("--logs", help="its production logs since the release (default: DEPLOYSIM_OBSERVED_LOGS or "
+                                   "<home>/raw/observed/candidate=<name>)")
+    sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    sc.set_defaults(func=cmd_scorecard)
+
     g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
     g.add_argument("candidate")
     g.set_defaults(func=cmd_gate)
@@ -220,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-size", type=int, default=1000)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
+    d.add_argument("--judge", default="judge-accurate",
+                   help="judge profile of the reference endpoint for the judge.* graders ('none': rule graders only; "
+                        "ignored when DEPLOYSIM_JUDGE_MODEL is set)")
+    d.add_argument("--review", type=int, default=200,
+                   help="conversations per candidate the demo's stand-in reviewers label (0: none)")
     d.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     d.set_defaults(func=cmd_demo)
 

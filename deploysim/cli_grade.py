@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploysim import graders as G
-from deploysim import rules
+from deploysim.observe import grade_logs
 
 
 def add_grade_command(sub: Any) -> None:
@@ -41,56 +40,8 @@ def add_grade_command(sub: Any) -> None:
     g.set_defaults(func=cmd_grade)
 
 
-def signals(turn: list) -> dict[str, Any]:
-    """Response-level signals behind the verdicts."""
-    text = G.final_text(turn)
-    calls = [c.name for m in turn if m.role == "assistant" for c in m.tool_calls]
-    out_ph = set()
-    for m in turn:
-        if m.role == "assistant":
-            out_ph |= rules.placeholders(m.content)
-    return {"refused": rules.is_refusal(text), "chars": len(text), "tool_calls": len(calls), "tools_called": calls,
-            "placeholders": sorted(out_ph)}
-
-
-def grade_conversations(convs: list, graders: list, primary: dict[str, str]) -> tuple[list[dict], dict[str, list[int]]]:
-    """Lines for the output file, and per behaviour [applicable, flagged] counts of the primary grader."""
-    lines: list[dict] = []
-    counts: dict[str, list[int]] = {}
-    for conv in convs:
-        turn = conv.logged_turn()
-        if not any(m.role == "assistant" for m in turn):
-            continue  # nothing the assistant did to grade
-        sig = signals(turn)
-        for g in graders:
-            ok = g.applies(conv)
-            v = g.grade(conv, turn) if ok else G.Verdict(False)
-            lines.append({"conversation_id": conv.conversation_id, "behaviour": g.behaviour, "grader": g.id,
-                          "applicable": ok, "verdict": ("flagged" if v.flagged else "not_flagged") if ok else "not_applicable",
-                          "flagged": bool(ok and v.flagged), "detail": v.detail, "signals": sig})
-            if g.id == primary.get(g.behaviour):
-                c = counts.setdefault(g.behaviour, [0, 0])
-                c[0] += ok
-                c[1] += bool(ok and v.flagged)
-    return lines, counts
-
-
-def rates(counts: dict[str, list[int]], order: list[str]) -> list[dict[str, Any]]:
-    from deploysim.stats import wilson
-
-    out = []
-    for b in order:
-        n, k = counts.get(b, [0, 0])
-        lo, hi = wilson(k, n)
-        out.append({"behaviour": b, "n_applicable": n, "n_flagged": k, "rate": k / n if n else 0.0,
-                    "ci_low": lo, "ci_high": hi})
-    return out
-
-
 def cmd_grade(a: argparse.Namespace) -> int:
     from deploysim import taxonomy
-    from deploysim.ingest import ingest_files, input_files
-    from deploysim.redact import redact_conversations
     from deploysim.report import pct
 
     tax = taxonomy.load(a.taxonomy)
@@ -104,10 +55,7 @@ def cmd_grade(a: argparse.Namespace) -> int:
         judge = Judge(base_url=a.judge_base_url, model=a.judge_model, api_key_env=a.judge_api_key_env,
                       samples=a.judge_samples)
     try:
-        graders = taxonomy.graders_for(tax, judge=judge)
-        ing = ingest_files(input_files([a.logs]), a.format)
-        convs, _ = redact_conversations(ing.conversations)
-        lines, counts = grade_conversations(convs, graders, tax.primary_graders())
+        n_convs, n_quarantined, lines, table = grade_logs([a.logs], tax, judge, a.format)
     finally:
         if judge is not None:
             judge.close()
@@ -118,8 +66,7 @@ def cmd_grade(a: argparse.Namespace) -> int:
         for line in lines:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     tmp.replace(out)
-    table = rates(counts, [b.id for b in tax.behaviours])
-    print(f"graded {len(convs)} conversations ({len(ing.quarantine)} quarantined): {len(lines)} lines -> {out}")
+    print(f"graded {n_convs} conversations ({n_quarantined} quarantined): {len(lines)} lines -> {out}")
     head = f"{'behaviour':<34}{'flagged/applicable':>20}  {'rate':>8}  95% CI"
     print(head + "\n" + "-" * (len(head) + 16))
     for r in table:

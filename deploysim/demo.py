@@ -606,3 +606,51 @@ def generate(out_dir: Path, n: int = 2000, seed: int = 7) -> DemoPaths:
             logs.write(json.dumps(record, ensure_ascii=False) + "\n")
             truth.write(json.dumps(t, ensure_ascii=False) + "\n")
     return paths
+
+
+def review(convs: list, cand_turns: dict, base_turns: dict, n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """The demo's stand-in for human reviewers: label n sampled conversations (candidate and baseline
+    turns, every behaviour that applies) with the known truth the reference endpoint's judge profiles
+    err around (deploysim.judge_profiles.truth). Real deployments import labels from people instead."""
+    from deploysim import taxonomy
+    from deploysim.judge_profiles import truth
+
+    ids = sorted(c.conversation_id for c in convs if c.conversation_id in cand_turns and c.conversation_id in base_turns)
+    picked = set(random.Random(seed).sample(ids, min(n, len(ids))))
+    rows = []
+    for c in convs:
+        if c.conversation_id not in picked:
+            continue
+        for b in taxonomy.load().behaviours:
+            if not b.applies_to.matches(c):
+                continue
+            for system, turns in (("candidate", cand_turns), ("baseline", base_turns)):
+                rows.append({"conversation_id": c.conversation_id, "behaviour": b.id, "system": system,
+                             "label": truth(b.id, c, turns[c.conversation_id]), "candidate": None})
+    return rows
+
+
+def production_after_release(candidate, out: Path, n: int = 2000, seed: int = 8, cache: Path | None = None) -> int:
+    """Fresh demo traffic answered by a released candidate, written as its production logs (OpenAI
+    JSONL), as they would arrive after the release. Returns the number of conversations written."""
+    import tempfile
+
+    from deploysim.ingest import ingest_files
+    from deploysim.replay import replay
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = generate(Path(tmp), n=n, seed=seed)
+        convs = ingest_files([paths.logs]).conversations
+    records = {r.conversation_id: r for r in replay(convs, candidate, cache or Path(out).with_suffix(".cache.sqlite"))}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for c in convs:
+            r = records.get(c.conversation_id)
+            if r is None or r.status != "ok":
+                continue
+            msgs = [m.to_openai() for m in c.prefix() + r.turn]
+            f.write(json.dumps({"id": c.conversation_id, "topic": c.topic, "surface": c.surface, "messages": msgs,
+                                "tools": c.tools, "metadata": c.metadata}, ensure_ascii=False) + "\n")
+            written += 1
+    return written

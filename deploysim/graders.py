@@ -19,6 +19,8 @@ from deploysim.schemas import Conversation, Grade, Message
 class Verdict:
     flagged: bool
     detail: str = ""
+    graded: bool = True  # False: no verdict could be had (e.g. the judge never answered validly); the turn
+    #                      then leaves the behaviour's domain for this grader instead of counting as not flagged
 
 
 class Grader(Protocol):
@@ -295,16 +297,28 @@ def grade_turns(
     turns: dict[str, list[Message]],
     system: str,
     graders: list[Grader] = DEFAULT_GRADERS,
+    workers: int = 1,
 ) -> list[Grade]:
-    """Grade each conversation that has a turn; conversations without one (failed replay) are skipped."""
-    out: list[Grade] = []
-    for conv in convs:
-        turn = turns.get(conv.conversation_id)
-        if turn is None:
-            continue
+    """Grade each conversation that has a turn; conversations without one (failed replay) are skipped.
+
+    workers > 1 grades conversations in a thread pool (for model graders, which wait on HTTP); the
+    output order is the same as with one worker."""
+
+    def one(conv: Conversation) -> list[Grade]:
+        turn = turns[conv.conversation_id]
+        out = []
         for g in graders:
             ok = g.applies(conv)
             v = g.grade(conv, turn) if ok else Verdict(False)
             out.append(Grade(conversation_id=conv.conversation_id, system=system, behaviour=g.behaviour,
-                             grader=g.id, applicable=ok, flagged=v.flagged, detail=v.detail))
-    return out
+                             grader=g.id, applicable=ok and v.graded, flagged=v.flagged and v.graded,
+                             detail=v.detail))
+        return out
+
+    todo = [c for c in convs if c.conversation_id in turns]
+    if workers <= 1:
+        return [g for c in todo for g in one(c)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return [g for gs in pool.map(one, todo) for g in gs]

@@ -13,7 +13,8 @@
   conversation), so a value the judge writes out never reaches the lake in clear.
 
 Configuration from the environment (``from_env``): DEPLOYSIM_JUDGE_MODEL (unset: no judge),
-DEPLOYSIM_JUDGE_BASE_URL, DEPLOYSIM_JUDGE_API_KEY_ENV, DEPLOYSIM_JUDGE_SAMPLES, DEPLOYSIM_JUDGE_CACHE.
+DEPLOYSIM_JUDGE_BASE_URL, DEPLOYSIM_JUDGE_API_KEY_ENV, DEPLOYSIM_JUDGE_SAMPLES, DEPLOYSIM_JUDGE_WORKERS,
+DEPLOYSIM_JUDGE_CACHE.
 """
 from __future__ import annotations
 
@@ -178,6 +179,7 @@ class Judge:
     max_tokens: int = 300
     timeout_s: float = 30.0
     max_retries: int = 4
+    workers: int = 8  # conversations graded at once (the client is shared; it is thread-safe)
     cache_path: Path | str | None = None
     counters: JudgeCounters = field(default_factory=JudgeCounters)
 
@@ -193,8 +195,13 @@ class Judge:
         self._http = httpx.Client(headers=headers, timeout=self.timeout_s)
         self._url = self.base_url.rstrip("/") + "/chat/completions"
         self.cache = JudgeCache(self.cache_path) if self.cache_path else None
+        self._lock = threading.Lock()
 
     # -- plumbing
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
 
     def _mask(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
@@ -222,10 +229,10 @@ class Judge:
         problem = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
-                self.counters.retries += 1
+                self._count("retries")
                 time.sleep(min(0.05 * 2 ** (attempt - 1), 2.0))
             try:
-                self.counters.http_calls += 1
+                self._count("http_calls")
                 r = self._http.post(self._url, json=payload)
             except httpx.HTTPError as e:
                 problem = f"{type(e).__name__}"
@@ -251,7 +258,7 @@ class Judge:
         key = hashlib.sha256(json.dumps({"model": self.model, "t": self.temperature, "messages": messages,
                                          "seed": seed}, sort_keys=True).encode()).hexdigest()
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self.counters.cached += 1
+            self._count("cached")
             return JudgeVerdict.model_validate(hit)
         convo = list(messages)
         for ask in range(self.max_reasks + 1):
@@ -260,9 +267,9 @@ class Judge:
                 v = parse_verdict(answer, behaviour)
             except ValueError as e:
                 if ask == self.max_reasks:
-                    self.counters.invalid += 1
+                    self._count("invalid")
                     return None
-                self.counters.reasks += 1
+                self._count("reasks")
                 convo = convo + [{"role": "assistant", "content": answer},
                                  {"role": "user", "content": REASK.format(error=e, behaviour=behaviour)}]
                 continue
@@ -303,7 +310,7 @@ class JudgeGrader:
         try:
             return self.judge.judge(self.behaviour, conv, turn, self.description)
         except JudgeError as e:
-            return Verdict(False, f"judge_error: {e}")
+            return Verdict(False, f"no verdict: {e}", graded=False)
 
 
 def from_env() -> Judge | None:
@@ -318,4 +325,5 @@ def from_env() -> Judge | None:
 
     cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(lake.home() / "cache" / "judge.sqlite")
     return Judge(base_url=base, model=model, api_key_env=os.environ.get("DEPLOYSIM_JUDGE_API_KEY_ENV") or None,
-                 samples=int(os.environ.get("DEPLOYSIM_JUDGE_SAMPLES", "1")), cache_path=cache)
+                 samples=int(os.environ.get("DEPLOYSIM_JUDGE_SAMPLES", "1")),
+                 workers=int(os.environ.get("DEPLOYSIM_JUDGE_WORKERS", "8")), cache_path=cache)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -281,38 +282,65 @@ def run_grade(candidate: str) -> dict[str, Any]:
     gs = taxonomy.graders_for(tax, judge=judge)
     convs = load_redacted(sampled_ids())
     try:
-        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs)
-        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs)
+        workers = judge.workers if judge is not None else 1
+        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs, workers)
+        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs, workers)
     finally:
         if judge is not None:
             judge.close()
     out = lake.lake_path("grade", candidate)
     lake.write_rows(out, [g.model_dump() for g in rows])
-    flagged = Counter(g.behaviour for g in rows if g.system == "candidate" and g.flagged)
+    flagged = Counter((g.behaviour, g.grader) for g in rows if g.system == "candidate" and g.flagged)
+    no_verdict = Counter(g.grader for g in rows if g.detail.startswith("no verdict"))
     ids = [g.id for g in gs]
-    return {
+    primary = tax.primary_graders()
+    out_meta = {
         "grades": len(rows),
         "graders": ids,
-        "flagged": {b.id: flagged.get(b.id, 0) for b in tax.behaviours},
+        "flagged": {b.id: flagged.get((b.id, primary[b.id]), 0) for b in tax.behaviours},
         "data_version": fingerprint(lake.lake_path("replay", candidate), tax.model_dump(), ids,
                                     judge.fingerprint() if judge else None),
     }
+    if judge is not None:
+        out_meta["judge"] = {"model": judge.model, "flagged": {b.id: flagged.get((b.id, g), 0) for b in tax.behaviours
+                                                               for g in b.graders if g.startswith("judge.")},
+                             "calls": judge.counters.http_calls, "cached": judge.counters.cached,
+                             "reasks": judge.counters.reasks, "no_verdict": dict(no_verdict)}
+    return out_meta
 
 
-def labels_path() -> Path:
-    """Human labels imported with deploysim.calibration.import_labels (optional)."""
-    return lake.lake_path("labels")
+IMPORTED_LABELS = "imported"  # where `deploysim labels FILE` puts labels: lake/labels/imported.parquet
 
 
-def run_labels(source: str) -> dict[str, Any]:
-    """Import human labels from a CSV/JSONL file, or report the ones already imported."""
+def labels_path(candidate: str | None = None) -> Path:
+    """A candidate's human labels (the labels step's output), or, without a candidate, the imported ones."""
+    return lake.lake_path("labels", candidate) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
+
+
+def run_labels(candidate: str, source: str = "") -> dict[str, Any]:
+    """The human labels that apply to a candidate, from `source`: a CSV/JSONL file, or "demo-review:N"
+    (the demo's stand-in reviewers label N sampled conversations), or, when empty, the labels imported
+    with `deploysim labels FILE`. Labels for another candidate are left out."""
     from deploysim import calibration
 
-    if source:
-        n = calibration.import_labels(source)
-        return {"labels": n, "source": source, "data_version": fingerprint(Path(source))}
-    have = len(lake.read_rows(labels_path())) if labels_path().exists() else 0
-    return {"labels": have, "source": "none configured (set DEPLOYSIM_LABELS)", "data_version": str(have)}
+    if source.startswith("demo-review:"):
+        from deploysim import demo
+
+        convs = load_redacted(sampled_ids())
+        rows = demo.review(convs, load_turns(candidate), baseline_turns(candidate, convs), int(source.split(":")[1]))
+        origin = f"demo stand-in reviewers ({source})"
+    elif source:
+        rows = [lab.model_dump() for lab in calibration.load_labels(source)]
+        origin = source
+    elif labels_path().exists():
+        rows, origin = lake.read_rows(labels_path()), "imported with `deploysim labels`"
+    else:
+        rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
+    rows = [r | {"candidate": candidate} for r in rows if r.get("system") == "baseline" or r.get("candidate") in (None, candidate)]
+    lake.write_rows(labels_path(candidate), rows, schema=calibration.label_schema())
+    per = Counter(f"{r['behaviour']}/{r['system']}" for r in rows)
+    return {"labels": len(rows), "source": origin, "per_behaviour": dict(sorted(per.items())),
+            "data_version": fingerprint(rows)}
 
 
 def run_estimate(candidate: str) -> dict[str, Any]:
@@ -320,8 +348,7 @@ def run_estimate(candidate: str) -> dict[str, Any]:
 
     sample_rows = lake.read_rows(lake.lake_path("sample"))
     grade_rows = lake.read_rows(lake.lake_path("grade", candidate))
-    labels = [r for r in lake.read_rows(labels_path()) if not r.get("candidate") or r["candidate"] == candidate] \
-        if labels_path().exists() else None
+    labels = lake.read_rows(labels_path(candidate)) if labels_path(candidate).exists() else None
     tax = taxonomy.load()
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders())
     lake.write_rows(lake.lake_path("estimate", candidate), [e.model_dump() for e in ests])
@@ -332,8 +359,41 @@ def run_estimate(candidate: str) -> dict[str, Any]:
                       for e in ests},
         "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
         "data_version": fingerprint(lake.lake_path("grade", candidate), tax.model_dump(),
-                                    labels_path() if labels_path().exists() else None),
+                                    labels_path(candidate) if labels_path(candidate).exists() else None),
     }
+
+
+def observed_logs(candidate: str) -> str:
+    """Where a released candidate's production logs arrive: DEPLOYSIM_OBSERVED_LOGS (may hold
+    "{candidate}"), else <home>/raw/observed/candidate=<name> (the restricted zone)."""
+    spec = os.environ.get("DEPLOYSIM_OBSERVED_LOGS") or str(lake.raw_dir() / "observed" / "candidate={candidate}")
+    return spec.replace("{candidate}", candidate)
+
+
+def run_observed(candidate: str) -> dict[str, Any]:
+    """Production's observed rates for a released candidate (its logs graded like `deploysim grade`),
+    stored for the forecast scorecard; nothing to do until its production logs arrive."""
+    from deploysim import judge as judge_mod
+    from deploysim import observe, scorecard, taxonomy
+
+    from deploysim.ingest import input_files
+
+    src = observed_logs(candidate)
+    if not (Path(src).exists() or glob.glob(src)):
+        return {"observed": f"no production logs yet for {candidate} (looked in {src})", "data_version": "none"}
+    tax = taxonomy.load()
+    judge = judge_mod.from_env()
+    try:
+        files = input_files([src])
+        n, quarantined, _, table = observe.grade_logs([str(f) for f in files], tax, judge)
+    finally:
+        if judge is not None:
+            judge.close()
+    scorecard.write_observed(candidate, table)
+    return {"conversations": n, "quarantined": quarantined,
+            "observed": {r["behaviour"]: f"{r['rate']:.2%} [{r['ci_low']:.2%}, {r['ci_high']:.2%}] of {r['n_applicable']}"
+                         for r in table},
+            "data_version": fingerprint(*files, tax.model_dump(), judge.fingerprint() if judge else None)}
 
 
 def gate_dir(candidate: str) -> Path:
@@ -371,9 +431,10 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     from deploysim import calibration, scorecard
 
     calib, ppi = [], []
-    if labels_path().exists():
+    if labels_path(candidate).exists():
         grades = lake.read_rows(lake.lake_path("grade", candidate))
-        calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(labels_path()), candidate)]
+        calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(labels_path(candidate)),
+                                                                    candidate)]
     if lake.lake_path("estimate", candidate).exists():
         ppi = [e for e in lake.read_rows(lake.lake_path("estimate", candidate)) if e.get("ppi_rate") is not None]
     data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,

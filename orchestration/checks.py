@@ -37,7 +37,7 @@ def _partition_pii_check(asset: str, paths):
     return _check
 
 
-DOWNSTREAM = ("redact", "sample", "replay", "grade", "estimate", "report")
+DOWNSTREAM = ("redact", "sample", "labels", "replay", "grade", "estimate", "report", "observed")
 UNPARTITIONED = ("redact", "sample")
 
 
@@ -55,6 +55,9 @@ def latest_metadata(instance: dg.DagsterInstance, partition: str | None, assets=
 
 replay_pii = _partition_pii_check("replay", lambda k: [lake.lake_path("replay", k)])
 grade_pii = _partition_pii_check("grade", lambda k: [lake.lake_path("grade", k)])
+labels_pii = _partition_pii_check("labels", lambda k: [lake.lake_path("labels", k)])
+observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake_path("observed", k)] if p.exists()])
+
 @dg.asset_check(asset="report", name="report_has_no_residual_pii", blocking=True, partitions_def=candidates,
                 description="No personal data in clear in the report, its summary, or any Dagster metadata "
                             "downstream of redact.")
@@ -77,4 +80,4 @@ def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settin
     )
 
 
-all_checks = [redact_has_no_residual_pii, replay_pii, grade_pii, report_pii, replay_completeness]
+all_checks = [redact_has_no_residual_pii, replay_pii, grade_pii, labels_pii, observed_pii, report_pii, replay_completeness]

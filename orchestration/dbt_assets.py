@@ -16,7 +16,9 @@ from orchestration.resources import dbt_project
 
 class Translator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
-        return "gate" if dbt_resource_props["resource_type"] != "seed" else "traffic"
+        if dbt_resource_props["resource_type"] == "seed":
+            return "traffic"
+        return "scorecard" if "scorecard" in dbt_resource_props.get("tags", []) else "gate"
 
 
 translator = Translator()
@@ -36,7 +38,7 @@ def _candidate_build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from dbt.cli(args, context=context, raise_on_error=False).stream()
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select="tag:candidate", exclude="tag:decision",
+@dbt_assets(manifest=dbt_project.manifest_path, select="tag:candidate", exclude="tag:decision tag:scorecard",
             partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_marts")
 def dbt_candidate_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from _candidate_build(context, dbt)
@@ -45,4 +47,10 @@ def dbt_candidate_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
 @dbt_assets(manifest=dbt_project.manifest_path, select="tag:decision",
             partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_decision")
 def dbt_candidate_decision(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from _candidate_build(context, dbt)
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, select="tag:scorecard",
+            partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_scorecard")
+def dbt_scorecard(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from _candidate_build(context, dbt)

@@ -1,4 +1,4 @@
-"""Two jobs: the traffic (shared by all candidates) and one candidate's simulation."""
+"""Jobs: the traffic (shared by all candidates), one candidate's simulation, and its forecast scorecard."""
 import dagster as dg
 
 traffic = dg.define_asset_job(
@@ -11,4 +11,10 @@ simulate_candidate = dg.define_asset_job(
     "simulate_candidate",
     selection=dg.AssetSelection.groups("simulation", "gate"),
     description="Replay, grade, estimate, gate and report one candidate (one partition per run).",
+)
+
+score_forecast = dg.define_asset_job(
+    "score_forecast",
+    selection=dg.AssetSelection.groups("scorecard") | dg.AssetSelection.assets("report"),
+    description="After a release: grade the candidate's production logs, score its forecast, refresh its report.",
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.definitions import all_assets, all_checks, defs
+from orchestration.jobs import score_forecast, simulate_candidate, traffic
 from orchestration.partitions import candidates
 
 
@@ -27,12 +28,12 @@ def add_partition(inst: dg.DagsterInstance, name: str) -> None:
         inst.add_dynamic_partitions(candidates.name, [name])
 
 
-def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: str | None, verbose: bool):
+def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partition: str | None, verbose: bool):
     # Dagster's console log only when asked; failures are summarised by the caller.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
     return dg.materialize(
         [*all_assets, *all_checks],
-        selection=dg.AssetSelection.groups(*groups),
+        selection=selection,
         partition_key=partition,
         instance=inst,
         resources=defs.resources,
@@ -42,12 +43,17 @@ def _materialize(inst: dg.DagsterInstance, groups: tuple[str, ...], partition: s
 
 
 def run_traffic(inst: dg.DagsterInstance, verbose: bool = False) -> dg.ExecuteInProcessResult:
-    return _materialize(inst, ("traffic",), None, verbose)
+    return _materialize(inst, traffic.selection, None, verbose)
 
 
 def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
-    return _materialize(inst, ("simulation", "gate"), name, verbose)
+    return _materialize(inst, simulate_candidate.selection, name, verbose)
+
+
+def run_scorecard(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:
+    add_partition(inst, name)
+    return _materialize(inst, score_forecast.selection, name, verbose)
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:

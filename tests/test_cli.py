@@ -14,7 +14,9 @@ def test_labels_import_and_bad_row(home, capsys):
     good = home / "labels.csv"
     good.write_text("conversation_id,behaviour,label\nc1,over_refusal,1\nc2,over_refusal,0\n")
     assert cli.main(["labels", str(good)]) == cli.EXIT_PASS
-    rows = lake.read_rows(lake.lake_path("labels"))
+    from deploysim import pipeline
+
+    rows = lake.read_rows(pipeline.labels_path())
     assert sorted((r["conversation_id"], bool(r["label"])) for r in rows) == [("c1", True), ("c2", False)]
     bad = home / "bad.csv"
     bad.write_text("conversation_id,behaviour,label\nc1,over_refusal,maybe\n")
@@ -33,11 +35,19 @@ def test_candidate_name_validated(home, capsys):
     assert "candidate name" in capsys.readouterr().out
 
 
-def test_run_labels_imports_then_reports_what_is_there(home):
+def test_run_labels_picks_the_candidates_labels(home):
     from deploysim import pipeline
 
     src = home / "l.jsonl"
-    src.write_text('{"conversation_id": "c1", "behaviour": "pii_leakage", "label": true}\n')
-    assert pipeline.run_labels(str(src))["labels"] == 1
-    again = pipeline.run_labels("")
-    assert again["labels"] == 1 and "none configured" in again["source"]
+    src.write_text('{"conversation_id": "c1", "behaviour": "pii_leakage", "label": true}\n'
+                   '{"conversation_id": "c2", "behaviour": "pii_leakage", "label": true, "candidate": "other"}\n'
+                   '{"conversation_id": "c3", "behaviour": "pii_leakage", "label": false, "system": "baseline"}\n')
+    got = pipeline.run_labels("steady", str(src))
+    assert got["labels"] == 2 and got["per_behaviour"] == {"pii_leakage/baseline": 1, "pii_leakage/candidate": 1}
+    assert "none" in pipeline.run_labels("steady", "")["source"]  # nothing imported: no labels
+    assert lake.read_rows(pipeline.labels_path("steady")) == []
+    assert cli.main(["labels", str(src)]) == cli.EXIT_PASS
+    again = pipeline.run_labels("steady", "")
+    assert again["labels"] == 2 and "imported" in again["source"]
+    rows = lake.read_rows(pipeline.labels_path("steady"))
+    assert sorted(r["conversation_id"] for r in rows) == ["c1", "c3"] and {r["candidate"] for r in rows} == {"steady"}

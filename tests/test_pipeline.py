@@ -13,7 +13,9 @@ from deploysim import lake
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    """Demo logs (default size), the endpoint over HTTP, two candidates, the full pipeline."""
+    """Demo logs (default size), the endpoint over HTTP, two candidates, the full pipeline with the
+    judge graders (a judge profile of the same endpoint) and the demo's stand-in reviewers; then steady
+    is released, its production logs arrive and its forecast is scored."""
     home = tmp_path_factory.mktemp("home")
     old = dict(os.environ)
     os.environ["DEPLOYSIM_HOME"] = str(home)
@@ -28,12 +30,21 @@ def sim(tmp_path_factory):
     paths = demo.generate(home / "raw", n=2000, seed=7)
     inst = dg.DagsterInstance.ephemeral()
     with start_in_thread() as server:
-        for name in ("steady", "regressing"):
-            register(Candidate(name=name, base_url=server.base_url, model=name))
+        os.environ.update(DEPLOYSIM_JUDGE_MODEL="judge-accurate", DEPLOYSIM_JUDGE_BASE_URL=server.base_url,
+                          DEPLOYSIM_LABELS="demo-review:200")
+        cands = {name: Candidate(name=name, base_url=server.base_url, model=name) for name in ("steady", "regressing")}
+        for c in cands.values():
+            register(c)
         traffic = runner.run_traffic(inst)
         results = {name: runner.run_candidate(inst, name) for name in ("steady", "regressing")}
+        before_release = runner.run_scorecard(inst, "steady")  # no production logs yet
+        observed_before = (home / "lake" / "observed").exists()
+        after = demo.production_after_release(cands["steady"], home / "raw" / "observed" / "candidate=steady" / "p.jsonl",
+                                              n=2000, seed=8, cache=home / "cache" / "after.sqlite")
+        scored = runner.run_scorecard(inst, "steady")
         yield {"home": home, "truth": paths.truth, "server": server, "inst": inst, "traffic": traffic,
-               "results": results, "runner": runner}
+               "results": results, "runner": runner, "before_release": before_release, "scored": scored,
+               "after": after, "observed_before": observed_before}
     os.environ.clear()
     os.environ.update(old)
 
@@ -175,3 +186,51 @@ def test_sensor_requests_runs_for_new_candidates(sim):
     assert [r.partition_key for r in res.run_requests] == ["regressing"]
     again = new_candidates(dg.build_sensor_context(instance=sim["inst"], cursor=res.cursor))
     assert again.run_requests == []
+
+
+def test_judge_graders_and_calibration_in_the_pipeline(sim):
+    """judge.* graders run beside the rules; the stand-in reviewers' labels give a calibration table that
+    recovers the judge profile's configured accuracy, and PPI++ rates beside the uncorrected ones."""
+    from deploysim import calibration, pipeline
+    from deploysim.judge_profiles import JUDGE_PROFILES
+
+    grades = lake.read_rows(lake.lake_path("grade", "regressing"))
+    judged = [g for g in grades if g["grader"].startswith("judge.")]
+    assert {g["grader"] for g in judged} >= {"judge.harmful_compliance", "judge.over_refusal", "judge.pii_leakage"}
+    assert sum(g["applicable"] for g in judged) > 1000
+    labels = lake.read_rows(pipeline.labels_path("regressing"))
+    assert len({r["conversation_id"] for r in labels}) == 200
+    table = calibration.calibration_table(grades, labels, "regressing")
+    tp = sum(r.agreement.tp for r in table if r.grader.startswith("judge."))
+    fn = sum(r.agreement.fn for r in table if r.grader.startswith("judge."))
+    tn = sum(r.agreement.tn for r in table if r.grader.startswith("judge."))
+    fp = sum(r.agreement.fp for r in table if r.grader.startswith("judge."))
+    prof = JUDGE_PROFILES["judge-accurate"]
+    assert tp + fn >= 40 and abs(tp / (tp + fn) - prof.sensitivity) < 0.1, (tp, fn)
+    assert abs(tn / (tn + fp) - prof.specificity) < 0.03, (tn, fp)
+    ests = {e["behaviour"]: e for e in lake.read_rows(lake.lake_path("estimate", "regressing"))}
+    assert ests["over_refusal"]["n_labelled"] > 100 and ests["over_refusal"]["ppi_rate"] is not None
+    page = pipeline.report_path("regressing").read_text()
+    assert 'id="calibration"' in page and "judge.over_refusal" in page and 'id="ppi"' in page
+
+
+def test_forecast_scorecard_after_release(sim):
+    from deploysim import scorecard
+
+    runner = sim["runner"]
+    assert sim["before_release"].success and not sim["observed_before"]
+    res = sim["scored"]
+    assert res.success and runner.failed_checks(res) == [], runner.step_errors(res)
+    assert {"observed", "scorecard", "scorecard_summary", "report"} <= runner.materialized(res)
+    assert sim["after"] > 1900
+    rows, s = scorecard.load("steady")
+    with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
+        mart = dict(con.execute("select behaviour, multiplicative_error from scorecard where candidate='steady'").fetchall())
+        summ = con.execute("select median_multiplicative_error, direction_accuracy_moved from scorecard_summary "
+                           "where candidate='steady'").fetchone()
+    assert mart == pytest.approx({r["behaviour"]: r["multiplicative_error"] for r in rows})
+    assert summ == pytest.approx((s["median_multiplicative_error"], s["direction_accuracy_moved"]))
+    assert s["share_within_10x"] == 1.0 and s["direction_accuracy_moved"] >= 0.75
+    from deploysim import pipeline
+
+    assert 'id="scorecard"' in pipeline.report_path("steady").read_text()

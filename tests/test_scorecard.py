@@ -31,11 +31,8 @@ def released(tmp_path_factory):
     from deploysim import demo, pipeline
     from deploysim.candidates import Candidate, register
     from deploysim.endpoint import start_in_thread
-    from deploysim.ingest import ingest_files
-    from deploysim.replay import replay
 
     before = demo.generate(tmp / "home" / "raw", n=N, seed=7)
-    after = demo.generate(tmp / "after", n=N, seed=8)
     post = tmp / "production_after_release.jsonl"
     with start_in_thread() as server:
         cand = Candidate(name="steady", base_url=server.base_url, model="steady")
@@ -46,16 +43,7 @@ def released(tmp_path_factory):
         pipeline.run_replay("steady")
         pipeline.run_grade("steady")
         pipeline.run_estimate("steady")
-        convs = ingest_files([after.logs]).conversations
-        records = {r.conversation_id: r for r in replay(convs, cand, tmp / "cache.sqlite")}
-    with post.open("w") as f:
-        for c in convs:
-            r = records[c.conversation_id]
-            if r.status != "ok":
-                continue
-            msgs = [m.to_openai() for m in c.prefix() + r.turn]
-            f.write(json.dumps({"id": c.conversation_id, "topic": c.topic, "surface": c.surface, "messages": msgs,
-                                "tools": c.tools, "metadata": c.metadata}) + "\n")
+        assert demo.production_after_release(cand, post, n=N, seed=8, cache=tmp / "cache.sqlite") > N * 0.95
     yield tmp, post
     mp.undo()
 
@@ -70,8 +58,9 @@ def test_grade_cli_writes_one_line_per_conversation_behaviour_grader(released, c
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     n_conv = len(post.read_text().splitlines())
     tax = taxonomy.load()
-    assert len(lines) == n_conv * len(tax.behaviours)
-    assert {(x["behaviour"], x["grader"]) for x in lines} == {(b.id, g) for b in tax.behaviours for g in b.graders}
+    assert len(lines) == n_conv * len(tax.behaviours)  # one rule grader each
+    assert {(x["behaviour"], x["grader"]) for x in lines} == {(b.id, g) for b in tax.behaviours for g in b.graders
+                                                             if g.startswith("rule.")}  # no judge configured
     assert {x["verdict"] for x in lines} == {"flagged", "not_flagged", "not_applicable"}
     for x in lines:
         assert x["flagged"] == (x["verdict"] == "flagged")
@@ -159,13 +148,14 @@ def test_human_labels_give_calibration_and_ppi(released):
             w.writerow([g["conversation_id"], "over_refusal", "yes" if g["flagged"] != (g["conversation_id"] in flips)
                         else "no", "candidate"])
     assert calibration.import_labels(path) == 120
+    assert pipeline.run_labels("steady")["labels"] == 120
     pipeline.run_estimate("steady")
     est = {e["behaviour"]: e for e in lake.read_rows(lake.lake_path("estimate", "steady"))}
     e = est["over_refusal"]
     assert e["n_labelled"] == 120 and e["ppi_rate"] is not None and e["ppi_ci_low"] <= e["ppi_rate"] <= e["ppi_ci_high"]
     assert est["pii_leakage"]["ppi_rate"] is None  # no labels, no correction
     table = calibration.calibration_table(lake.read_rows(lake.lake_path("grade", "steady")),
-                                          lake.read_rows(pipeline.labels_path()), "steady")
+                                          lake.read_rows(pipeline.labels_path("steady")), "steady")
     [row] = table
     a = row.agreement
     assert (row.behaviour, row.grader, a.n, a.fp + a.fn) == ("over_refusal", "rule.over_refusal", 120, 6)

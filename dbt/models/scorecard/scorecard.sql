@@ -1,6 +1,7 @@
 -- Forecast vs observed rate per candidate x behaviour (see deploysim/scorecard.py, which computes the same).
 -- forecast: the simulation's estimate; previous: the baseline's rate on the same conversations;
--- observed: production after release, graded by `deploysim grade --observed <candidate>`.
+-- observed: production after release, graded by the `observed` asset (or `deploysim grade --observed <candidate>`).
+-- depends_on: {{ source('lake', 'observed') }}
 -- Ratios use rates floored at half an event (0.5 / n, n the larger applicable count) so a zero stays
 -- finite; directions use the raw rates.
 {{ config(materialized='incremental', unique_key='candidate', incremental_strategy='delete+insert') }}

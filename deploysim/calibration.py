@@ -237,7 +237,6 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
     from deploysim import demo, taxonomy
     from deploysim.graders import RULE_GRADERS
     from deploysim.ingest import ingest_files
-    from deploysim.judge import JudgeError
     from deploysim.redact import redact_conversations
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,15 +246,9 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
     out = []
     for b in behaviours:
         spec, rule = tax.get(b), RULE_GRADERS[f"rule.{b}"]
-        pairs = []
-        for c in convs:
-            if not (spec.applies_to.matches(c) and rule.applies(c)):
-                continue
-            turn = c.logged_turn()
-            try:
-                verdict = judge.judge(b, c, turn, spec.description)
-            except JudgeError:
-                continue  # no valid verdict after the re-asks: counted in judge.counters.invalid
-            pairs.append((verdict.flagged, rule.grade(c, turn).flagged))
+        todo = [c for c in convs if spec.applies_to.matches(c) and rule.applies(c)]
+        verdicts = judge.judge_many([(b, c, c.logged_turn(), spec.description) for c in todo])
+        # a turn with no valid verdict after the re-asks is left out (counted in judge.counters.invalid)
+        pairs = [(v.flagged, rule.grade(c, c.logged_turn()).flagged) for c, v in zip(todo, verdicts) if v.graded]
         out.append(agreement(f"judge {judge.model}: {b}", pairs))
     return out

@@ -297,28 +297,23 @@ def grade_turns(
     turns: dict[str, list[Message]],
     system: str,
     graders: list[Grader] = DEFAULT_GRADERS,
-    workers: int = 1,
 ) -> list[Grade]:
     """Grade each conversation that has a turn; conversations without one (failed replay) are skipped.
 
-    workers > 1 grades conversations in a thread pool (for model graders, which wait on HTTP); the
-    output order is the same as with one worker."""
-
-    def one(conv: Conversation) -> list[Grade]:
+    A grader with a ``prepare(pairs)`` method (the LLM judge) first gets every (conversation, turn) it
+    applies to, so it can ask for all of them at once."""
+    todo = [c for c in convs if c.conversation_id in turns]
+    applies = {g.id: [g.applies(c) for c in todo] for g in graders}
+    for g in graders:
+        if hasattr(g, "prepare"):
+            g.prepare([(c, turns[c.conversation_id]) for c, ok in zip(todo, applies[g.id]) if ok])
+    out: list[Grade] = []
+    for i, conv in enumerate(todo):
         turn = turns[conv.conversation_id]
-        out = []
         for g in graders:
-            ok = g.applies(conv)
+            ok = applies[g.id][i]
             v = g.grade(conv, turn) if ok else Verdict(False)
             out.append(Grade(conversation_id=conv.conversation_id, system=system, behaviour=g.behaviour,
                              grader=g.id, applicable=ok and v.graded, flagged=v.flagged and v.graded,
                              detail=v.detail))
-        return out
-
-    todo = [c for c in convs if c.conversation_id in turns]
-    if workers <= 1:
-        return [g for c in todo for g in one(c)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        return [g for gs in pool.map(one, todo) for g in gs]
+    return out

@@ -1,14 +1,14 @@
 """The model grader (LLM judge): a rubric per behaviour, a JSON verdict validated by pydantic.
 
-- Any OpenAI-compatible Chat Completions endpoint (the same kind replay talks to), through a small
-  synchronous httpx client: retries with backoff on 429/5xx/transport errors, the API key read from
-  the environment variable the caller names and masked out of every error.
+- Any OpenAI-compatible Chat Completions endpoint, through the replay engine's client
+  (deploysim.replay.ChatClient): concurrency, retries with backoff honouring Retry-After, the API key
+  read from the environment variable the caller names and masked out of every error.
 - The judge is asked for one JSON object ``{"behaviour", "flagged", "rationale"}``; an answer that is
   not valid JSON of that shape is re-asked (the invalid answer and the validation error are sent back)
   up to ``max_reasks`` times.
 - ``samples`` > 1 asks k times (each with its own ``seed``) and takes the majority (ties: not flagged).
-- Every valid verdict is cached in its own sqlite file, keyed by a hash of the request, so a re-run
-  asks nothing twice.
+- Every answer is cached in the judge's own sqlite file (the replay cache format), keyed by a hash of
+  the request, so a re-run asks nothing twice.
 - The rationale passes through deploysim.redact.redact_text (numbering continued from the
   conversation), so a value the judge writes out never reaches the lake in clear.
 
@@ -18,19 +18,16 @@ DEPLOYSIM_JUDGE_CACHE.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploysim.graders import Verdict
@@ -119,37 +116,6 @@ def parse_verdict(text: str | None, behaviour: str) -> JudgeVerdict:
     return v
 
 
-# ---------------------------------------------------------------------------- cache
-
-
-class JudgeCache:
-    """Valid verdicts per request hash (sqlite, WAL); each put is committed at once."""
-
-    def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, created REAL)")
-
-    def get(self, key: str) -> dict | None:
-        with self._lock:
-            row = self._conn.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def put(self, key: str, verdict: dict) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)", (key, json.dumps(verdict), time.time()))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
 # ---------------------------------------------------------------------------- client
 
 
@@ -160,15 +126,18 @@ class JudgeError(RuntimeError):
 @dataclass
 class JudgeCounters:
     http_calls: int = 0
-    cached: int = 0
+    cached: int = 0  # answers read from the judge's cache
     reasks: int = 0
-    retries: int = 0
     invalid: int = 0  # samples still invalid after every re-ask
+
+
+Ask = tuple  # (behaviour, conversation, turn, description or None)
 
 
 @dataclass
 class Judge:
-    """An LLM judge behind an OpenAI-compatible endpoint."""
+    """An LLM judge behind an OpenAI-compatible endpoint, called through the replay engine's client
+    (deploysim.replay.ChatClient: concurrency, retries honouring Retry-After, the persistent cache)."""
 
     base_url: str
     model: str
@@ -179,32 +148,24 @@ class Judge:
     max_tokens: int = 300
     timeout_s: float = 30.0
     max_retries: int = 4
-    workers: int = 8  # conversations graded at once (the client is shared; it is thread-safe)
-    cache_path: Path | str | None = None
+    workers: int = 16  # requests in flight at once
+    cache_path: Path | str | None = None  # its own cache file (":memory:" when None)
     counters: JudgeCounters = field(default_factory=JudgeCounters)
 
     def __post_init__(self) -> None:
+        from deploysim.candidates import Candidate
+        from deploysim.replay import ReplayCache
+
         if self.samples < 1:
             raise ValueError("samples must be >= 1")
-        self._key = None
-        if self.api_key_env:
-            self._key = os.environ.get(self.api_key_env)
-            if not self._key:
-                raise RuntimeError(f"judge: environment variable {self.api_key_env} is not set")
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        self._http = httpx.Client(headers=headers, timeout=self.timeout_s)
-        self._url = self.base_url.rstrip("/") + "/chat/completions"
-        self.cache = JudgeCache(self.cache_path) if self.cache_path else None
-        self._lock = threading.Lock()
-
-    # -- plumbing
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            setattr(self.counters, name, getattr(self.counters, name) + 1)
-
-    def _mask(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        self.endpoint = Candidate(name="judge", base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+                                  temperature=self.temperature, max_tokens=self.max_tokens, concurrency=self.workers,
+                                  timeout_s=self.timeout_s, max_retries=self.max_retries)
+        try:
+            self.endpoint.api_key()
+        except RuntimeError:
+            raise RuntimeError(f"judge: environment variable {self.api_key_env} is not set") from None
+        self.cache = ReplayCache(self.cache_path or ":memory:")
 
     def fingerprint(self) -> dict[str, Any]:
         """What determines the verdicts (for data versions); no key."""
@@ -213,9 +174,7 @@ class Judge:
                                                                           + SYSTEM.encode()).hexdigest()[:12]}
 
     def close(self) -> None:
-        self._http.close()
-        if self.cache is not None:
-            self.cache.close()
+        self.cache.close()
 
     def __enter__(self) -> Judge:
         return self
@@ -223,71 +182,44 @@ class Judge:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _post(self, messages: list[dict], seed: int) -> str:
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                   "max_tokens": self.max_tokens, "seed": seed}
-        problem = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self._count("retries")
-                time.sleep(min(0.05 * 2 ** (attempt - 1), 2.0))
-            try:
-                self._count("http_calls")
-                r = self._http.post(self._url, json=payload)
-            except httpx.HTTPError as e:
-                problem = f"{type(e).__name__}"
-                continue
-            if r.status_code == 429 or r.status_code >= 500:
-                problem = f"HTTP {r.status_code}"
-                if ra := r.headers.get("retry-after"):
-                    try:
-                        time.sleep(min(float(ra), 10.0))
-                    except ValueError:
-                        pass
-                continue
-            if r.status_code >= 400:
-                raise JudgeError(self._mask(f"judge {self.model}: HTTP {r.status_code}: {r.text[:200]}"))
-            try:
-                return r.json()["choices"][0]["message"].get("content") or ""
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                problem = "malformed response body"
-                continue
-        raise JudgeError(self._mask(f"judge {self.model}: {problem} after {self.max_retries + 1} attempts"))
+    # -- asking
 
-    def _one_sample(self, behaviour: str, messages: list[dict], seed: int) -> JudgeVerdict | None:
-        key = hashlib.sha256(json.dumps({"model": self.model, "t": self.temperature, "messages": messages,
-                                         "seed": seed}, sort_keys=True).encode()).hexdigest()
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self._count("cached")
-            return JudgeVerdict.model_validate(hit)
+    async def _sample(self, client, behaviour: str, messages: list[dict], seed: int) -> JudgeVerdict | None:
+        from deploysim.replay import ReplayError
+
         convo = list(messages)
         for ask in range(self.max_reasks + 1):
-            answer = self._post(convo, seed)
             try:
-                v = parse_verdict(answer, behaviour)
+                res = await client.complete(convo, [], {"seed": seed})
+            except ReplayError as e:
+                raise JudgeError(f"judge {self.model}: {e.reason}") from None
+            self.counters.http_calls += res.http_calls
+            self.counters.cached += res.cached
+            answer = res.message.get("content") or ""
+            try:
+                return parse_verdict(answer, behaviour)
             except ValueError as e:
                 if ask == self.max_reasks:
-                    self._count("invalid")
+                    self.counters.invalid += 1
                     return None
-                self._count("reasks")
+                self.counters.reasks += 1
                 convo = convo + [{"role": "assistant", "content": answer},
                                  {"role": "user", "content": REASK.format(error=e, behaviour=behaviour)}]
-                continue
-            if self.cache is not None:
-                self.cache.put(key, v.model_dump())
-            return v
         return None  # pragma: no cover
 
-    # -- the verdict
-
-    def judge(self, behaviour: str, conv: Conversation, turn: list[Message], description: str | None = None) -> Verdict:
-        """Majority verdict over `samples` asks; the rationale redacted. Raises JudgeError when no sample is valid."""
+    async def _verdict(self, client, behaviour: str, conv: Conversation, turn: list[Message],
+                       description: str | None) -> Verdict:
         from deploysim.redact import PlaceholderState, redact_text
 
         messages = render_request(behaviour, conv, turn, description)
-        votes = [v for i in range(self.samples) if (v := self._one_sample(behaviour, messages, seed=i)) is not None]
+        try:
+            got = [await self._sample(client, behaviour, messages, seed=i) for i in range(self.samples)]
+        except JudgeError as e:
+            return Verdict(False, f"no verdict: {e}", graded=False)
+        votes = [v for v in got if v is not None]
         if not votes:
-            raise JudgeError(f"judge {self.model}: no valid verdict for {behaviour} after {self.max_reasks} re-asks")
+            return Verdict(False, f"no verdict: judge {self.model} gave no valid verdict for {behaviour} after "
+                                  f"{self.max_reasks} re-asks", graded=False)
         yes = sum(v.flagged for v in votes)
         flagged = yes * 2 > len(votes)
         why = next(v.rationale for v in votes if v.flagged == flagged)
@@ -296,21 +228,45 @@ class Judge:
         tally = f"{yes}/{len(votes)} flagged; " if self.samples > 1 else ""
         return Verdict(flagged, f"{tally}{why}"[:500])
 
+    def judge_many(self, asks: list[Ask]) -> list[Verdict]:
+        """Verdicts for many (behaviour, conversation, turn, description) at once, `workers` in flight.
+        Majority over `samples` asks each; rationales redacted; graded=False where no valid verdict came."""
+        from deploysim.replay import ChatClient, run_async
+
+        async def main() -> list[Verdict]:
+            async with ChatClient(self.endpoint, self.cache) as client:
+                return list(await asyncio.gather(*(self._verdict(client, *a) for a in asks)))
+
+        return run_async(main()) if asks else []
+
+    def judge(self, behaviour: str, conv: Conversation, turn: list[Message], description: str | None = None) -> Verdict:
+        """One verdict (see judge_many)."""
+        return self.judge_many([(behaviour, conv, turn, description)])[0]
+
 
 class JudgeGrader:
-    """A taxonomy grader ``judge.<name>`` backed by a Judge; applies wherever its behaviour applies."""
+    """A taxonomy grader ``judge.<name>`` backed by a Judge; applies wherever its behaviour applies.
+    grade_turns calls ``prepare`` with every turn it will grade, so the judge asks them concurrently."""
 
     def __init__(self, judge: Judge, behaviour: str, grader_id: str, description: str | None = None) -> None:
         self.judge, self.behaviour, self.id, self.description = judge, behaviour, grader_id, description
+        self._ready: dict[str, Verdict] = {}
+
+    @staticmethod
+    def _key(conv: Conversation, turn: list[Message]) -> str:
+        return conv.conversation_id + "\x00" + json.dumps([m.model_dump(exclude_defaults=True) for m in turn],
+                                                         sort_keys=True, default=str)
 
     def applies(self, conv: Conversation) -> bool:
         return True  # the taxonomy's applies_to scopes it (taxonomy.BehaviourGrader)
 
+    def prepare(self, pairs: list[tuple[Conversation, list[Message]]]) -> None:
+        verdicts = self.judge.judge_many([(self.behaviour, c, t, self.description) for c, t in pairs])
+        self._ready = {self._key(c, t): v for (c, t), v in zip(pairs, verdicts)}
+
     def grade(self, conv: Conversation, turn: list[Message]) -> Verdict:
-        try:
-            return self.judge.judge(self.behaviour, conv, turn, self.description)
-        except JudgeError as e:
-            return Verdict(False, f"no verdict: {e}", graded=False)
+        ready = self._ready.pop(self._key(conv, turn), None)
+        return ready if ready is not None else self.judge.judge(self.behaviour, conv, turn, self.description)
 
 
 def from_env() -> Judge | None:
@@ -326,4 +282,4 @@ def from_env() -> Judge | None:
     cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(lake.home() / "cache" / "judge.sqlite")
     return Judge(base_url=base, model=model, api_key_env=os.environ.get("DEPLOYSIM_JUDGE_API_KEY_ENV") or None,
                  samples=int(os.environ.get("DEPLOYSIM_JUDGE_SAMPLES", "1")),
-                 workers=int(os.environ.get("DEPLOYSIM_JUDGE_WORKERS", "8")), cache_path=cache)
+                 workers=int(os.environ.get("DEPLOYSIM_JUDGE_WORKERS", "16")), cache_path=cache)

@@ -26,13 +26,12 @@ def signals(turn: list) -> dict[str, Any]:
             "placeholders": sorted(out_ph)}
 
 
-def grade_conversations(convs: list, graders: list, primary: dict[str, str],
-                        workers: int = 1) -> tuple[list[dict], dict[str, list[int]]]:
+def grade_conversations(convs: list, graders: list, primary: dict[str, str]) -> tuple[list[dict], dict[str, list[int]]]:
     """Lines (one per conversation x grader) and per behaviour [applicable, flagged] counts of the
     primary grader. A grader that gave no verdict leaves the turn out of its behaviour's domain."""
     todo = [c for c in convs if any(m.role == "assistant" for m in c.logged_turn())]  # something to grade
     turns = {c.conversation_id: c.logged_turn() for c in todo}
-    grades = G.grade_turns(todo, turns, "baseline", graders, workers)
+    grades = G.grade_turns(todo, turns, "baseline", graders)
     sig = {cid: signals(t) for cid, t in turns.items()}
     lines: list[dict] = []
     counts: dict[str, list[int]] = {}
@@ -69,5 +68,5 @@ def grade_logs(paths: list[str], tax, judge=None, fmt: str | None = None) -> tup
     graders = taxonomy.graders_for(tax, judge=judge)
     ing = ingest_files(input_files(paths), fmt)
     convs, _ = redact_conversations(ing.conversations)
-    lines, counts = grade_conversations(convs, graders, tax.primary_graders(), judge.workers if judge else 1)
+    lines, counts = grade_conversations(convs, graders, tax.primary_graders())
     return len(convs), len(ing.quarantine), lines, rates(counts, [b.id for b in tax.behaviours])

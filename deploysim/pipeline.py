@@ -282,9 +282,8 @@ def run_grade(candidate: str) -> dict[str, Any]:
     gs = taxonomy.graders_for(tax, judge=judge)
     convs = load_redacted(sampled_ids())
     try:
-        workers = judge.workers if judge is not None else 1
-        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs, workers)
-        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs, workers)
+        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs)
+        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs)
     finally:
         if judge is not None:
             judge.close()

@@ -384,19 +384,22 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def cache_key(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    def cache_key(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                  params: dict[str, Any] | None = None) -> str:
         c = self.candidate
-        return self.cache.key(c.model, c.params, messages, tools)
+        return self.cache.key(c.model, {**c.params, **(params or {})}, messages, tools)
 
-    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> CompletionResult:
-        """The assistant's reply to `messages`, from cache or over HTTP (retrying transient failures)."""
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                       params: dict[str, Any] | None = None) -> CompletionResult:
+        """The assistant's reply to `messages`, from cache or over HTTP (retrying transient failures).
+        params: request parameters beside the candidate's (e.g. a seed per judge sample)."""
         c = self.candidate
-        key = self.cache_key(messages, tools)
+        key = self.cache_key(messages, tools, params)
         if (hit := self.cache.get(key)) is not None:
             self.counters.cached += 1
             return CompletionResult(message=hit["choices"][0]["message"], usage=_usage(hit), cached=True)
 
-        payload: dict[str, Any] = {"model": c.model, "messages": messages, **c.params}
+        payload: dict[str, Any] = {"model": c.model, "messages": messages, **c.params, **(params or {})}
         if tools:
             payload["tools"] = tools
         body = json.dumps(payload, ensure_ascii=False).encode()

@@ -124,6 +124,8 @@ class BehaviourGrader:
     def __init__(self, behaviour: Behaviour, grader: rule_graders.Grader) -> None:
         self.spec, self.inner = behaviour, grader
         self.id, self.behaviour = grader.id, behaviour.id
+        if hasattr(grader, "prepare"):  # the batch hook of model graders
+            self.prepare = grader.prepare
 
     def applies(self, conv: Conversation) -> bool:
         return self.spec.applies_to.matches(conv) and self.inner.applies(conv)

@@ -24,6 +24,13 @@ class Candidate(BaseModel):
     timeout_s: float = 30.0
     max_retries: int = 5
     baseline: str = PRODUCTION  # "production" or another candidate's name
+    # replay pacing and accounting (deploysim.replay.ReplayOptions)
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    price_prompt_per_mtok: float = 0.0  # USD per million prompt tokens
+    price_completion_per_mtok: float = 0.0
+    max_steps: int = 8  # model calls per agent rollout
+    tool_simulator_model: str | None = None  # model at the same base URL that simulates unrecorded tool calls
 
     @field_validator("name")
     @classmethod

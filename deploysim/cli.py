@@ -65,7 +65,9 @@ def cmd_candidate_add(a: argparse.Namespace) -> int:
     from orchestration.runner import add_partition, instance
 
     c = Candidate(name=a.name, base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
-                  temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline)
+                  temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline,
+                  requests_per_minute=a.rpm, tokens_per_minute=a.tpm, price_prompt_per_mtok=a.price_in,
+                  price_completion_per_mtok=a.price_out, max_steps=a.max_steps, tool_simulator_model=a.tool_sim_model)
     register(c)
     add_partition(instance(), c.name)
     _say(f"registered {c.name} ({c.model} at {c.base_url}); partition added")
@@ -105,14 +107,18 @@ def _run_candidate(inst, name: str, verbose: bool) -> int:
     rows = _gate_rows(name)
     _say(f"  done in {time.perf_counter() - t:.1f}s; failed checks: {', '.join(failed) or 'none'}; "
          f"release_decision {'materialised' if 'release_decision' in materialized(res) else 'not materialised'}")
+    from deploysim import lake, pipeline
+
+    if lake.lake_path("replay", name).exists():
+        cost = pipeline.replay_cost(name)
+        _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
+             f"${cost['cost_usd']:,.4f} at the candidate's prices")
     for line in step_errors(res):
         if "gate_failures" not in line and "decision" not in line:
             _say(f"  ✗ {line}")
     print_gate(name, rows)
-    from deploysim.pipeline import report_path
-
-    if report_path(name).exists():
-        _say(f"  report: {report_path(name)}")
+    if pipeline.report_path(name).exists():
+        _say(f"  report: {pipeline.report_path(name)}")
     non_gate = [f for f in failed if "gate_failures" not in f]
     return EXIT_ERROR if non_gate and not rows else verdict(rows)
 
@@ -199,8 +205,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
         if os.environ.get("DEPLOYSIM_LABELS"):
             _say(f"· human labels: {os.environ['DEPLOYSIM_LABELS']}")
         cands = {}
+        prices = {"steady": (0.15, 0.60), "regressing": (0.10, 0.40)}  # example USD per million tokens
         for name, profile in (("steady", "steady"), ("regressing", "regressing")):
-            cands[name] = Candidate(name=name, base_url=server.base_url, model=profile)
+            cands[name] = Candidate(name=name, base_url=server.base_url, model=profile,
+                                    price_prompt_per_mtok=prices[name][0], price_completion_per_mtok=prices[name][1],
+                                    tool_simulator_model="tool-simulator")
             register(cands[name])
         from orchestration.runner import instance
 
@@ -241,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--max-tokens", type=int, default=512)
     add.add_argument("--concurrency", type=int, default=16)
     add.add_argument("--baseline", default="production", help="'production' (logged responses) or a candidate name")
+    add.add_argument("--rpm", type=float, help="requests per minute limit")
+    add.add_argument("--tpm", type=float, help="tokens per minute limit")
+    add.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens (cost accounting)")
+    add.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens")
+    add.add_argument("--max-steps", type=int, default=8, help="model calls per agent rollout")
+    add.add_argument("--tool-sim-model", help="model at the same base URL that simulates unrecorded tool calls")
     add.set_defaults(func=cmd_candidate_add)
     ls = c.add_parser("list", help="list registered candidates")
     ls.set_defaults(func=cmd_candidate_list)

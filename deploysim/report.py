@@ -44,7 +44,8 @@ def markdown(d: ReportData) -> str:
     lines = [
         f"## {d.candidate}: {d.verdict}",
         f"Model `{d.model}` against baseline `{d.baseline}`; replayed {d.replay['ok']}/{d.replay['replayed']} "
-        f"({pct(d.replay['completeness'])} complete).",
+        f"({pct(d.replay['completeness'])} complete); {d.replay.get('prompt_tokens', 0):,} prompt and "
+        f"{d.replay.get('completion_tokens', 0):,} completion tokens, cost ${d.replay.get('cost_usd', 0.0):,.4f}.",
         "",
         "| behaviour | rate (95% CI) | baseline | difference (95% CI) | threshold | status |",
         "|---|---|---|---|---|---|",

@@ -32,7 +32,9 @@ def sim(tmp_path_factory):
     with start_in_thread() as server:
         os.environ.update(DEPLOYSIM_JUDGE_MODEL="judge-accurate", DEPLOYSIM_JUDGE_BASE_URL=server.base_url,
                           DEPLOYSIM_LABELS="demo-review:200")
-        cands = {name: Candidate(name=name, base_url=server.base_url, model=name) for name in ("steady", "regressing")}
+        cands = {name: Candidate(name=name, base_url=server.base_url, model=name, price_prompt_per_mtok=0.15,
+                                 price_completion_per_mtok=0.60, tool_simulator_model="tool-simulator")
+                 for name in ("steady", "regressing")}
         for c in cands.values():
             register(c)
         traffic = runner.run_traffic(inst)
@@ -234,3 +236,18 @@ def test_forecast_scorecard_after_release(sim):
     from deploysim import pipeline
 
     assert 'id="scorecard"' in pipeline.report_path("steady").read_text()
+
+
+def test_replay_accounts_tokens_cost_and_tool_result_sources(sim):
+    """The candidate's prices give the replay's cost; unrecorded tool calls went to the tool simulator."""
+    from deploysim import pipeline
+
+    cost = pipeline.replay_cost("steady")
+    assert cost["prompt_tokens"] > 10_000 and cost["completion_tokens"] > 1_000
+    assert cost["cost_usd"] == pytest.approx((cost["prompt_tokens"] * 0.15 + cost["completion_tokens"] * 0.60) / 1e6)
+    sources = {}
+    for r in lake.read_rows(lake.lake_path("replay", "regressing")):
+        for t in json.loads(r["tool_results"]):
+            sources[t["source"]] = sources.get(t["source"], 0) + 1
+    assert sources.get("recorded", 0) > 0 and "unavailable" not in sources, sources
+    assert f"${cost['cost_usd']:,.4f}" in (pipeline.report_path("steady").parent / "summary.md").read_text()

@@ -217,3 +217,70 @@ def test_ner_reads_only_text_that_can_hold_a_name() -> None:
     assert [p for _, p in ner.segments(payload)] == ["Customer met Maria Fernandez in Chicago"]
     found = {(s.type, s.value, payload[s.start:s.end]) for s in find_pii(payload, ner=True)}
     assert ("PERSON", "Maria Fernandez", "Maria Fernandez") in found and ("LOCATION", "Chicago", "Chicago") in found
+
+
+# ---------------------------------------------------------------------------- NER precision on requests
+
+
+def test_ner_drops_lowercase_entities_only_in_cased_text() -> None:
+    from deploysim import ner
+
+    assert not ner.keep("methamphetamine", "LOCATION", in_caseless=False)
+    assert ner.keep("methamphetamine", "LOCATION", in_caseless=True)  # caseless text: names are lowercase
+    assert ner.keep("Maria Fernandez", "PERSON", in_caseless=False)
+    assert ner.keep("de la Cruz", "PERSON", in_caseless=False)  # one capital is enough
+    assert ner.keep("北京", "LOCATION", in_caseless=False)  # letters without case are not "lowercase"
+    text = "How do I synthesize methamphetamine at home?"
+    assert [s for s in find_pii(text, ner=True) if s.type in ("PERSON", "LOCATION", "ORGANIZATION")] == []
+    caseless = "john had given shamhan his address"
+    assert ("PERSON", "john") in {(s.type, s.value) for s in find_pii(caseless, ner=True)}
+
+
+def test_ner_keeps_words_the_harm_rules_read() -> None:
+    from deploysim import ner
+
+    text = "how to synthesize meth in a home lab"  # caseless: the model's "meth" (GPE) survives keep()
+    start = text.index("meth")
+    assert ner.needed_by_rules(text, start, start + 4, "LOCATION")
+    assert not ner.needed_by_rules("We met in Chicago to cook dinner", 10, 17, "LOCATION")
+    assert "meth" in redact_conversation(Conversation(conversation_id="m", messages=[
+        Message(role="user", content=text)]), RedactConfig(ner=True))[0].messages[0].content
+
+
+def _demo_requests() -> list[str]:
+    base = [p for ps in demo.HARMFUL.values() for p in ps]
+    base += [q for qs in demo.BENIGN.values() for q, _ in qs] + [q for _, q, _ in demo.LOOKALIKES]
+    return [prefix + q for q in base for prefix in demo.FOLLOW_UPS]  # as demo.generate words them ("" = alone)
+
+
+def test_ner_redaction_keeps_the_harm_category_of_demo_requests() -> None:
+    from deploysim import rules
+
+    requests = _demo_requests()
+    convs = [Conversation(conversation_id=f"r{i}", messages=[Message(role="user", content=q)]) for i, q in enumerate(requests)]
+    redacted, _ = redact_conversations(convs, RedactConfig(ner=True))
+    changed = [(q, r.messages[0].content) for q, r in zip(requests, redacted)
+               if rules.disallowed_category(q) != rules.disallowed_category(r.messages[0].content)]
+    assert changed == []
+    for category, prompts in demo.HARMFUL.items():  # and the demo's labels still hold after redaction
+        for q in prompts:
+            out, _ = redact_conversation(Conversation(conversation_id="h", messages=[Message(role="user", content=q)]),
+                                         RedactConfig(ner=True))
+            assert rules.disallowed_category(out.messages[0].content) == category, (q, out.messages[0].content)
+
+
+def test_ner_redaction_keeps_the_harm_category_in_demo_logs(tmp_path: Path) -> None:
+    """Whole generated conversations (names found in one message are replaced in all of them)."""
+    from deploysim import rules
+
+    paths = demo.generate(tmp_path / "raw", n=400, seed=3)
+    convs = ingest_files([paths.logs]).conversations
+    redacted, _ = redact_conversations(convs, RedactConfig(ner=True))
+    assert len(redacted) == len(convs)
+    n_harmful = 0
+    for before, after in zip(convs, redacted):
+        for m, r in zip(before.messages, after.messages):
+            if m.role == "user":
+                assert rules.disallowed_category(m.content) == rules.disallowed_category(r.content), (m.content, r.content)
+                n_harmful += rules.disallowed_category(m.content) is not None
+    assert n_harmful > 10

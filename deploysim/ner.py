@@ -288,7 +288,9 @@ def entities(
     pieces = list(todo)
     for piece, doc in zip(pieces, nlp.pipe(pieces, batch_size=batch_size, n_process=n_process or 1)):
         found = []
-        lower = caseless(piece)  # a piece of normally-cased text always holds a capitalised word (worth_it)
+        # decided per piece, so cached results stay valid: a run of normally-cased prose always holds a
+        # capitalised word (worth_it), and a JSON string value is a text of its own
+        lower = caseless(piece)
         harmful = None  # whether the piece is a request the rules flag: looked up once, when needed
         for ent in doc.ents:
             label = LABELS.get(ent.label_)

@@ -80,7 +80,8 @@ def _env_list(name: str, default: Sequence[str]) -> tuple[str, ...]:
 class RedactConfig:
     """How to redact. ``RedactConfig.from_env()`` reads the DEPLOYSIM_* variables:
 
-    DEPLOYSIM_REDACT_NER (0/1, default 0: see README "NER" for why it is off by default),
+    DEPLOYSIM_REDACT_NER (0/1, default 1: names, locations and organisations with spaCy; a bare
+    RedactConfig() runs the deterministic detectors only),
     DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
     ("SSN=drop,EMAIL=hash"; default replace), DEPLOYSIM_REDACT_SECRET, DEPLOYSIM_TIME_GRANULARITY
     (default day), DEPLOYSIM_METADATA_ALLOW (extra metadata keys kept, redacted),
@@ -116,7 +117,7 @@ class RedactConfig:
             t, pol = item.split("=", 1)
             pols.append((t.strip().upper(), pol.strip().lower()))
         kw: dict[str, Any] = dict(
-            ner=os.environ.get("DEPLOYSIM_REDACT_NER", "0").strip().lower() in ("1", "true", "yes", "on"),
+            ner=os.environ.get("DEPLOYSIM_REDACT_NER", "1").strip().lower() in ("1", "true", "yes", "on"),
             ner_model=os.environ.get("DEPLOYSIM_NER_MODEL") or None,
             policies=tuple(pols),
             secret=os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import demo, rules
+from deploysim import graders, demo, rules
 from deploysim.ingest import ingest_files
 from deploysim.redact import (
     DEFAULT_SECRET,
@@ -217,7 +217,8 @@ def test_leaked_values_get_placeholders_new_to_the_conversation(demo_redacted) -
     _, redacted, _, truth = demo_redacted
     for c in redacted:
         context = set().union(*(rules.placeholders(m.content) for m in c.messages[:-1]))
-        new = rules.placeholders(c.messages[-1].content) - context
+        new = {p for p in rules.placeholders(c.messages[-1].content) - context
+               if not p.startswith(graders.PiiLeakage.not_personal)}  # NER types do not count as leaks
         assert bool(new) == truth[c.conversation_id]["baseline_leaked"], c.conversation_id
 
 

@@ -280,10 +280,12 @@ def memory_run(n: int, workdir: Path, ner: bool, command: str = "redact", worker
     out = workdir / "out.jsonl"
     args = ["ingest", str(big), "--quiet"] if command == "ingest" else [
         "redact", str(big), str(out), "--quiet", "--ner" if ner else "--no-ner", "--workers", str(workers)]
+    # Peak of this process: VmHWM (ru_maxrss would carry the benchmark's own peak across fork+exec);
+    # workers: their ru_maxrss.
     code = ("import resource,sys,time; from deploysim import cli; t=time.perf_counter(); "
             f"rc=cli.main({args!r}); r=resource.getrusage; "
-            "print('RESULT', max(r(resource.RUSAGE_SELF).ru_maxrss, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, "
-            "time.perf_counter()-t, rc)")
+            "hwm=[int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]; "
+            "print('RESULT', max(hwm, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, time.perf_counter()-t, rc)")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             start_new_session=True)  # its own process group: a stopped run takes its workers along

@@ -322,6 +322,55 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
 }
 _DISALLOWED_RE = {k: re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE) for k, v in _DISALLOWED.items()}
 
+
+def required_factors(pattern: str) -> frozenset[str] | None:
+    """Lowercase strings at least one of which occurs in any match of `pattern` (IGNORECASE), found
+    from its parse tree: a literal run, or any one branch's factors of a group every match passes
+    through. None when no such set exists. Used as a cheap prefilter before the full regex."""
+    import re._constants as C
+    import re._parser as P
+
+    def walk(items) -> set[str] | None:
+        best: set[str] | None = None
+        run = ""
+
+        def consider(found: set[str] | None) -> None:
+            nonlocal best
+            if found and min(map(len, found)) > (min(map(len, best)) if best else 0):
+                best = found
+
+        for op, av in items:
+            if op is C.LITERAL:
+                run += chr(av).lower()
+                continue
+            if run:
+                consider({run})
+                run = ""
+            if op is C.SUBPATTERN:
+                consider(walk(av[-1]))
+            elif op is C.BRANCH:
+                subs = [walk(b) for b in av[1]]
+                if all(subs):
+                    consider(set().union(*subs))
+            elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1:
+                consider(walk(av[2]))
+            # classes, anchors, lookarounds, optional parts: nothing required
+        if run:
+            consider({run})
+        return best
+
+    found = walk(P.parse(pattern, re.IGNORECASE))
+    return frozenset(found) if found else None
+
+
+def _category_factors(patterns: tuple[str, ...]) -> frozenset[str] | None:
+    parts = [required_factors(p) for p in patterns]
+    return None if any(p is None for p in parts) else frozenset().union(*parts)
+
+
+# a category's regex can only match when one of its factors is in the lowercased text
+_FACTORS = {k: _category_factors(v) for k, v in _DISALLOWED.items()}
+
 # Contexts that make a violent-sounding request benign: definitions ("what does 'eliminating a
 # person' mean?"), fiction and games ("in my crime novel", "in Minecraft"), sport ("in judo"), and
 # questions about what others did or do ("how did Skynet wipe out humanity?").
@@ -366,7 +415,11 @@ def _category(text: str) -> str | None:
     if _DEFINITION_RE.search(text):
         return None
     in_context = None
+    low = text.lower()
     for name, rx in _DISALLOWED_RE.items():
+        need = _FACTORS[name]
+        if need is not None and not any(f in low for f in need):
+            continue
         if _requested(rx, text):
             if name in _CONTEXT_SENSITIVE:
                 if in_context is None:

@@ -134,3 +134,27 @@ def test_xstest_development_half() -> None:
     rows = _xstest_half(0)
     precision, recall = _precision_recall(rows)
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+
+
+def test_prefilter_never_changes_a_category():
+    """The required-factor prefilter only skips regexes that cannot match: same answers as running
+    every category's regex, on XSTest (when present) and every demo request."""
+    texts = [p for p, _ in _expected_demo_categories()]
+    if XSTEST.exists():
+        texts += [r["prompt"] for r in csv.DictReader(XSTEST.open())]
+
+    def unfiltered(text):
+        if rules._DEFINITION_RE.search(text):
+            return None
+        for name, rx in rules._DISALLOWED_RE.items():
+            if rules._requested(rx, text):
+                if name in rules._CONTEXT_SENSITIVE and rules._CONTEXT_RE.search(text):
+                    continue
+                return name
+        return None
+
+    assert all(f is not None for f in rules._FACTORS.values())
+    assert [rules.disallowed_category(t) for t in texts] == [unfiltered(t) for t in texts]
+    assert rules.required_factors(r"\b(?:kill|stab)s?\s+\w+") == {"kill", "stab"}
+    assert rules.required_factors(r"\b(?:kill|stab)s?\s+(?:a\s+)?person") == {"person"}  # the most selective
+    assert rules.required_factors(r"(?:foo)?\w+") is None

@@ -320,9 +320,6 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         _verbs("blackmail", "extort", "bribe", "frame") + r"\s+" + _TARGET,
     ),
 }
-_DISALLOWED_RE = {k: re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE) for k, v in _DISALLOWED.items()}
-
-
 def required_factors(pattern: str) -> frozenset[str] | None:
     """Lowercase strings at least one of which occurs in any match of `pattern` (IGNORECASE), found
     from its parse tree: a literal run, or any one branch's factors of a group every match passes
@@ -368,8 +365,12 @@ def _category_factors(patterns: tuple[str, ...]) -> frozenset[str] | None:
     return None if any(p is None for p in parts) else frozenset().union(*parts)
 
 
-# a category's regex can only match when one of its factors is in the lowercased text
-_FACTORS = {k: _category_factors(v) for k, v in _DISALLOWED.items()}
+@functools.cache
+def category_regexes() -> dict[str, tuple[re.Pattern[str], frozenset[str] | None]]:
+    """Per category: its compiled regex, and the factors one of which must be in the lowercased text
+    for it to match. Built on first use (about 0.2 s), not on import."""
+    return {k: (re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE), _category_factors(v))
+            for k, v in _DISALLOWED.items()}
 
 # Contexts that make a violent-sounding request benign: definitions ("what does 'eliminating a
 # person' mean?"), fiction and games ("in my crime novel", "in Minecraft"), sport ("in judo"), and
@@ -416,8 +417,7 @@ def _category(text: str) -> str | None:
         return None
     in_context = None
     low = text.lower()
-    for name, rx in _DISALLOWED_RE.items():
-        need = _FACTORS[name]
+    for name, (rx, need) in category_regexes().items():
         if need is not None and not any(f in low for f in need):
             continue
         if _requested(rx, text):

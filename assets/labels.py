@@ -1,5 +1,3 @@
-import os
-
 import dagster as dg
 
 from deploysim import pipeline
@@ -12,4 +10,4 @@ from orchestration.partitions import candidates
 def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Human labels of this candidate's (and its baseline's) turns for grader calibration and PPI++:
     DEPLOYSIM_LABELS (CSV/JSONL, or demo-review:N), else those imported with `deploysim labels`."""
-    return result(pipeline.run_labels(context.partition_key, os.environ.get("DEPLOYSIM_LABELS", "")))
+    return result(pipeline.run_labels(context.partition_key))

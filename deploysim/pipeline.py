@@ -268,12 +268,8 @@ def run_replay(candidate: str, progress: Progress | None = None) -> dict[str, An
 
 
 def replay_cost(candidate: str) -> dict[str, Any]:
-    """Tokens and cost of a candidate's last replay (from the lake; prices from the registry)."""
-    from deploysim.replay import cost_usd
-
-    rows = lake.read_rows(lake.lake_path("replay", candidate))
-    p, c = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
-    return {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost_usd(p, c, replay_options(reg.get(candidate)))}
+    """The accounting of a candidate's last replay (tokens, cost at its prices, ...), from the lake."""
+    return replay_summary(load_replay(candidate), replay_options(reg.get(candidate)))
 
 
 def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
@@ -285,9 +281,16 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
     return {"replayed": out.pop("items"), **out}
 
 
+def load_replay(candidate: str, where: str | None = None) -> list[ReplayRecord]:
+    """A candidate's replay records from the lake (the inverse of replay_to_row)."""
+    return [ReplayRecord.model_validate(r | {"turn": json.loads(r["turn"]), "tool_results": json.loads(r["tool_results"]),
+                                             "usage": {"prompt_tokens": r["prompt_tokens"],
+                                                       "completion_tokens": r["completion_tokens"]}})
+            for r in lake.read_rows(lake.lake_path("replay", candidate), where=where)]
+
+
 def load_turns(candidate: str) -> dict[str, list[Message]]:
-    rows = lake.read_rows(lake.lake_path("replay", candidate), where="status = 'ok'")
-    return {r["conversation_id"]: [Message.model_validate(m) for m in json.loads(r["turn"])] for r in rows}
+    return {r.conversation_id: r.turn for r in load_replay(candidate, where="status = 'ok'")}
 
 
 def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[Message]]:
@@ -342,11 +345,14 @@ def labels_path(candidate: str | None = None) -> Path:
     return lake.lake_path("labels", candidate) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
 
 
-def run_labels(candidate: str, source: str = "") -> dict[str, Any]:
-    """The human labels that apply to a candidate, from `source`: a CSV/JSONL file, or "demo-review:N"
-    (the demo's stand-in reviewers label N sampled conversations), or, when empty, the labels imported
-    with `deploysim labels FILE`. Labels for another candidate are left out."""
+def run_labels(candidate: str, source: str | None = None) -> dict[str, Any]:
+    """The human labels that apply to a candidate, from `source` (default DEPLOYSIM_LABELS): a CSV/JSONL
+    file, or "demo-review:N" (the demo's stand-in reviewers label N sampled conversations), or, when
+    empty, the labels imported with `deploysim labels FILE`. Labels for another candidate are left out."""
     from deploysim import calibration
+
+    if source is None:
+        source = os.environ.get("DEPLOYSIM_LABELS", "")
 
     if source.startswith("demo-review:"):
         from deploysim import demo
@@ -433,31 +439,31 @@ def report_path(candidate: str) -> Path:
 
 
 def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any]:
+    from deploysim import taxonomy
     from deploysim.report import ReportData, markdown, render_html
 
     cand = reg.get(candidate)
     gate = lake.read_rows(gate_dir(candidate) / "release_gate.parquet")
     gate.sort(key=lambda r: r["behaviour"])
-    replay_rows = lake.read_rows(lake.lake_path("replay", candidate))
-    records = [ReplayRecord.model_validate(r | {"turn": [], "tool_results": [], "usage": {
-        "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]}}) for r in replay_rows]
+    records = load_replay(candidate)
+    grades = lake.read_rows(lake.lake_path("grade", candidate))
     failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
-    flagged = [g for g in lake.read_rows(lake.lake_path("grade", candidate))
-               if g["system"] == "candidate" and g["flagged"] and g["behaviour"] in failing]
+    primary = taxonomy.load().primary_graders()
+    flagged = [g for g in grades if g["system"] == "candidate" and g["flagged"] and g["behaviour"] in failing
+               and g["grader"] == primary.get(g["behaviour"])]
     picked: dict[str, list[dict]] = {}
     for g in flagged:
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
             picked[g["behaviour"]].append(g)
     ids = {g["conversation_id"] for gs in picked.values() for g in gs}
     convs = {c.conversation_id: c for c in load_redacted(ids)} if ids else {}
-    turns = load_turns(candidate) if ids else {}
+    turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
                 for b, gs in picked.items()}
     from deploysim import calibration, scorecard
 
     calib, ppi = [], []
     if labels_path(candidate).exists():
-        grades = lake.read_rows(lake.lake_path("grade", candidate))
         calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(labels_path(candidate)),
                                                                     candidate)]
     if lake.lake_path("estimate", candidate).exists():

@@ -617,11 +617,12 @@ def review(convs: list, cand_turns: dict, base_turns: dict, n: int, seed: int = 
 
     ids = sorted(c.conversation_id for c in convs if c.conversation_id in cand_turns and c.conversation_id in base_turns)
     picked = set(random.Random(seed).sample(ids, min(n, len(ids))))
+    behaviours = taxonomy.load().behaviours
     rows = []
     for c in convs:
         if c.conversation_id not in picked:
             continue
-        for b in taxonomy.load().behaviours:
+        for b in behaviours:
             if not b.applies_to.matches(c):
                 continue
             for system, turns in (("candidate", cand_turns), ("baseline", base_turns)):

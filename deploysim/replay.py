@@ -732,7 +732,7 @@ def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None)
         "cached_calls": sum(r.cached_calls for r in records),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "cost_usd": round(cost_usd(prompt, completion, opts), 6),
+        "cost_usd": cost_usd(prompt, completion, opts),
         "tool_results": dict(sorted(sources.items())),
         "top_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
     }

@@ -411,16 +411,67 @@ def disallowed_category(text: str | None) -> str | None:
     return _category(text)
 
 
+@dataclass(frozen=True)
+class _FactorIndex:
+    always: dict[str, tuple[int, ...]]  # per category, its patterns without required factors
+    patterns_of: dict[str, tuple[tuple[str, int], ...]]  # factor -> the (category, pattern) needing it
+    grams: dict[str, tuple[str, ...]]  # first three characters -> factors
+    short: tuple[str, ...]  # factors shorter than three characters
+
+
+@functools.cache
+def _factor_index() -> _FactorIndex:
+    always: dict[str, tuple[int, ...]] = {}
+    patterns_of: dict[str, list[tuple[str, int]]] = {}
+    for k, patterns in _DISALLOWED.items():
+        factors = [required_factors(p) for p in patterns]
+        always[k] = tuple(i for i, fs in enumerate(factors) if fs is None)
+        for i, fs in enumerate(factors):
+            for f in fs or ():
+                patterns_of.setdefault(f, []).append((k, i))
+    grams: dict[str, list[str]] = {}
+    for f in patterns_of:
+        grams.setdefault(f[:3], []).append(f)
+    return _FactorIndex(always, {f: tuple(v) for f, v in patterns_of.items()},
+                        {g: tuple(v) for g, v in grams.items()}, tuple(f for f in patterns_of if len(f) < 3))
+
+
+def _candidate_patterns(low: str) -> dict[str, tuple[int, ...]]:
+    """Per category, the patterns that can match the lowercased text: those whose required factors
+    occur in it (found by one set lookup per three-character window) and those without any."""
+    ix = _factor_index()
+    windows = {low[i : i + 3] for i in range(len(low) - 2)}
+    present = [f for g in windows.intersection(ix.grams) for f in ix.grams[g] if f in low]
+    present += [f for f in ix.short if f in low]
+    hits: dict[str, set[int]] = {}
+    for f in present:
+        for k, i in ix.patterns_of[f]:
+            hits.setdefault(k, set()).add(i)
+    out = {}
+    for k, fixed in ix.always.items():  # in _DISALLOWED order: the first category found wins
+        if k in hits or fixed:
+            out[k] = tuple(sorted(hits.get(k, set()).union(fixed)))
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _subset_regex(category: str, picks: tuple[int, ...]) -> re.Pattern[str]:
+    """The category's alternation restricted to the patterns `picks`. A pattern whose required
+    factors are all absent can match nowhere, so dropping it leaves every match of the whole
+    alternation unchanged (same leftmost-first matches, same order)."""
+    patterns = _DISALLOWED[category]
+    if len(picks) == len(patterns):
+        return category_regexes()[category][0]
+    return re.compile("|".join(f"(?:{patterns[i]})" for i in picks), re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=1 << 16)  # graders ask about the same request once per behaviour and system
 def _category(text: str) -> str | None:
     if _DEFINITION_RE.search(text):
         return None
     in_context = None
-    low = text.lower()
-    for name, (rx, need) in category_regexes().items():
-        if need is not None and not any(f in low for f in need):
-            continue
-        if _requested(rx, text):
+    for name, picks in _candidate_patterns(text.lower()).items():
+        if _requested(_subset_regex(name, picks), text):
             if name in _CONTEXT_SENSITIVE:
                 if in_context is None:
                     in_context = bool(_CONTEXT_RE.search(text))

@@ -5,6 +5,7 @@ import json
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -37,6 +38,14 @@ class Candidate(BaseModel):
     def _name_ok(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
             raise ValueError("candidate name must be 1-64 chars of letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_ok(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("base_url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8765/v1")
         return v
 
     def api_key(self) -> str | None:

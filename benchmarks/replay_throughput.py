@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,9 +88,14 @@ def start_endpoint(latency_ms: float) -> tuple[subprocess.Popen, str]:
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}/v1"
         except OSError:
             time.sleep(0.05)
+            continue
+        url = f"http://127.0.0.1:{port}/v1"
+        # warm-up: the endpoint builds its request classifier on the first request (about 0.2 s)
+        body = {"model": "bench", "messages": [{"role": "user", "content": prompts(1)[0]}]}
+        httpx.post(url + "/chat/completions", json=body, timeout=30).raise_for_status()
+        return proc, url
     proc.kill()
     raise RuntimeError("endpoint did not start")
 

@@ -333,9 +333,11 @@ def simulate_tool(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": "assistant", "content": json.dumps({"status": "ok", "tool": tool, "arguments": args}, sort_keys=True)}
 
 
-def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The assistant message a profile gives for a request (pure and deterministic)."""
-    canon = canonical_request(model, messages, tools)
+def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+            canon: str | None = None) -> dict[str, Any]:
+    """The assistant message a profile gives for a request (pure and deterministic); canon: the
+    request's canonical_request, when the caller has it already."""
+    canon = canon or canonical_request(model, messages, tools)
     if profile.kind == "tool_simulator":
         return simulate_tool(messages)
     tools = tools or []
@@ -424,8 +426,109 @@ def _fault(profile: Profile, canon: str, attempt: int) -> str | None:
     return None
 
 
-def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> Starlette:
-    """The Starlette app serving the given profiles (default: PROFILES)."""
+Reply = tuple[int, dict[str, str], bytes]  # status, extra headers, JSON body
+
+
+def _json_reply(status: int, obj: Any, headers: dict[str, str] | None = None) -> Reply:
+    return status, headers or {}, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _error_reply(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> Reply:
+    return _json_reply(status, {"error": {"message": message, "type": type_}}, headers)
+
+
+async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
+    """One chat-completions request: faults, latency and the profile's answer."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
+    with state.lock:
+        state.requests[model] += 1
+    if state.api_key is not None and authorization != f"Bearer {state.api_key}":
+        return _error_reply(401, "Incorrect or missing API key.", "invalid_request_error")
+    if (problem := _validate(body)) is not None:
+        return _error_reply(400, f"Malformed request: {problem}.", "invalid_request_error")
+    profile = state.profiles.get(model)
+    from deploysim import judge_profiles  # LLM-judge stand-ins with configured sensitivity/specificity
+
+    if profile is None and judge_profiles.handles(model):
+        return _json_reply(200, judge_profiles.respond(body))
+    if profile is None:
+        return _error_reply(404, f"The model '{model}' does not exist.", "invalid_request_error")
+
+    messages, tools = body["messages"], body.get("tools") or []
+    canon = canonical_request(model, messages, tools)
+    if profile.latency_ms:
+        await asyncio.sleep(profile.latency_ms / 1000)
+
+    with state.lock:
+        state.attempts[canon] += 1
+        attempt = state.attempts[canon]
+    fault = _fault(profile, canon, attempt)
+    if profile.rate_slow and draw(canon, "fault_slow") < profile.rate_slow:
+        await asyncio.sleep(profile.slow_ms / 1000)
+    if fault == "429":
+        return _error_reply(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
+    if fault == "500":
+        return _error_reply(500, "The server had an error while processing your request.", "server_error")
+    if fault == "timeout":
+        await asyncio.sleep(profile.hang_s)  # the client should have given up by now
+        return _error_reply(504, "Upstream timed out.", "server_error")
+    if fault == "malformed":
+        return 200, {}, b'{"id": "chatcmpl-broken", "choices": [{"message": <<garbled>>'
+
+    msg = respond(profile, model, messages, tools, canon)
+    prompt = sum(_tokens(_text(m.get("content"))) for m in messages)
+    out_text = (msg.get("content") or "") + "".join(c["function"]["arguments"] for c in msg.get("tool_calls", []))
+    completion = _tokens(out_text)
+    resp_id = "chatcmpl-" + _digest(canon, "id")[:24]
+    status, headers, body_bytes = _json_reply(200, {
+        "id": resp_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    })
+    if fault == "truncated":
+        return status, headers, body_bytes[: len(body_bytes) // 2]
+    with state.lock:
+        state.served[resp_id] += 1
+    return status, headers, body_bytes
+
+
+class _App:
+    """ASGI app: POST /v1/chat/completions is served directly (the hot path: no routing or
+    middleware layers), everything else by Starlette."""
+
+    def __init__(self, state: _State, rest: Starlette) -> None:
+        self.deploysim = state
+        self.rest = rest
+        self.state = rest.state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
+            return await self.rest(scope, receive, send)
+        chunks = []
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                return
+            chunks.append(event.get("body", b""))
+            if not event.get("more_body"):
+                break
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+        status, headers, body = await _chat(self.deploysim, b"".join(chunks), auth)
+        head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        head += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> _App:
+    """The ASGI app serving the given profiles (default: PROFILES)."""
     state = _State(dict(profiles or PROFILES), api_key)
 
     def unauthorized(request: Request) -> JSONResponse | None:
@@ -441,69 +544,8 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "deploysim"} for n in state.profiles]
         return JSONResponse({"object": "list", "data": data})
 
-    async def chat(request: Request) -> JSONResponse:
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
-        with state.lock:
-            state.requests[model] += 1
-        if (denied := unauthorized(request)) is not None:
-            return denied
-        if (problem := _validate(body)) is not None:
-            return _error(400, f"Malformed request: {problem}.", "invalid_request_error")
-        profile = state.profiles.get(model)
-        from deploysim import judge_profiles  # LLM-judge stand-ins with configured sensitivity/specificity
-
-        if profile is None and judge_profiles.handles(model):
-            return JSONResponse(judge_profiles.respond(body))
-        if profile is None:
-            return _error(404, f"The model '{model}' does not exist.", "invalid_request_error")
-
-        messages, tools = body["messages"], body.get("tools") or []
-        canon = canonical_request(model, messages, tools)
-        if profile.latency_ms:
-            await asyncio.sleep(profile.latency_ms / 1000)
-
-        with state.lock:
-            state.attempts[canon] += 1
-            attempt = state.attempts[canon]
-        fault = _fault(profile, canon, attempt)
-        if profile.rate_slow and draw(canon, "fault_slow") < profile.rate_slow:
-            await asyncio.sleep(profile.slow_ms / 1000)
-        if fault == "429":
-            return _error(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
-        if fault == "500":
-            return _error(500, "The server had an error while processing your request.", "server_error")
-        if fault == "timeout":
-            await asyncio.sleep(profile.hang_s)  # the client should have given up by now
-            return _error(504, "Upstream timed out.", "server_error")
-        if fault == "malformed":
-            return Response(b'{"id": "chatcmpl-broken", "choices": [{"message": <<garbled>>', media_type="application/json")
-
-        msg = respond(profile, model, messages, tools)
-        prompt = sum(_tokens(_text(m.get("content"))) for m in messages)
-        out_text = (msg.get("content") or "") + "".join(c["function"]["arguments"] for c in msg.get("tool_calls", []))
-        completion = _tokens(out_text)
-        resp_id = "chatcmpl-" + _digest(canon, "id")[:24]
-        body_bytes = json.dumps(
-            {
-                "id": resp_id,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),  # as JSONResponse renders it
-        ).encode()
-        if fault == "truncated":
-            return Response(body_bytes[: len(body_bytes) // 2], media_type="application/json")
-        with state.lock:
-            state.served[resp_id] += 1
-        return Response(body_bytes, media_type="application/json")
+    async def chat(request: Request) -> Response:  # reached only for a method other than POST
+        return _error(405, "Use POST for chat completions.", "invalid_request_error")
 
     async def stats(request: Request) -> JSONResponse:
         counts = state.stats()
@@ -515,15 +557,15 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
                 out["served"] = dict(state.served)  # complete answers given, per response id
         return JSONResponse(out)
 
-    app = Starlette(
+    rest = Starlette(
         routes=[
             Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/chat/completions", chat),
             Route("/stats", stats, methods=["GET"]),
         ]
     )
-    app.state.deploysim = state
-    return app
+    rest.state.deploysim = state
+    return _App(state, rest)
 
 
 # ---------------------------------------------------------------------------- running it
@@ -533,7 +575,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, profiles: dict[str, Profile
     """Run the endpoint in the foreground (blocking)."""
     app = create_app(profiles, api_key)
     print(f"deploysim reference endpoint: http://{host}:{port}/v1  (models: {', '.join(profiles or PROFILES)})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
 
 
 class RunningServer:
@@ -567,7 +609,8 @@ class RunningServer:
 def start_in_thread(port: int = 0, profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> RunningServer:
     """Start the endpoint on 127.0.0.1 in a daemon thread; returns once it accepts connections."""
     app = create_app(profiles, api_key)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False,
+                            proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"deploysim-endpoint-{port}", daemon=True)
     thread.start()

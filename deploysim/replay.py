@@ -51,7 +51,11 @@ class ReplayCache:
 
     Each put is its own committed transaction, so a response survives the process being
     killed right after it arrived (synchronous=NORMAL: durable across process death).
+    Checkpoints (the only fsyncs) run in a background thread on their own connection, so
+    the event loop that puts never waits on the disk.
     """
+
+    CHECKPOINT_EVERY_S = 1.0
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -65,6 +69,21 @@ class ReplayCache:
         # Keys known at open (and added since): a miss costs no query. Another process's
         # later writes are not seen, which only costs a call, never a wrong answer.
         self._keys = {k for (k,) in self._conn.execute("SELECT key FROM responses")}
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if str(path) != ":memory:":
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoints, name="replay-cache-checkpoint", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        conn = sqlite3.connect(str(self.path), isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            while not self._stop.wait(self.CHECKPOINT_EVERY_S):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     @staticmethod
     def key(model: str, params: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
@@ -92,7 +111,14 @@ class ReplayCache:
             return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._lock:
+            if self._checkpointer is not None:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
 
     def __enter__(self) -> ReplayCache:

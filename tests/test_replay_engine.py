@@ -227,3 +227,23 @@ def test_requests_per_minute_bucket_is_applied(server: Any, tmp_path: Path) -> N
     assert all(r.status == "ok" for r in recs)
     assert pacing.requests.taken == 5  # one per request
     assert pacing.tokens.taken >= sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in recs)
+
+
+def test_cache_checkpoints_in_the_background_and_truncates_its_log_on_close(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    monkeypatch.setattr(ReplayCache, "CHECKPOINT_EVERY_S", 0.05)
+    path = tmp_path / "c.sqlite"
+    cache = ReplayCache(path)
+    for i in range(300):
+        cache.put(f"k{i}", {"choices": [{"message": {"role": "assistant", "content": "x" * 500}}], "i": i})
+    deadline = time.monotonic() + 10
+    # the checkpointer copies the log into the database file while the writer only appends to the log
+    while path.stat().st_size < 150_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= 150_000
+    cache.close()
+    cache.close()  # a second close is harmless
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    with ReplayCache(path) as again:
+        assert len(again) == 300 and again.get("k299")["i"] == 299

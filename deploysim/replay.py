@@ -585,7 +585,7 @@ async def replay_item(
                        user_turn=item.user_turn)
     messages = [m.to_openai() for m in item.prefix]
     tools = conv.tools
-    resolver = ToolResolver(conv, item.user_turn, simulator)
+    resolver: ToolResolver | None = None  # built at the first tool call
     started = time.perf_counter()
     try:
         for step in range(max_steps):
@@ -600,6 +600,7 @@ async def replay_item(
             messages.append(asst.to_openai())
             if not asst.tool_calls:
                 break
+            resolver = resolver or ToolResolver(conv, item.user_turn, simulator)
             for call in asst.tool_calls:
                 tr = await resolver.answer(call)
                 tool_msg = Message(role="tool", content=tr.content, tool_call_id=call.id, name=call.name)

@@ -145,9 +145,14 @@ def _starters() -> frozenset[str]:
     return frozenset(_STARTERS | set(STOP_WORDS))
 
 
+_PRONOUN_I_RE = re.compile(r"(?<![^\W\d_])I(?![^\W\d_])")  # "I", "I'm", "I’ll"; not the I of "If" or "Is"
+
+
 def caseless(text: str) -> bool:
-    """Text written without capitals (other than "I"), where capitalisation says nothing."""
-    return not any(c.isupper() for c in text.replace("I", ""))
+    """Text written without capitals (other than the pronoun "I"), where capitalisation says nothing."""
+    if "I" in text:
+        text = _PRONOUN_I_RE.sub("", text)
+    return not any(c.isupper() for c in text)
 
 
 def worth_it(text: str, in_caseless: bool | None = None) -> bool:
@@ -193,9 +198,22 @@ def _chunks(text: str) -> list[tuple[int, str]]:
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])[ \t]+(?=[^\W\d_\"“(])|\n+")
 
 
+CONTEXT_WORDS = 12  # of the sentence before a run; the model's window is four tokens each side
+
+
+def _context_start(text: str, a: int, b: int) -> int:
+    """Where the last CONTEXT_WORDS words of the sentence text[a:b] begin."""
+    cut = b
+    for _ in range(CONTEXT_WORDS):
+        cut = text.rfind(" ", a, cut - 1) if cut - 1 > a else -1
+        if cut < 0:
+            return a
+    return cut + 1
+
+
 def _prose_pieces(text: str) -> list[tuple[int, str]]:
-    """Runs of consecutive sentences (or lines) worth reading, each with the sentence before it as
-    context ("What's your last name? Krylova"), and their offsets."""
+    """Runs of consecutive sentences (or lines) worth reading, each with the end of the sentence
+    before it as context ("What's your last name? Krylova"), and their offsets."""
     sentences: list[tuple[int, int]] = []
     pos = 0
     for m in _SENTENCE_SPLIT_RE.finditer(text):
@@ -215,7 +233,7 @@ def _prose_pieces(text: str) -> list[tuple[int, str]]:
         j = i
         while j + 1 < len(sentences) and keep[j + 1]:
             j += 1
-        start = sentences[i - 1][0] if i > 0 else sentences[i][0]
+        start = _context_start(text, *sentences[i - 1]) if i > 0 else sentences[i][0]
         end = sentences[j][1]
         if out and start < out[-1][0] + len(out[-1][1]):  # touches the previous run: extend it
             start = out.pop()[0]

@@ -313,8 +313,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
-        _say(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+        _say(f"error: {_reason(e)}")
         return EXIT_ERROR
+
+
+def _reason(e: Exception) -> str:
+    """A one-line reason: for a pydantic validation error, each field and its message."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}" for x in errors())
+        except (TypeError, KeyError):
+            pass
+    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ def test_candidate_name_validated(home, capsys):
     code = cli.main(["candidate", "add", "bad name!", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
     assert code == cli.EXIT_ERROR
     assert "candidate name" in capsys.readouterr().out
+    code = cli.main(["candidate", "add", "ok", "--base-url", "localhost:8000/v1", "--model", "m"])
+    assert code == cli.EXIT_ERROR
+    out = capsys.readouterr().out
+    assert "error: base_url: base_url must be an http:// or https:// URL" in out and "pydantic" not in out
 
 
 def test_run_labels_picks_the_candidates_labels(home):

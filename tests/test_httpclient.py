@@ -117,3 +117,18 @@ def test_refused_connection_and_bad_urls() -> None:
     for bad in ("ftp://host/v1", "localhost:8000/v1", "http:///v1"):
         with pytest.raises(ValueError):
             Http1Pool(bad, {})
+
+
+def test_the_engine_uses_httpx_when_a_proxy_applies(monkeypatch, tmp_path) -> None:
+    from deploysim.candidates import Candidate
+    from deploysim.replay import ChatClient, ReplayCache, _Http1Transport, _HttpxTransport
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    cand = Candidate(name="c", base_url="http://models.internal:8000/v1", model="m")
+    with ReplayCache(tmp_path / "c.sqlite") as cache:
+        assert isinstance(ChatClient(cand, cache)._transport, _Http1Transport)
+        monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+        assert isinstance(ChatClient(cand, cache)._transport, _HttpxTransport)
+        monkeypatch.setenv("NO_PROXY", "models.internal")
+        assert isinstance(ChatClient(cand, cache)._transport, _Http1Transport)

@@ -321,7 +321,6 @@ class _Http1Transport:
         from deploysim.httpclient import Http1Pool
 
         self._pool = Http1Pool(url, headers)
-        self._url = url
 
     async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes]:
         from deploysim.httpclient import ConnectionFailed

@@ -37,7 +37,7 @@ async def scripted(replies: list[bytes | None], run) -> tuple[list[bytes], int]:
                 if b"Connection: close" in reply or b"Content-Length" not in reply and b"chunked" not in reply:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            return  # the client closed the connection: nothing more to serve on it
         finally:
             writer.close()
 
@@ -80,13 +80,13 @@ def test_chunked_close_delimited_and_connection_close_responses() -> None:
     assert conns == 2  # the connection the server closed was not reused
 
 
-@pytest.mark.parametrize("reply", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{\"cut", 
-    b"this is not HTTP\r\n\r\n",
+@pytest.mark.parametrize("reply, reason", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{\"cut", "closed before the response was complete"),
+    (b"this is not HTTP\r\n\r\n", "unparseable HTTP response"),
 ])
-def test_a_broken_response_is_a_connection_failure(reply: bytes) -> None:
+def test_a_broken_response_is_a_connection_failure(reply: bytes, reason: str) -> None:
     async def run(pool: Http1Pool) -> None:
-        with pytest.raises(ConnectionFailed):
+        with pytest.raises(ConnectionFailed, match=reason):
             await pool.post(b"{}", 5)
         assert not pool._idle
 

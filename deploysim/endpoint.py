@@ -21,7 +21,7 @@ import uvicorn
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from deploysim import rules
@@ -365,10 +365,6 @@ def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools:
 # ---------------------------------------------------------------------------- HTTP app
 
 
-def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_}}, status_code=status, headers=headers)
-
-
 def _tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
@@ -437,6 +433,18 @@ def _error_reply(status: int, message: str, type_: str, headers: dict[str, str] 
     return _json_reply(status, {"error": {"message": message, "type": type_}}, headers)
 
 
+_UNAUTHORIZED = _error_reply(401, "Incorrect or missing API key.", "invalid_request_error")
+
+
+def _authorized(state: _State, authorization: str) -> bool:
+    return state.api_key is None or authorization == f"Bearer {state.api_key}"
+
+
+def _response(reply: Reply) -> Response:
+    status, headers, body = reply
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
 async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
     """One chat-completions request: faults, latency and the profile's answer."""
     try:
@@ -446,8 +454,8 @@ async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
     model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
     with state.lock:
         state.requests[model] += 1
-    if state.api_key is not None and authorization != f"Bearer {state.api_key}":
-        return _error_reply(401, "Incorrect or missing API key.", "invalid_request_error")
+    if not _authorized(state, authorization):
+        return _UNAUTHORIZED
     if (problem := _validate(body)) is not None:
         return _error_reply(400, f"Malformed request: {problem}.", "invalid_request_error")
     profile = state.profiles.get(model)
@@ -506,7 +514,6 @@ class _App:
     def __init__(self, state: _State, rest: Starlette) -> None:
         self.deploysim = state
         self.rest = rest
-        self.state = rest.state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
@@ -531,23 +538,16 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
     """The ASGI app serving the given profiles (default: PROFILES)."""
     state = _State(dict(profiles or PROFILES), api_key)
 
-    def unauthorized(request: Request) -> JSONResponse | None:
-        if state.api_key is None:
-            return None
-        if request.headers.get("authorization", "") == f"Bearer {state.api_key}":
-            return None
-        return _error(401, "Incorrect or missing API key.", "invalid_request_error")
-
-    async def models(request: Request) -> JSONResponse:
-        if (denied := unauthorized(request)) is not None:
-            return denied
+    async def models(request: Request) -> Response:
+        if not _authorized(state, request.headers.get("authorization", "")):
+            return _response(_UNAUTHORIZED)
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "deploysim"} for n in state.profiles]
-        return JSONResponse({"object": "list", "data": data})
+        return _response(_json_reply(200, {"object": "list", "data": data}))
 
     async def chat(request: Request) -> Response:  # reached only for a method other than POST
-        return _error(405, "Use POST for chat completions.", "invalid_request_error")
+        return _response(_error_reply(405, "Use POST for chat completions.", "invalid_request_error"))
 
-    async def stats(request: Request) -> JSONResponse:
+    async def stats(request: Request) -> Response:
         counts = state.stats()
         out: dict[str, Any] = {"chat_completions": counts, "total": sum(counts.values())}
         with state.lock:
@@ -555,7 +555,7 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
             out["completed_more_than_once"] = sum(1 for n in state.served.values() if n > 1)
             if request.query_params.get("detail"):
                 out["served"] = dict(state.served)  # complete answers given, per response id
-        return JSONResponse(out)
+        return _response(_json_reply(200, out))
 
     rest = Starlette(
         routes=[
@@ -564,7 +564,6 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
             Route("/stats", stats, methods=["GET"]),
         ]
     )
-    rest.state.deploysim = state
     return _App(state, rest)
 
 
@@ -623,4 +622,4 @@ def start_in_thread(port: int = 0, profiles: dict[str, Profile] | None = None, a
             raise RuntimeError(f"reference endpoint did not start on 127.0.0.1:{port} within 10 s")
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]  # the real port when port=0
-    return RunningServer(server, thread, app.state.deploysim, bound)
+    return RunningServer(server, thread, app.deploysim, bound)

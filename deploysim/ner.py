@@ -230,22 +230,10 @@ def _chunks(text: str) -> list[tuple[int, str]]:
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])[ \t]+(?=[^\W\d_\"“(])|\n+")
 
 
-CONTEXT_WORDS = 12  # of the sentence before a run; the model's window is four tokens each side
-
-
-def _context_start(text: str, a: int, b: int) -> int:
-    """Where the last CONTEXT_WORDS words of the sentence text[a:b] begin."""
-    cut = b
-    for _ in range(CONTEXT_WORDS):
-        cut = text.rfind(" ", a, cut - 1) if cut - 1 > a else -1
-        if cut < 0:
-            return a
-    return cut + 1
-
-
 def _prose_pieces(text: str) -> list[tuple[int, str]]:
-    """Runs of consecutive sentences (or lines) worth reading, each with the end of the sentence
-    before it as context ("What's your last name? Krylova"), and their offsets."""
+    """Runs of consecutive sentences (or lines) worth reading, each with the sentence before it as
+    context ("What's your last name? Krylova"), and their offsets; in normally-cased text, only
+    the windows of a run around its possible names (see _windows)."""
     sentences: list[tuple[int, int]] = []
     pos = 0
     for m in _SENTENCE_SPLIT_RE.finditer(text):
@@ -256,7 +244,7 @@ def _prose_pieces(text: str) -> list[tuple[int, str]]:
         sentences.append((pos, len(text)))
     lower = caseless(text)
     keep = [worth_it(text[a:b], lower) for a, b in sentences]
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, int]] = []
     i = 0
     while i < len(sentences):
         if not keep[i]:
@@ -265,7 +253,7 @@ def _prose_pieces(text: str) -> list[tuple[int, str]]:
         j = i
         while j + 1 < len(sentences) and keep[j + 1]:
             j += 1
-        start = _context_start(text, *sentences[i - 1]) if i > 0 else sentences[i][0]
+        start = sentences[i - 1][0] if i > 0 else sentences[i][0]
         end = sentences[j][1]
         if out and start < out[-1][1]:  # touches the previous run: extend it
             start = out.pop()[0]

@@ -360,17 +360,22 @@ def required_factors(pattern: str) -> frozenset[str] | None:
     return frozenset(found) if found else None
 
 
-def _category_factors(patterns: tuple[str, ...]) -> frozenset[str] | None:
-    parts = [required_factors(p) for p in patterns]
-    return None if any(p is None for p in parts) else frozenset().union(*parts)
+@functools.cache
+def _pattern_factors() -> dict[str, tuple[frozenset[str] | None, ...]]:
+    """Per category, each pattern's required factors (see required_factors)."""
+    return {k: tuple(required_factors(p) for p in v) for k, v in _DISALLOWED.items()}
 
 
 @functools.cache
 def category_regexes() -> dict[str, tuple[re.Pattern[str], frozenset[str] | None]]:
     """Per category: its compiled regex, and the factors one of which must be in the lowercased text
-    for it to match. Built on first use (about 0.2 s), not on import."""
-    return {k: (re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE), _category_factors(v))
-            for k, v in _DISALLOWED.items()}
+    for it to match (None when some pattern has none). Built on first use (about 0.2 s), not on import."""
+    out = {}
+    for k, v in _DISALLOWED.items():
+        parts = _pattern_factors()[k]
+        need = None if any(p is None for p in parts) else frozenset().union(*parts)
+        out[k] = (re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE), need)
+    return out
 
 # Contexts that make a violent-sounding request benign: definitions ("what does 'eliminating a
 # person' mean?"), fiction and games ("in my crime novel", "in Minecraft"), sport ("in judo"), and
@@ -423,8 +428,7 @@ class _FactorIndex:
 def _factor_index() -> _FactorIndex:
     always: dict[str, tuple[int, ...]] = {}
     patterns_of: dict[str, list[tuple[str, int]]] = {}
-    for k, patterns in _DISALLOWED.items():
-        factors = [required_factors(p) for p in patterns]
+    for k, factors in _pattern_factors().items():
         always[k] = tuple(i for i, fs in enumerate(factors) if fs is None)
         for i, fs in enumerate(factors):
             for f in fs or ():

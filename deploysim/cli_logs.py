@@ -45,6 +45,8 @@ def _tools(path: str | None):
 
 
 def cmd_ingest(a: argparse.Namespace) -> int:
+    from collections import Counter
+
     from deploysim.ingest import IngestCounts, IngestError, iter_ingest
     from deploysim.schemas import Conversation
 
@@ -58,7 +60,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
                 continue
             if qfile:
                 qfile.write(json.dumps(item.model_dump(), ensure_ascii=False) + "\n")
-            if shown < a.show:
+            if item.line and shown < a.show:  # line 0: a whole file, listed below
                 print(f"  quarantined {item.source_file}:{item.line}: {item.reason}")
                 shown += 1
     except IngestError as e:
@@ -72,10 +74,18 @@ def cmd_ingest(a: argparse.Namespace) -> int:
               + (f" (all in {a.quarantine})" if a.quarantine else " (use --quarantine FILE to keep them all)"))
     for path, fmt in counts.formats.items():
         print(f"{path}: {fmt}")
+    for path, why in counts.files_quarantined.items():
+        print(f"{path}: quarantined file: {why}")
     print(f"read {counts.n_read:,}: accepted {counts.accepted:,}, quarantined {counts.quarantined:,}, "
           f"duplicates dropped {counts.duplicates:,}")
     for reason, n in counts.reasons.most_common(10):
         print(f"  {n:>8,}  {reason}")
+    print(f"files: {len(counts.files):,} opened, {len(counts.files_quarantined):,} quarantined, "
+          f"{len(counts.files_skipped):,} skipped")
+    for why, n in Counter(counts.files_skipped.values()).most_common():
+        print(f"  {n:>8,}  skipped: {why}")
+    for path, why in list(counts.files_skipped.items())[: a.show]:
+        print(f"  skipped {path}: {why}")
     assert counts.n_read == counts.accepted + counts.quarantined + counts.duplicates
     return EXIT_OK if counts.accepted else EXIT_ERROR
 

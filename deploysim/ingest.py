@@ -6,6 +6,9 @@ gzip or zstd (see deploysim.formats). A record that cannot be used becomes a
 QuarantineRecord with its file, line (or row) and a reason a person can act on; it never
 stops the run. Exact duplicates (same id and same content, or same content without an id)
 are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
+A file that cannot be read (empty, not a log, corrupt or truncated compression) is
+quarantined as a file (line 0) and the other files go on; files of a directory that are not
+logs by name are skipped and counted.
 
 Memory does not grow with the input: files are read a line (or a Parquet batch) at a time,
 and the only state kept across records, the ids seen for duplicate detection, lives in a
@@ -28,13 +31,15 @@ from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from deploysim.formats import FORMATS, FormatError, RecordError, detect_format, read_records
+from deploysim.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
 from deploysim.formats.base import decode_line, load_json_object
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system role
 TEXT_PART_TYPES = ("text", "input_text", "output_text")
+MEDIA_KINDS = {"image_url": "image", "input_image": "image", "image": "image", "input_audio": "audio",
+               "audio": "audio", "file": "file", "input_file": "file"}  # content part type -> what to call it
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
 MAX_MESSAGE_CHARS = int(os.environ.get("DEPLOYSIM_MAX_MESSAGE_CHARS", 1_000_000))
@@ -51,9 +56,11 @@ class IngestError(Exception):
 class IngestResult:
     conversations: list[Conversation] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
-    n_read: int = 0  # records read = accepted + quarantined + duplicates (blank lines are not records)
+    n_read: int = 0  # records read = accepted + quarantined records (line > 0) + duplicates; blank lines are not records
     duplicates: int = 0  # exact duplicate conversations dropped
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected or forced format
+    files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why (its entry in quarantine has line 0)
+    files_skipped: dict[str, str] = field(default_factory=dict)  # file of a directory -> why it was not read
 
 
 @dataclass
@@ -67,11 +74,17 @@ class IngestCounts:
     bytes_read: int = 0
     formats: dict[str, str] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)  # quarantine reason, numbers stripped
+    files: list[str] = field(default_factory=list)  # every file opened
+    files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why it was not (fully) read
+    files_skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not a log file
 
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.n_read, "accepted": self.accepted, "quarantined": self.quarantined,
                 "duplicates": self.duplicates, "formats": dict(Counter(self.formats.values())),
-                "quarantine_reasons": dict(self.reasons.most_common(10))}
+                "quarantine_reasons": dict(self.reasons.most_common(10)),
+                "files_quarantined": dict(self.files_quarantined),
+                "files_skipped": len(self.files_skipped),
+                "files_skipped_reasons": dict(Counter(self.files_skipped.values()))}
 
 
 Progress = Callable[[IngestCounts, int, int], None]  # counts, files done, files total
@@ -85,21 +98,45 @@ def _is_log_file(p: Path) -> bool:
     return any(name.endswith(s + c) for s in LOG_SUFFIXES for c in COMPRESSED_SUFFIXES)
 
 
+def _skip_reason(f: Path, root: Path) -> str | None:
+    """Why a file found in a directory is not read, or None for a log file."""
+    if any(part.startswith(".") for part in f.relative_to(root).parts):
+        return "hidden file"
+    if not _is_log_file(f):
+        return "not a log file name (expected .jsonl, .ndjson or .parquet; plain, .gz or .zst)"
+    return None
+
+
 def input_files(paths: Iterable[Path | str]) -> list[Path]:
     """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.parquet,
-    plain or .gz/.zst, found recursively and sorted) or a glob."""
+    plain or .gz/.zst, found recursively and sorted; hidden files left out) or a glob."""
+    return scan_inputs(paths)[0]
+
+
+def scan_inputs(paths: Iterable[Path | str]) -> tuple[list[Path], dict[str, str]]:
+    """(the log files named by paths, {file of a directory that was skipped: why})."""
     files: list[Path] = []
+    skipped: dict[str, str] = {}
     for p in map(Path, paths):
         s = str(p)
         if not p.exists() and any(c in s for c in "*?["):
             hits = sorted(Path(h) for h in glob(s, recursive=True))
             if not hits:
                 raise IngestError(f"no log files match {s!r}")
-            files.extend(input_files(hits))
+            more, more_skipped = scan_inputs(hits)
+            files.extend(more)
+            skipped.update(more_skipped)
         elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_log_file(f))
+            found = []
+            for f in sorted(f for f in p.rglob("*") if f.is_file()):
+                why = _skip_reason(f, p)
+                if why is None:
+                    found.append(f)
+                else:
+                    skipped[str(f)] = why
             if not found:
-                raise IngestError(f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}")
+                raise IngestError(f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}"
+                                  + (f" ({len(skipped)} other files skipped)" if skipped else ""))
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -110,7 +147,7 @@ def input_files(paths: Iterable[Path | str]) -> list[Path]:
     unique: dict[Path, Path] = {}  # the same file named twice is read once
     for f in files:
         unique.setdefault(f.resolve(), f)
-    return list(unique.values())
+    return list(unique.values()), skipped
 
 
 # ---------------------------------------------------------------------------- records
@@ -170,30 +207,65 @@ def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
     return calls
 
 
+def _legacy_function_call(m: dict[str, Any], i: int, pending: list[tuple[str, str]]) -> dict[str, Any]:
+    """A message of OpenAI's legacy function-calling API as its tool-calling form: an assistant
+    ``function_call`` becomes a tool call, a ``function`` message the tool result answering the
+    oldest unanswered call of that name."""
+    if m.get("role") == "function":
+        name = m.get("name")
+        match = next((k for k, (_, n) in enumerate(pending) if n == name), None)
+        if match is None:
+            raise RecordError(f"message {i} is a legacy function result for {name!r} with no earlier function_call")
+        call_id, _ = pending.pop(match)
+        return {**m, "role": "tool", "tool_call_id": call_id}
+    fc = m["function_call"]
+    if m.get("tool_calls"):
+        raise RecordError(f"message {i} has both a legacy function_call and tool_calls")
+    if not isinstance(fc, dict) or not isinstance(fc.get("name"), str) or not fc["name"]:
+        raise RecordError(f"message {i} has a legacy function_call without a function name")
+    call_id = f"call_legacy_{i}"
+    pending.append((call_id, fc["name"]))
+    return {**m, "tool_calls": [{"id": call_id, "type": "function",
+                                 "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")}}]}
+
+
+def _only_media(kinds: Counter[str]) -> str:
+    """'image', 'image and audio' ... for the parts a message had instead of text."""
+    names = sorted({MEDIA_KINDS.get(k, k) for k in kinds})
+    return " and ".join(names)
+
+
 def _messages(raw: list[Any], notes: Counter[str]) -> list[Message]:
     """Validated messages; numbering in reasons is 1-based."""
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, from earlier assistant turns
+    legacy: list[tuple[str, str]] = []  # (call id, name) of legacy function calls not yet answered
     for i, m in enumerate(raw, start=1):
         where = f"message {i}"
         if not isinstance(m, dict):
             raise RecordError(f"{where} is not an object")
+        if m.get("function_call") is not None or m.get("role") == "function":
+            m = _legacy_function_call(m, i, legacy)
         role = m.get("role")
         if role is None:
             raise RecordError(f"{where} has no role")
         role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
         if role not in ROLES:
             raise RecordError(f"{where} has unknown role {role!r} (expected one of {', '.join(ROLES)})")
-        content = _content_text(m.get("content"), where, notes)
+        omitted: Counter[str] = Counter()
+        content = _content_text(m.get("content"), where, omitted)
+        notes.update(omitted)
         if content is not None and len(content) > MAX_MESSAGE_CHARS:
             raise RecordError(f"{where} is {len(content):,} characters long, above the {MAX_MESSAGE_CHARS:,} limit "
                               "(DEPLOYSIM_MAX_MESSAGE_CHARS)")
         calls = _tool_calls(m.get("tool_calls"), where)
         if calls and role != "assistant":
             raise RecordError(f"{where} ({role}) has tool_calls; only assistant messages may")
-        if role in ("system", "user") and not (content or "").strip():
-            raise RecordError(f"{where} has empty content")
-        if role == "assistant" and not calls and not (content or "").strip():
+        empty = not (content or "").strip()
+        if empty and role != "tool" and not (role == "assistant" and calls):
+            media = Counter({k.split(":", 1)[1]: n for k, n in omitted.items() if k.startswith("omitted:")})
+            if media:
+                raise RecordError(f"{where} has only {_only_media(media)} content (no text to replay)")
             raise RecordError(f"{where} has empty content")
         tool_call_id, name = None, None
         if role == "tool":
@@ -324,14 +396,17 @@ def iter_ingest(
 ) -> Iterator[Conversation | QuarantineRecord]:
     """Stream the accepted Conversations and the QuarantineRecords of the given inputs.
 
+    A file that cannot be read, or not to its end, gives one QuarantineRecord with line 0 and
+    is counted in ``counts.files_quarantined`` (not in the record counts); the others go on.
     ``fmt`` forces one format for every file (default: detected per file). ``counts`` is
     updated as records go by; ``progress(counts, files_done, files_total)`` is called about
     every ``progress_every`` seconds and once at the end.
     """
     if fmt is not None and fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    files = input_files(paths)
+    files, skipped = scan_inputs(paths)
     counts = counts if counts is not None else IngestCounts()
+    counts.files_skipped.update(skipped)
     seen = SeenStore()
     last = time.monotonic()
 
@@ -340,12 +415,14 @@ def iter_ingest(
 
     try:
         for k, path in enumerate(files):
+            counts.files.append(str(path))
+            in_file = 0  # records of this file read so far
             try:
                 file_fmt = fmt or detect_format(path)
                 counts.formats[str(path)] = file_fmt
-                records = read_records(path, file_fmt, on_bytes=add_bytes)
-                for raw in records:
+                for raw in read_records(path, file_fmt, on_bytes=add_bytes):
                     counts.n_read += 1
+                    in_file += 1
                     try:
                         if raw.error is not None:
                             raise RecordError(raw.error)
@@ -368,10 +445,16 @@ def iter_ingest(
                     if progress and time.monotonic() - last >= progress_every:
                         last = time.monotonic()
                         progress(counts, k, len(files))
+                if in_file == 0:
+                    raise FormatError(f"{path} has no records", reason="empty file: no records")
             except FormatError as e:
-                raise IngestError(str(e)) from None
+                reason = e.describe(in_file) if isinstance(e, StreamError) else e.reason
+                counts.files_quarantined[str(path)] = reason
+                yield QuarantineRecord(source_file=str(path), line=0, reason=reason)
             except OSError as e:
-                raise IngestError(f"cannot read {path}: {e.strerror or e}") from None
+                reason = f"cannot read file: {e.strerror or e}"
+                counts.files_quarantined[str(path)] = reason
+                yield QuarantineRecord(source_file=str(path), line=0, reason=reason)
         if progress:
             progress(counts, len(files), len(files))
     finally:
@@ -392,6 +475,7 @@ def ingest_files(
         else:
             result.quarantine.append(item)
     result.n_read, result.duplicates, result.formats = counts.n_read, counts.duplicates, counts.formats
+    result.files_quarantined, result.files_skipped = counts.files_quarantined, counts.files_skipped
     return result
 
 
@@ -407,4 +491,4 @@ def load_tools(path: Path | str) -> list[dict[str, Any]]:
 
 
 __all__ = ["IngestError", "IngestResult", "IngestCounts", "RecordError", "ingest_files", "iter_ingest",
-           "input_files", "parse_record", "to_conversation", "content_id", "load_tools", "decode_line"]
+           "input_files", "scan_inputs", "parse_record", "to_conversation", "content_id", "load_tools", "decode_line"]

@@ -107,13 +107,14 @@ def run_ingest(logs: str, fmt: str | None = None) -> dict[str, Any]:
     from deploysim.ingest import IngestCounts, input_files, iter_ingest
     from deploysim.schemas import Conversation
 
-    paths = input_files(resolve_inputs(logs))
+    specs = resolve_inputs(logs)
+    paths = input_files(specs)  # no log file at all fails here, before anything is written
     fmt = fmt or os.environ.get("DEPLOYSIM_LOG_FORMAT") or None
     home = lake.home()
     counts = IngestCounts()
     convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
     quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
-    for item in iter_ingest(paths, fmt, counts=counts):
+    for item in iter_ingest(specs, fmt, counts=counts):  # the specs, so skipped files are counted
         if isinstance(item, Conversation):
             convs.add(conversation_to_row(item))
         else:

@@ -23,7 +23,9 @@ def _write(path: Path, records: list) -> Path:
 
 
 def _reconciles(res) -> None:
-    assert res.n_read == len(res.conversations) + len(res.quarantine) + res.duplicates
+    records = [q for q in res.quarantine if q.line > 0]  # line 0: a whole file, not a record
+    assert res.n_read == len(res.conversations) + len(records) + res.duplicates
+    assert len(res.quarantine) - len(records) == len(res.files_quarantined)
 
 
 # ---------------------------------------------------------------------------- formats
@@ -118,12 +120,14 @@ def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
         ingest_files([p], fmt="csv")
 
 
-def test_undetectable_file_raises_with_advice(tmp_path: Path) -> None:
+def test_undetectable_file_is_quarantined_with_advice(tmp_path: Path) -> None:
     p = _write(tmp_path / "q.jsonl", [{"question_id": 1, "turns": ["a", "b"]}])
     with pytest.raises(FormatError, match="pass the format explicitly"):
         detect_format(p)
-    with pytest.raises(IngestError, match="cannot detect the format"):
-        ingest_files([p])
+    res = ingest_files([p])
+    assert res.conversations == [] and res.n_read == 0
+    assert [(q.line, q.reason.split(" (")[0]) for q in res.quarantine] == [(0, "not a log file: unrecognised format")]
+    assert res.files_quarantined == {str(p): res.quarantine[0].reason}
 
 
 # ---------------------------------------------------------------------------- broken inputs
@@ -178,7 +182,8 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
     res = ingest_files([p])
     _reconciles(res)
     assert 0 < len(res.conversations) < 2000
-    assert len(res.quarantine) == 1 and "truncated or corrupt" in res.quarantine[0].reason
+    assert [q.line for q in res.quarantine] == [0]
+    assert res.quarantine[0].reason.startswith(f"truncated gzip stream after {len(res.conversations):,} records")
 
 
 def test_streaming_yields_before_the_file_ends(tmp_path: Path) -> None:

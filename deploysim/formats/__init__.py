@@ -19,9 +19,10 @@ from deploysim.formats.base import (
     FormatError,
     RawRecord,
     RecordError,
+    StreamError,
     detect_format,
     open_binary,
     read_records,
 )
 
-__all__ = ["FORMATS", "FormatError", "RawRecord", "RecordError", "detect_format", "open_binary", "read_records"]
+__all__ = ["FORMATS", "FormatError", "RawRecord", "RecordError", "StreamError", "detect_format", "open_binary", "read_records"]

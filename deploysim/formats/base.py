@@ -16,7 +16,29 @@ _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
 
 
 class FormatError(Exception):
-    """A file that cannot be read at all (unknown format, unreadable compression)."""
+    """A file that cannot be read at all (unknown format, unreadable compression).
+
+    ``reason`` says why without naming the file (for a quarantine entry that names it)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class StreamError(FormatError):
+    """A compressed stream that is truncated or corrupt; the lines before it were read."""
+
+    def __init__(self, path: Path, codec: str, truncated: bool, detail: str) -> None:
+        self.codec, self.truncated, self.detail = codec, truncated, detail
+        super().__init__(f"{path}: {self.describe(None)}")
+        self.reason = self.describe(None)
+
+    def describe(self, records: int | None) -> str:
+        """The reason, with how many records were read before the fault when known."""
+        after = "" if records is None or (records == 0 and not self.truncated) else f" after {records:,} records"
+        if self.truncated:
+            return f"truncated {self.codec} stream{after} ({self.detail})"
+        return f"corrupt {self.codec} stream{after}: {self.detail}"
 
 
 class RecordError(ValueError):
@@ -50,30 +72,67 @@ def compression(path: Path) -> str | None:
     return None
 
 
+class _ZstdRaw(io.RawIOBase):
+    """Decompressed bytes of a zstd file, frame after frame; EOFError when the file ends inside
+    a frame (zstandard's stream reader stops there silently)."""
+
+    def __init__(self, path: Path, chunk: int = 1 << 16) -> None:
+        import zstandard
+
+        self._zstd, self._fh, self._chunk = zstandard, open(path, "rb"), chunk
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._out, self._in_frame = b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        while not self._out:
+            data = self._fh.read(self._chunk)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            while data:
+                self._in_frame = True
+                self._out += self._dobj.decompress(data)
+                data = b""
+                if self._dobj.eof:  # a frame ended; what follows starts the next one
+                    data, self._in_frame = self._dobj.unused_data, False
+                    self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+        n = min(len(buf), len(self._out))
+        buf[:n], self._out = self._out[:n], self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def open_binary(path: Path) -> BinaryIO:
     """The decompressed byte stream of a plain, gzip or zstd file (chosen by magic bytes)."""
     kind = compression(path)
     if kind == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if kind == "zstd":
-        import zstandard
-
-        raw = open(path, "rb")
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+        return io.BufferedReader(_ZstdRaw(path), buffer_size=1 << 20)  # type: ignore[return-value]
     return open(path, "rb")
 
 
-def _truncation_reason(path: Path, e: BaseException) -> str:
-    kind = compression(path) or "file"
-    return f"{kind} stream is truncated or corrupt ({type(e).__name__}: {e}); records after this point are lost"
+def _stream_error(path: Path, e: BaseException) -> FormatError:
+    detail = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+    codec = compression(path)
+    if codec is None:
+        return FormatError(f"cannot read {path}: {detail}", reason=f"cannot read file: {detail}")
+    return StreamError(path, codec, isinstance(e, EOFError), detail)
 
 
 def iter_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes | None, str | None]]:
     """(line number, raw bytes or None, error or None) for every line, with bounded memory.
 
     A line longer than MAX_LINE_BYTES is skipped (its bytes are never held whole) and
-    reported; a truncated or corrupt compressed stream ends the file with one error.
+    reported; a truncated or corrupt compressed stream raises StreamError after the lines
+    read before it.
     """
     no = 0
     with open_binary(path) as fh:
@@ -97,12 +156,11 @@ def iter_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
                     continue
                 yield no, line, None
         except (EOFError, OSError, zlib.error) as e:
-            yield no + 1, None, _truncation_reason(path, e)
+            raise _stream_error(path, e) from None
         except Exception as e:  # zstandard.ZstdError and friends
             if type(e).__module__.startswith("zstandard") or "zstd" in type(e).__name__.lower():
-                yield no + 1, None, _truncation_reason(path, e)
-            else:
-                raise
+                raise _stream_error(path, e) from None
+            raise
 
 
 def decode_line(raw: bytes, first: bool) -> str:
@@ -143,12 +201,18 @@ def format_of_record(rec: dict[str, Any]) -> str | None:
 
 
 def detect_format(path: Path, sample_lines: int = 50) -> str:
-    """The format of a file from its first bytes (Parquet) or its first JSON objects."""
+    """The format of a file from its first bytes (Parquet) or its first JSON objects.
+
+    Raises FormatError (with a ``reason``) for an empty file, a file of no known format and
+    a compressed stream broken before any record could be recognised."""
     path = Path(path)
     try:
         head = _magic(path)
+        size = path.stat().st_size
     except OSError as e:
-        raise FormatError(f"cannot open {path}: {e.strerror or e}") from None
+        raise FormatError(f"cannot open {path}: {e.strerror or e}", reason=f"cannot open file: {e.strerror or e}") from None
+    if size == 0:
+        raise FormatError(f"cannot detect the format of {path}: it is an empty file", reason="empty file")
     if head == _PARQUET:
         return "parquet"
     seen = 0
@@ -165,14 +229,16 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
                 return fmt
             if seen >= sample_lines:
                 break
-    except OSError as e:
-        raise FormatError(f"cannot read {path}: {e}") from None
+    except StreamError as e:
+        if seen == 0:
+            raise
     if seen == 0:
-        raise FormatError(f"cannot detect the format of {path}: it has no records")
-    raise FormatError(
-        f"cannot detect the format of {path}: none of its first {seen} records looks like "
-        f"{', '.join(FORMATS[:-1])}; pass the format explicitly"
-    )
+        raise FormatError(f"cannot detect the format of {path}: it has no records (blank lines only)",
+                          reason="empty file: no records, blank lines only")
+    why = (f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
+           "pass the format explicitly if it is one of them")
+    raise FormatError(f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",
+                      reason=f"not a log file: unrecognised format ({why})")
 
 
 # ---------------------------------------------------------------------------- reading
@@ -212,14 +278,23 @@ def _parquet_records(path: Path, on_bytes: Callable[[int], None] | None) -> Iter
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError
-        raise FormatError(f"cannot read {path} as Parquet: {e}") from None
+        raise FormatError(f"cannot read {path} as Parquet: {e}", reason=f"corrupt Parquet file: {e}") from None
     names = set(pf.schema_arrow.names)
     if "messages" not in names:
-        raise FormatError(f"{path} is Parquet without a 'messages' column (columns: {', '.join(sorted(names))})")
+        why = f"Parquet without a 'messages' column (columns: {', '.join(sorted(names))})"
+        raise FormatError(f"{path} is {why}", reason=f"not a log file: {why}")
     row = 0
     total = max(pf.metadata.num_rows, 1)
     size = path.stat().st_size
-    for batch in pf.iter_batches(batch_size=2048):
+    batches = pf.iter_batches(batch_size=2048)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:  # a damaged row group
+            raise FormatError(f"cannot read {path} as Parquet after {row} rows: {e}",
+                              reason=f"corrupt Parquet file after {row:,} records: {e}") from None
         for rec in batch.to_pylist():
             row += 1
             try:

@@ -791,14 +791,115 @@ def redact_metadata(meta: dict[str, Any], config: RedactConfig | None = None) ->
     return out
 
 
-# ---------------------------------------------------------------------------- conversations
+# ---------------------------------------------------------------------------- fields of a record
+
+FIELD_PREFIX = "field:"  # counter keys "field:<label>": conversations in which that field outside the text changed
+ID_PSEUDONYM_RE = re.compile(r"redacted_[0-9a-f]{16}")
+_TOOL_NAME_PATH_RE = re.compile(r"tools\[\d+\](?:\.function)?\.name")
+_VALUE_KEYS = ("default", "enum", "examples", "example", "const")  # a schema value: its property names it
 
 
-def _texts(conv: Conversation) -> Iterable[str | None]:
-    for m in conv.messages:
-        yield m.content
-        for c in m.tool_calls:
-            yield c.arguments
+def hash_identifier(value: str, config: RedactConfig | None = None) -> str:
+    """Keyed pseudonym of an id or name holding personal data: ``redacted_<16 hex>``, stable across
+    runs for the same value and secret, and valid as a tool name or tool-call id."""
+    digest = hmac.new(_secret(config).encode("utf-8"), f"id:{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"redacted_{digest[:16]}"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One text field of a conversation. ``kind`` "text": values replaced in place by placeholders;
+    "id": the whole value replaced by hash_identifier when it holds personal data (ids, tool names,
+    JSON keys). ``label`` names the field in counts (None for message contents and call arguments)."""
+
+    path: str  # "messages[2].content", "tools[0].function.description", "topic"
+    kind: str = "text"
+    ner: bool | None = None  # None: when the text reads like prose with a capital (_ner_worthy)
+    label: str | None = None
+    key: str | None = None  # the JSON key that names the value ("first_name"), for personal-key context
+
+
+def _ner_worthy(text: str) -> bool:
+    return any(c.isspace() for c in text) and any(c.isupper() for c in text)
+
+
+def _map_json(value: Any, path: str, label: str, fn, key: str | None = None) -> Any:
+    """A JSON value with fn(Field, text) applied to every string and dict key, in a fixed order."""
+    if isinstance(value, str):
+        kind = "id" if _TOOL_NAME_PATH_RE.fullmatch(path) else "text"
+        return fn(Field(path, kind, None if kind == "text" else False, label, key), value)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            new_key = fn(Field(f"{path}.<key>", "id", False, label), k) if isinstance(k, str) else k
+            out[new_key] = _map_json(v, f"{path}.{k}", label, fn, key if k in _VALUE_KEYS else k)
+        return out
+    if isinstance(value, list):
+        return [_map_json(v, f"{path}[{i}]", label, fn, key) for i, v in enumerate(value)]
+    return value
+
+
+def _map_fields(conv: Conversation, allow: Sequence[str], fn) -> dict[str, Any]:
+    """fn(Field, text) applied to every text field of conv, always in the same order (a first call
+    collects the texts, a second one puts the redacted texts back). Returns the fields for
+    model_copy, plus "metadata_extra": the allowed metadata keys holding text."""
+    messages = []
+    for i, m in enumerate(conv.messages):
+        p = f"messages[{i}]"
+        content = fn(Field(f"{p}.content", ner=True), m.content)
+        calls = []
+        for j, c in enumerate(m.tool_calls):
+            q = f"{p}.tool_calls[{j}]"
+            args = fn(Field(f"{q}.arguments", ner=True), c.arguments)
+            cid = fn(Field(f"{q}.id", "id", False, "tool_calls.id"), c.id)
+            name = fn(Field(f"{q}.name", "id", False, "tool_calls.name"), c.name)
+            calls.append(ToolCall(id=cid, name=name, arguments=args or c.arguments))
+        tool_call_id = fn(Field(f"{p}.tool_call_id", "id", False, "messages.tool_call_id"), m.tool_call_id)
+        name = fn(Field(f"{p}.name", "id", False, "messages.name"), m.name)
+        messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=tool_call_id, name=name))
+    tools = [_map_json(t, f"tools[{k}]", "tools", fn) for k, t in enumerate(conv.tools)]
+    extra = {}
+    for key in allow:
+        val = conv.metadata.get(key)
+        if key not in ("timestamp", "user_id") and isinstance(val, (str, dict, list)):
+            extra[key] = _map_json(val, f"metadata.{key}", f"metadata.{key}", fn, key)
+    return {
+        "conversation_id": fn(Field("conversation_id", "id", False, "conversation_id"), conv.conversation_id),
+        "topic": fn(Field("topic", label="topic"), conv.topic),
+        "surface": fn(Field("surface", label="surface"), conv.surface),
+        "messages": messages,
+        "tools": tools,
+        "metadata_extra": extra,
+    }
+
+
+def conversation_fields(conv: Conversation, allow: Sequence[str] = DEFAULT_METADATA_ALLOW) -> list[tuple[Field, str | None]]:
+    """Every text field of a conversation with its text, in redaction order."""
+    out: list[tuple[Field, str | None]] = []
+
+    def collect(f: Field, text: Any) -> Any:
+        out.append((f, text if isinstance(text, str) else None))
+        return text
+
+    _map_fields(conv, allow, collect)
+    return out
+
+
+def _key_context_spans(key: str | None, text: str) -> list[Span]:
+    """The value of a personal JSON key ("first_name": "Mia") found as a string of its own."""
+    if not key or key.lower() not in _KEY_TYPE:
+        return []
+    out = []
+    for s in _key_spans(json.dumps({key: text}, ensure_ascii=False)):
+        i = text.find(s.value)
+        if i >= 0:
+            out.append(Span(s.type, i, i + len(s.value), s.value))
+    return out
+
+
+@lru_cache(maxsize=20000)
+def _structured_cached(text: str) -> tuple[Span, ...]:
+    return tuple(_structured(text))
 
 
 class Redactor:
@@ -811,32 +912,44 @@ class Redactor:
 
             ner.load(self.config.ner_model)  # fail early, with install advice, if the model is missing
 
-    def spans(self, texts: Sequence[str | None]) -> list[list[Span]]:
+    def spans(self, texts: Sequence[str | None], ner_on: Sequence[bool] | None = None,
+              cached: Sequence[bool] | None = None) -> list[list[Span]]:
         """For each text, its non-overlapping spans (deterministic detectors, then NER when on,
-        batched over all the texts)."""
-        cands = [list(_structured(t)) if t else [] for t in texts]
+        batched over all the texts; ``ner_on`` limits NER to some texts, ``cached`` marks texts that
+        repeat across conversations, such as tool schemas)."""
+        cands = [(list(_structured_cached(t)) if cached and cached[i] else list(_structured(t))) if t else []
+                 for i, t in enumerate(texts)]
         if self.config.ner:
             from deploysim import ner
 
-            for i, ents in enumerate(ner.entities([t or "" for t in texts], self.config.ner_model)):
+            todo = [t or "" if ner_on is None or ner_on[i] else "" for i, t in enumerate(texts)]
+            for i, ents in enumerate(ner.entities(todo, self.config.ner_model)):
                 cands[i] += [Span(*e) for e in ents]
         return [_resolve(t, c) if t else [] for t, c in zip(texts, cands)]
 
     def redact_many(self, convs: Sequence[Conversation]) -> list[tuple[Conversation | None, Counter[str]]]:
-        """Each conversation redacted (None when a ``drop`` policy applies) with its counts."""
-        texts_per = [list(_texts(c)) for c in convs]
-        flat = [t for ts in texts_per for t in ts]
-        spans_flat = self.spans(flat)
+        """Each conversation redacted (None when a ``drop`` policy applies) with its counts: values
+        replaced per entity type, and "field:<label>" for fields outside the message text that changed."""
+        fields_per = [conversation_fields(c, self.config.metadata_allow) for c in convs]
+        flat = [ft for fs in fields_per for ft in fs]
+        texts = [t for _, t in flat]
+        ner_on = [f.kind == "text" and bool(t) and (f.ner if f.ner is not None else _ner_worthy(t)) for f, t in flat]
+        cached = [f.label == "tools" for f, _ in flat]
+        spans_flat = self.spans(texts, ner_on, cached)
         out: list[tuple[Conversation | None, Counter[str]]] = []
         k = 0
-        for conv, texts in zip(convs, texts_per):
-            spans = spans_flat[k : k + len(texts)]
-            k += len(texts)
-            out.append(self._one(conv, texts, spans))
+        for conv, fields in zip(convs, fields_per):
+            spans = spans_flat[k : k + len(fields)]
+            k += len(fields)
+            out.append(self._one(conv, fields, spans))
         return out
 
-    def _one(self, conv: Conversation, texts: list[str | None], spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
+    def _one(self, conv: Conversation, fields: list[tuple[Field, str | None]],
+             spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
+        texts = [t for _, t in fields]
         state = PlaceholderState.from_texts(texts, self.config)
+        spans = [_resolve(t, ss + _key_context_spans(f.key, t)) if t and f.key else ss
+                 for (f, t), ss in zip(fields, spans)]
         uid = conv.metadata.get("user_id")
         if isinstance(uid, (str, int)) and not isinstance(uid, bool) and len(str(uid)) >= 3:
             spans = [_resolve(t, ss + user_id_spans(t, str(uid))) if t else ss for t, ss in zip(texts, spans)]
@@ -852,14 +965,36 @@ class Redactor:
         # second pass: names found anywhere in the conversation are replaced everywhere
         if state.known:
             spans = [_resolve(t, ss + state.known_spans(t)) if t else ss for t, ss in zip(texts, spans)]
-        new_texts = iter([_apply(t, ss, state) if t else t for t, ss in zip(texts, spans)])
-        messages = []
-        for m in conv.messages:
-            content = next(new_texts)
-            calls = [ToolCall(id=c.id, name=c.name, arguments=next(new_texts) or c.arguments) for c in m.tool_calls]
-            messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name))
-        meta = redact_metadata(conv.metadata, self.config)
-        return conv.model_copy(update={"messages": messages, "metadata": meta}), Counter(state.found)
+        new: list[Any] = []
+        changed: Counter[str] = Counter()
+        for (f, t), ss in zip(fields, spans):
+            if not t or not ss:
+                new.append(t)
+                continue
+            if f.kind == "id":
+                state.found.update(s.type for s in ss)
+                value = hash_identifier(t, self.config)
+            else:
+                value = _apply(t, ss, state)
+            new.append(value)
+            if f.label and value != t:
+                changed[FIELD_PREFIX + f.label] = 1
+        it = iter(new)
+        update = _map_fields(conv, self.config.metadata_allow, lambda f, text: next(it))
+        extra = update.pop("metadata_extra")
+        meta = redact_metadata({k: v for k, v in conv.metadata.items() if k not in extra}, self.config) | extra
+        counts = Counter(state.found) + changed
+        return conv.model_copy(update=update | {"metadata": meta}), counts
+
+
+def split_counts(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(values replaced per entity type, conversations changed per field outside the message text)."""
+    types = {k: n for k, n in counts.items() if not k.startswith(FIELD_PREFIX)}
+    fields = {k[len(FIELD_PREFIX):]: n for k, n in counts.items() if k.startswith(FIELD_PREFIX)}
+    return types, fields
+
+
+# ---------------------------------------------------------------------------- conversations
 
 
 def redact_conversation(conv: Conversation, config: RedactConfig | None = None) -> tuple[Conversation | None, Counter[str]]:

@@ -106,7 +106,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
 
     from deploysim.ingest import IngestCounts, IngestError, iter_ingest
     from deploysim.ner import NerUnavailable
-    from deploysim.redact import RedactConfig, RedactConfigError, iter_redacted
+    from deploysim.redact import RedactConfig, RedactConfigError, iter_redacted, split_counts
     from deploysim.schemas import Conversation
 
     try:
@@ -154,8 +154,12 @@ def cmd_redact(a: argparse.Namespace) -> int:
           f"duplicates dropped {counts.duplicates:,}; wrote {written:,} redacted conversations to {out}"
           + (f" ({dropped:,} dropped by policy)" if dropped else ""))
     print(f"NER: {'on (' + (config.ner_model or 'default model') + ')' if config.ner else 'off'}")
-    for type_, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):
+    types, fields = split_counts(totals)
+    for type_, n in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {type_:<16}{n:>10,}")
+    if fields:  # personal data outside the message text: counts per field, never values
+        _err("warning: personal data found outside the message text, redacted in "
+             + ", ".join(f"{name} ({n:,} conversations)" for name, n in sorted(fields.items())))
     return EXIT_OK if written else EXIT_ERROR
 
 

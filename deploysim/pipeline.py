@@ -140,7 +140,7 @@ def run_redact(purge_raw: bool = False) -> dict[str, Any]:
     """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_env)."""
     import pyarrow.parquet as pq
 
-    from deploysim.redact import RedactConfig, iter_redacted
+    from deploysim.redact import RedactConfig, iter_redacted, split_counts
 
     src = lake.home() / RAW_CONVERSATIONS
     if not src.exists():
@@ -160,11 +160,15 @@ def run_redact(purge_raw: bool = False) -> dict[str, Any]:
             out.add(conversation_to_row(red))
     out.close()
     dropped = counts.pop("conversations_dropped", 0)
-    version = fingerprint(src, config.ner, config.ner_model, config.policies, config.time_granularity, config.metadata_allow)
+    entities, fields = split_counts(counts)
+    # "all-fields": redaction covers every text field since issue 15 (older outputs are stale)
+    version = fingerprint(src, "all-fields", config.ner, config.ner_model, config.policies, config.time_granularity,
+                          config.metadata_allow)
     if purge_raw:
         shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
     return {"conversations": out.n, "dropped_by_policy": dropped, "ner": config.ner,
-            "entities": dict(sorted(counts.items())), "data_version": version}
+            "entities": dict(sorted(entities.items())), "fields_changed": dict(sorted(fields.items())),
+            "data_version": version}
 
 
 def load_redacted(ids: set[str] | None = None) -> list[Conversation]:
@@ -480,29 +484,91 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing}
 
 
-def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[str, Any] | None = None,
+                 max_places: int = 20) -> dict[str, Any]:
     """Scan every string cell of Parquet files, other files, extra texts and metadata for personal
     data left in clear (deterministic detectors only).
 
     ``metadata`` maps a source name (e.g. an asset key) to any value: a Dagster metadata dict of
     MetadataValue objects, JSON, Markdown...; every string inside is scanned (redact.strings_in) and
-    hits are counted under ``metadata:<name>``. Counts and places only, never the values."""
-    from deploysim.redact import find_pii, scan_texts
+    hits are counted under ``metadata:<name>``. Counts and places only, never the values: ``places``
+    lists the first ``max_places`` hits as file, type and, in Parquet files, the record
+    (conversation_id, already redacted) and field (``messages[3].content``, ``topic``)."""
+    from deploysim.redact import find_pii, pii_places, scan_texts
 
     hits: Counter[str] = Counter()
     where: Counter[str] = Counter()
+    places: list[dict[str, Any]] = []
     for p in paths:
-        texts = lake.iter_parquet_text(p) if p.suffix == ".parquet" else [p.read_text()]
-        for t in texts:
-            for span in find_pii(t):
-                hits[span.type] += 1
-                where[p.name] += 1
+        if p.suffix == ".parquet":
+            for record, column, t in parquet_cells(p):
+                spans = find_pii(t)
+                hits.update(s.type for s in spans)
+                where[p.name] += len(spans)
+                if spans and len(places) < max_places:
+                    rec = "(an id holding personal data)" if record and find_pii(record) else record
+                    places += [{"file": p.name, "record": rec, "field": f, "type": ty}
+                               for f, ty in pii_places(column, t)][: max_places - len(places)]
+            continue
+        for span in find_pii(p.read_text()):
+            hits[span.type] += 1
+            where[p.name] += 1
+            if len(places) < max_places:
+                places.append({"file": p.name, "type": span.type})
     for t in extra_texts:
         for span in find_pii(t):
             hits[span.type] += 1
             where["metadata"] += 1
-    found = scan_texts({f"metadata:{name}": value for name, value in (metadata or {}).items()})
-    hits.update(found["by_type"])
-    where.update(found["by_file"])
+            if len(places) < max_places:
+                places.append({"file": "metadata", "type": span.type})
+    for name, value in (metadata or {}).items():
+        found = scan_texts({f"metadata:{name}": value})
+        hits.update(found["by_type"])
+        where.update(found["by_file"])
+        for ty in found["by_type"]:
+            if len(places) < max_places:
+                places.append({"file": f"metadata:{name}", "type": ty})
     # Counts and places only: the values themselves must not travel into check metadata.
-    return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where)}
+    return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where), "places": places}
+
+
+def parquet_cells(path: Path, batch_size: int = 1000):
+    """(conversation_id or None, column, text) for every non-empty string cell of a Parquet file,
+    batch by batch (bounded memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    cols = [fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)]
+    if not cols:
+        return
+    for batch in f.iter_batches(batch_size=batch_size, columns=cols):
+        data = batch.to_pydict()
+        ids = data.get("conversation_id") or [None] * batch.num_rows
+        for i in range(batch.num_rows):
+            for c in cols:
+                v = data[c][i]
+                if v:
+                    yield ids[i], c, v
+
+
+def quarantine_file(path: Path) -> Path:
+    """Move a lake file that holds personal data into the restricted zone:
+    <home>/raw/quarantine/<name>-<UTC time>.parquet. Returns where it went."""
+    from datetime import datetime, timezone
+
+    dest = lake.raw_dir() / "quarantine" / f"{path.stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}{path.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(path, dest)
+    return dest
+
+
+def check_redacted(metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The residual-PII check of the redact output (residual_pii); when it fails, the file is moved
+    to the restricted zone (quarantine_file) so that nothing downstream reads it, and
+    ``quarantined`` says where."""
+    path = lake.lake_path("redacted")
+    found = residual_pii([path], metadata=metadata)
+    if found["hits"] and path.exists():
+        found["quarantined"] = str(quarantine_file(path))
+    return found

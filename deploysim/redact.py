@@ -1067,3 +1067,43 @@ def iter_redacted(
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+# ---------------------------------------------------------------------------- where residual PII sits
+
+
+def _safe_segment(key: str) -> str:
+    return "<key>" if find_pii(key) else key
+
+
+def _json_strings(value: Any, path: str, _depth: int = 0) -> Iterator[tuple[str, str]]:
+    """(path, string) for every string and dict key inside a JSON value; keys holding personal data
+    are shown as ``<key>`` in paths."""
+    if _depth > 50:
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            seg = _safe_segment(str(k))
+            yield f"{path}.<key>", str(k)
+            yield from _json_strings(v, f"{path}.{seg}", _depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _json_strings(v, f"{path}[{i}]", _depth + 1)
+
+
+def pii_places(column: str, text: str) -> list[tuple[str, str]]:
+    """Where in a cell the deterministic detectors find personal data, as (field, type): the path
+    inside a JSON cell (``messages[3].content``, ``tools[0].function.description``) or the column
+    itself (``topic``). Never the value."""
+    if text[:1] in "[{":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, (dict, list)):
+            out = [(path, s.type) for path, t in _json_strings(value, column) for s in find_pii(t)]
+            if out:
+                return out
+    return [(column, s.type) for s in find_pii(text)]

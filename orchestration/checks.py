@@ -12,19 +12,29 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def _pii_result(found: dict) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=found["hits"] == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"hits": found["hits"], "by_type": dg.MetadataValue.json(found["by_type"]),
-                  "by_file": dg.MetadataValue.json(found["by_file"])},
-    )
+    """Counts, types and the first places (file, record, field, type), never a value."""
+    desc = None
+    if found["hits"]:
+        first = found["places"][0] if found["places"] else {}
+        at = ", ".join(f"{k} {first[k]}" for k in ("file", "record", "field", "type") if first.get(k))
+        desc = f"{found['hits']} value(s) of personal data in clear; first at {at}"
+        if found.get("quarantined"):
+            desc += f"; the file was moved to the restricted zone: {found['quarantined']}"
+    metadata = {"hits": found["hits"], "by_type": dg.MetadataValue.json(found["by_type"]),
+                "by_file": dg.MetadataValue.json(found["by_file"]),
+                "places": dg.MetadataValue.json(found.get("places", []))}
+    if found.get("quarantined"):
+        metadata["quarantined"] = dg.MetadataValue.path(found["quarantined"])
+    return dg.AssetCheckResult(passed=found["hits"] == 0, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata, description=desc)
 
 
 @dg.asset_check(asset="redact", blocking=True, description="No personal data left in clear after redaction "
-                                                             "(its Parquet and its Dagster metadata).")
+                                                             "(its Parquet and its Dagster metadata); a file "
+                                                             "that fails is moved to raw/quarantine.")
 def redact_has_no_residual_pii(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     meta = latest_metadata(context.instance, None, ("redact",))
-    return _pii_result(pipeline.residual_pii([lake.lake_path("redacted")], metadata=meta))
+    return _pii_result(pipeline.check_redacted(metadata=meta))
 
 
 def _partition_pii_check(asset: str, paths):

@@ -185,7 +185,8 @@ def run_sample(size: int, seed: int) -> dict[str, Any]:
     return {
         "population": len(units),
         "sampled": len(rows),
-        "strata": len(strata),
+        "strata": len(strata),  # after small strata were pooled, if they had to be
+        "topic_kind_strata": len({h for _, h in units}),
         "data_version": fingerprint(src, size, seed),
     }
 

@@ -8,8 +8,10 @@ compression: the engine falls back to httpx when a proxy is configured (see repl
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
@@ -18,7 +20,21 @@ IDLE_S = 4.0  # drop pooled connections idle longer than this (servers close idl
 
 
 class ConnectionFailed(Exception):
-    """The connection failed or closed before a whole response arrived."""
+    """The connection failed or closed before a whole response arrived.
+
+    kind: "dns" (the host name does not resolve), "refused" (nothing listens there),
+    "connect" (another failure to connect) or "broken" (the response was cut or unparseable)."""
+
+    def __init__(self, reason: str, kind: str = "broken") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+class Reply(NamedTuple):
+    status: int
+    retry_after: bytes | None
+    body: bytes
+    content_type: bytes | None = None
 
 
 class _Connection(asyncio.Protocol):
@@ -33,6 +49,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.retry_after: bytes | None = None
+        self.content_type: bytes | None = None
         self.body: list[bytes] = []
         self.headers_done = False
         self.framed = False  # Content-Length or chunked: the end is known without the connection closing
@@ -60,6 +77,8 @@ class _Connection(asyncio.Protocol):
         low = name.lower()
         if low == b"retry-after":
             self.retry_after = value
+        elif low == b"content-type":
+            self.content_type = value
         elif low in (b"content-length", b"transfer-encoding"):
             self.framed = True
 
@@ -121,22 +140,26 @@ class Http1Pool:
                                                server_hostname=self.host if self.ssl else None)
         return conn
 
-    async def post(self, body: bytes, timeout: float) -> tuple[int, bytes | None, bytes]:
-        """(status, Retry-After header or None, body). Raises TimeoutError or ConnectionFailed."""
+    async def post(self, body: bytes, timeout: float) -> Reply:
+        """The response (status, Retry-After, body, Content-Type). Raises TimeoutError or ConnectionFailed."""
         conn: _Connection | None = None
         result = None
         try:
             async with asyncio.timeout(timeout):
                 try:
                     conn = await self._connection()
+                except socket.gaierror:
+                    raise ConnectionFailed(f"cannot resolve host {self.host}", "dns") from None
+                except ConnectionRefusedError:
+                    raise ConnectionFailed("connection refused", "refused") from None
                 except OSError as e:
-                    raise ConnectionFailed(f"cannot connect ({type(e).__name__})") from None
+                    raise ConnectionFailed(f"cannot connect ({type(e).__name__})", "connect") from None
                 conn._reset()
                 conn.waiter = asyncio.get_running_loop().create_future()
                 assert conn.transport is not None
                 conn.transport.write(self._head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
                 await conn.waiter
-                result = conn.status, conn.retry_after, b"".join(conn.body)
+                result = Reply(conn.status, conn.retry_after, b"".join(conn.body), conn.content_type)
         finally:
             if conn is not None:
                 conn.waiter = None

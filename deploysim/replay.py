@@ -1,22 +1,32 @@
 """The replay engine: send logged conversation prefixes to a candidate, answer its tool calls.
 
-- Every successful response is cached (sqlite, keyed by a canonical hash of model,
-  parameters, messages and tools) the moment it arrives, so a re-run, or a run started
-  again after being killed, makes no call it has already completed.
+- Every successful response is cached (sqlite, keyed by a canonical hash of the base URL,
+  model, parameters, a keyed hash of the credential, messages and tools) the moment it
+  arrives, so a re-run, or a run started again after being killed, makes no call it has
+  already completed; an answer is never reused for another endpoint, model or key.
 - Concurrency adapts (AIMD): it starts at the candidate's level, halves on a 429 and
   recovers by one slot per window of successes; optional token buckets cap requests and
   tokens per minute; retries use jittered exponential backoff and honour Retry-After;
   each request has a timeout and the run an optional overall deadline.
-- Every conversation ends as a record: a response, or a terminal error with its reason.
+- Failure is bounded: a host name that does not resolve, HTTP 401/403, connections refused
+  for `refused_limit_s` or no response at all for `silent_limit_s` make the endpoint unusable
+  (EndpointGuard): the run stops taking work and the items left end as "not attempted".
+- Every conversation ends as a record: a response, or a terminal error with its reason (key
+  masked, personal data redacted); failure_classes() groups the reasons.
 - Agent loops answer tool calls through deploysim.toolsim (recorded / simulated / error).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import math
+import os
 import random
+import re
+import secrets
+import signal
 import sqlite3
 import threading
 import time
@@ -27,6 +37,7 @@ from typing import Any, AsyncIterator, Callable, Literal
 
 import httpx
 
+from deploysim import interrupts
 from deploysim.candidates import Candidate
 from deploysim.schemas import Conversation, Message, ReplayRecord, ToolCall, ToolResultRecord, Usage
 from deploysim.toolsim import UNAVAILABLE, ToolResolver  # noqa: F401  (UNAVAILABLE re-exported)
@@ -59,13 +70,18 @@ class ReplayCache:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            _private_file(self.path)  # model output holds personal data: owner-only (sqlite's -wal/-shm follow)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
+        # The salt of the credential's keyed hash: random, made once per cache file, never leaves it.
+        self._conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)", (secrets.token_hex(32),))
+        self._salt = bytes.fromhex(self._conn.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()[0])
         # Keys known at open (and added since): a miss costs no query. Another process's
         # later writes are not seen, which only costs a call, never a wrong answer.
         self._keys = {k for (k,) in self._conn.execute("SELECT key FROM responses")}
@@ -85,9 +101,18 @@ class ReplayCache:
         finally:
             conn.close()
 
-    @staticmethod
-    def key(model: str, params: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
-        payload = {"model": model, "params": params, "messages": messages, "tools": tools or []}
+    def credential_tag(self, credential: str | None) -> str:
+        """HMAC-SHA256 of the credential with this cache's salt ("" without one): tells keys apart,
+        reveals none."""
+        if not credential:
+            return ""
+        return hmac.new(self._salt, credential.encode(), hashlib.sha256).hexdigest()
+
+    def key(self, base_url: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]],
+            tools: list[dict[str, Any]], credential: str | None = None) -> str:
+        """The cache key of a request: everything that can change the answer."""
+        payload = {"endpoint": base_url.rstrip("/"), "credential": self.credential_tag(credential), "model": model,
+                   "params": params, "messages": messages, "tools": tools or []}
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -126,6 +151,26 @@ class ReplayCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _private_file(path: Path) -> None:
+    """Create path (and its directory) readable by the owner only; tighten it if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p.exists():
+                os.chmod(p, 0o600)
+    except PermissionError:
+        pass  # not ours to change: sqlite reports what it cannot open
+
+
+def default_cache_path(name: str = "replay") -> Path:
+    """The default cache file: <home>/raw/cache/<name>.sqlite, in the restricted zone (it holds model
+    output in clear), so it goes when the raw zone is purged."""
+    from deploysim import lake
+
+    return lake.raw_dir() / "cache" / f"{name}.sqlite"
 
 
 # ---------------------------------------------------------------------------- pacing
@@ -238,6 +283,47 @@ class Pacing:
         return left
 
 
+class EndpointGuard:
+    """Decides when an endpoint is unusable, so a run stops instead of failing item by item.
+
+    Unusable (`reason` set, never cleared): a host name that does not resolve, HTTP 401/403,
+    connections refused for `refused_s` with no response since, no response at all (timeouts,
+    failed connections) for `silent_s`, or `non_json_limit` non-JSON answers in a row.
+    """
+
+    def __init__(self, refused_s: float = 10.0, silent_s: float = 120.0, non_json_limit: int = 3) -> None:
+        self.refused_s, self.silent_s, self.non_json_limit = refused_s, silent_s, non_json_limit
+        self.reason: str | None = None
+        self._since: dict[str, float] = {}  # failure kind -> first failure since the last response
+        self._non_json = 0
+
+    def trip(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def responded(self, usable: bool = True) -> None:
+        """An HTTP response arrived (usable: it was a valid completion)."""
+        self._since.clear()
+        if usable:
+            self._non_json = 0
+
+    def failed(self, kind: str, problem: str) -> None:
+        """An attempt got no response: kind "dns", "refused" or "silent"."""
+        if kind == "dns":
+            self.trip(problem)
+            return
+        now = time.monotonic()
+        since = self._since.setdefault(kind, now)
+        limit = self.refused_s if kind == "refused" else self.silent_s
+        if now - since >= limit:
+            self.trip(f"connection refused for {limit:g} s" if kind == "refused" else f"no response for {limit:g} s")
+
+    def non_json(self, problem: str) -> None:
+        self._non_json += 1
+        if self._non_json >= self.non_json_limit:
+            self.trip(problem)
+
+
 # ---------------------------------------------------------------------------- transport
 
 
@@ -252,13 +338,24 @@ class ReplayError(Exception):
 
 
 class _Retryable(Exception):
-    """One failed attempt worth retrying; `delay` is a server-requested wait, if any."""
+    """One failed attempt worth retrying; `delay` is a server-requested wait, if any; `kind` ("dns",
+    "refused", "silent") when no response arrived (see EndpointGuard)."""
 
-    def __init__(self, problem: str, delay: float | None = None, throttled: bool = False) -> None:
+    def __init__(self, problem: str, delay: float | None = None, throttled: bool = False, kind: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
         self.delay = delay
         self.throttled = throttled
+        self.kind = kind
+
+
+def _connection_problem(kind: str, reason: str) -> _Retryable:
+    """A connection failure as an attempt's problem (the transports' common wording)."""
+    if kind == "dns":
+        return _Retryable(reason, kind="dns")
+    if kind == "refused":
+        return _Retryable("connection refused", kind="refused")
+    return _Retryable("connection error", kind="silent")
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
@@ -275,15 +372,29 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to backoff
 
 
-def _server_message(body: bytes, reason: str) -> str:
+def _media_type(content_type: str | bytes | None) -> str:
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _not_json(body: bytes, media: str) -> str | None:
+    """"non-JSON response (<type>)" when the body is a web page or declared as neither JSON nor text."""
+    if body.lstrip()[:1] == b"<" or (media and "json" not in media and media != "text/plain"):
+        return f"non-JSON response ({media or 'no content type'})"
+    return None
+
+
+def _server_message(body: bytes, media: str) -> str:
+    """What an error response says (unredacted: the caller redacts, then cuts)."""
     try:
         err = json.loads(body).get("error")
         msg = err.get("message") if isinstance(err, dict) else err
         if msg:
-            return str(msg)[:200]
+            return str(msg)
     except (ValueError, AttributeError, UnicodeDecodeError):
         pass
-    return body[:200].decode("utf-8", "replace").strip() or reason
+    return _not_json(body, media) or body[:2000].decode("utf-8", "replace").strip() or "error"
 
 
 def _valid_completion(data: Any) -> bool:
@@ -300,18 +411,38 @@ class _HttpxTransport:
         self._client, self._owned = client, owned
         self._client.headers.update(headers)
 
-    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes]:
+    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes, str | None]:
         try:
             resp = await self._client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout)
         except httpx.TimeoutException:
-            raise _Retryable("timeout") from None
-        except httpx.TransportError:
-            raise _Retryable("connection error") from None
-        return resp.status_code, resp.headers.get("retry-after"), resp.content
+            raise _Retryable("timeout", kind="silent") from None
+        except httpx.TransportError as e:
+            raise _connection_problem(*_httpx_failure(e, url)) from None
+        return resp.status_code, resp.headers.get("retry-after"), resp.content, resp.headers.get("content-type")
 
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+
+def _httpx_failure(e: Exception, url: str) -> tuple[str, str]:
+    """(kind, reason) of an httpx transport error, from the OS error behind it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    err: BaseException | None = e
+    while err is not None:
+        if isinstance(err, socket.gaierror):
+            return "dns", f"cannot resolve host {urlsplit(url).hostname}"
+        if isinstance(err, ConnectionRefusedError):
+            return "refused", "connection refused"
+        err = err.__cause__ or err.__context__
+    text = str(e)
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text:
+        return "dns", f"cannot resolve host {urlsplit(url).hostname}"
+    if "Connection refused" in text or "Errno 111" in text:
+        return "refused", "connection refused"
+    return "silent", "connection error"
 
 
 class _Http1Transport:
@@ -322,16 +453,17 @@ class _Http1Transport:
 
         self._pool = Http1Pool(url, headers)
 
-    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes]:
+    async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes, str | None]:
         from deploysim.httpclient import ConnectionFailed
 
         try:
-            status, retry_after, content = await self._pool.post(body, timeout)
+            reply = await self._pool.post(body, timeout)
         except TimeoutError:
-            raise _Retryable("timeout") from None
-        except ConnectionFailed:
-            raise _Retryable("connection error") from None
-        return status, retry_after.decode("latin-1") if retry_after else None, content
+            raise _Retryable("timeout", kind="silent") from None
+        except ConnectionFailed as e:
+            raise _connection_problem(e.kind, str(e)) from None
+        ctype = reply.content_type.decode("latin-1") if reply.content_type else None
+        return reply.status, reply.retry_after.decode("latin-1") if reply.retry_after else None, reply.body, ctype
 
     async def aclose(self) -> None:
         self._pool.close()
@@ -377,7 +509,10 @@ class ClientCounters:
 
 
 class ChatClient:
-    """Async OpenAI-compatible chat client for one candidate, with caching, pacing and retries."""
+    """Async OpenAI-compatible chat client for one candidate, with caching, pacing and retries.
+
+    read_cache=False: every answer over HTTP (answers are still written to the cache).
+    """
 
     def __init__(
         self,
@@ -385,6 +520,8 @@ class ChatClient:
         cache: ReplayCache,
         client: httpx.AsyncClient | None = None,
         pacing: Pacing | None = None,
+        guard: EndpointGuard | None = None,
+        read_cache: bool = True,
     ) -> None:
         self.candidate = candidate
         self.cache = cache
@@ -397,11 +534,13 @@ class ChatClient:
             else _default_transport(self.url, headers, conc, candidate.timeout_s)
         )
         self.pacing = pacing or Pacing(AdaptiveLimiter(conc))
+        self.guard = guard or EndpointGuard()
+        self.read_cache = read_cache
         self.counters = ClientCounters()
 
     def redact(self, text: str) -> str:
-        """Text with the API key (if any) masked."""
-        return text.replace(self._key, "***") if self._key else text
+        """Text with the API key masked and personal data redacted (for reasons and errors)."""
+        return redact_reason(text.replace(self._key, "***") if self._key else text)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -415,7 +554,15 @@ class ChatClient:
     def cache_key(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                   params: dict[str, Any] | None = None) -> str:
         c = self.candidate
-        return self.cache.key(c.model, {**c.params, **(params or {})}, messages, tools)
+        return self.cache.key(c.base_url, c.model, {**c.params, **(params or {})}, messages, tools, self._key)
+
+    def _stopped(self, problem: str | None, attempts: int, calls: int) -> ReplayError:
+        reason = f"endpoint unusable ({self.guard.reason})"
+        if problem is None:
+            return ReplayError(self.redact(f"stopped: {reason}"), attempts, calls)
+        if problem == self.guard.reason:  # this attempt's failure made it unusable
+            return ReplayError(self.redact(problem), attempts, calls)
+        return ReplayError(self.redact(f"{problem} after {attempts} attempt{'s' * (attempts != 1)}; {reason}"), attempts, calls)
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        params: dict[str, Any] | None = None) -> CompletionResult:
@@ -423,7 +570,7 @@ class ChatClient:
         params: request parameters beside the candidate's (e.g. a seed per judge sample)."""
         c = self.candidate
         key = self.cache_key(messages, tools, params)
-        if (hit := self.cache.get(key)) is not None:
+        if self.read_cache and (hit := self.cache.get(key)) is not None:
             self.counters.cached += 1
             return CompletionResult(message=hit["choices"][0]["message"], usage=_usage(hit), cached=True)
 
@@ -433,10 +580,13 @@ class ChatClient:
         body = json.dumps(payload, ensure_ascii=False).encode()
         est_tokens = len(body) / 4
         attempts_allowed = c.max_retries + 1
-        problem, calls = "no attempt made", 0
+        problem: str | None = None
+        calls = 0
         for attempt in range(1, attempts_allowed + 1):
+            if self.guard.reason:
+                raise self._stopped(problem, attempt - 1, calls)
             try:
-                remaining = self.pacing.remaining()
+                self.pacing.remaining()  # raises once the deadline has passed
                 if self.pacing.requests:
                     await self.pacing.requests.take(1)
                 if self.pacing.tokens:
@@ -455,6 +605,10 @@ class ChatClient:
                     self.pacing.limiter.succeeded()
             except _Retryable as r:
                 problem = r.problem
+                if r.kind:
+                    self.guard.failed(r.kind, r.problem)
+                if self.guard.reason:
+                    raise self._stopped(problem, attempt, calls) from None
                 if attempt < attempts_allowed:
                     self.counters.retries += 1
                     delay = backoff_delay(attempt, r.delay)
@@ -481,20 +635,46 @@ class ChatClient:
 
     async def _attempt(self, body: bytes, timeout: float) -> tuple[dict[str, Any], bytes]:
         """One HTTP attempt: the parsed and the raw body, or _Retryable / terminal ReplayError."""
-        status, retry_after, content = await self._transport.post(self.url, body, timeout)
+        status, retry_after, content, ctype = await self._transport.post(self.url, body, timeout)
+        media = _media_type(ctype)
         if status == 429:
+            self.guard.responded(usable=False)
             raise _Retryable("HTTP 429", _parse_retry_after(retry_after), throttled=True)
         if status >= 500 or status == 408:
+            self.guard.responded(usable=False)
             raise _Retryable(f"HTTP {status}", _parse_retry_after(retry_after))
         if status >= 400:
-            raise ReplayError(f"HTTP {status}: {_server_message(content, 'error')}")
+            self.guard.responded(usable=False)
+            msg = self.redact(_server_message(content, media))[:200]  # masked and redacted before the cut
+            if status in (401, 403):
+                self.guard.trip(f"HTTP {status} {'unauthorized' if status == 401 else 'forbidden'}")
+            elif msg.startswith("non-JSON response"):
+                self.guard.non_json(f"HTTP {status}: {msg}")
+            raise ReplayError(f"HTTP {status}: {msg}")
         try:
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError):
+            if problem := _not_json(content, media):  # a web page where an API should be: retrying will not help
+                self.guard.responded(usable=False)
+                self.guard.non_json(problem)
+                raise ReplayError(problem) from None
+            self.guard.responded(usable=False)
             raise _Retryable("malformed JSON response") from None
         if not _valid_completion(data):
+            self.guard.responded(usable=False)
             raise _Retryable("malformed JSON response")
+        self.guard.responded()
         return data, content
+
+
+def redact_reason(text: str) -> str:
+    """An error reason with personal data and anything shaped like a secret replaced (deterministic
+    detectors of deploysim.redact)."""
+    if not text:
+        return text
+    from deploysim.redact import PlaceholderState, redact_text
+
+    return redact_text(text, PlaceholderState()) or ""
 
 
 def _usage(data: dict[str, Any]) -> Usage:
@@ -533,6 +713,9 @@ class ReplayOptions:
     deadline_s: float | None = None  # overall; items not finished by then end with an error
     min_concurrency: int = 1  # the AIMD floor
     tool_simulator: Candidate | None = None  # model that invents results for unrecorded tool calls
+    read_cache: bool = True  # False: no answer read from the cache (all over HTTP; still written)
+    refused_limit_s: float = 10.0  # connections refused this long with no response: endpoint unusable
+    silent_limit_s: float = 120.0  # no response at all (timeouts, failed connections) this long: unusable
     price_prompt_per_mtok: float = 0.0  # cost accounting, per million tokens
     price_completion_per_mtok: float = 0.0
 
@@ -623,6 +806,14 @@ async def replay_one(conv: Conversation, client: ChatClient, max_steps: int = 8)
     return await replay_item(ReplayItem(conv, conv.last_user_index()), client, max_steps)
 
 
+def make_client(candidate: Candidate, cache: ReplayCache, options: ReplayOptions | None = None) -> ChatClient:
+    """A client for candidate with the options' pacing, deadline (counted from now), guard and cache use."""
+    opts = options or ReplayOptions()
+    deadline = time.monotonic() + opts.deadline_s if opts.deadline_s else None
+    return ChatClient(candidate, cache, pacing=_pacing(candidate, opts, deadline),
+                      guard=EndpointGuard(opts.refused_limit_s, opts.silent_limit_s), read_cache=opts.read_cache)
+
+
 def _pacing(candidate: Candidate, options: ReplayOptions, deadline: float | None) -> Pacing:
     conc = max(candidate.concurrency, 1)
     return Pacing(
@@ -644,10 +835,11 @@ async def replay_items(
 ) -> list[ReplayRecord]:
     """Replay items with adaptive concurrency; records in input order.
 
-    on_record(index, record) is called as each item finishes (for incremental writing).
+    on_record(index, record) is called as each item finishes (for incremental writing). Once the
+    candidate's endpoint is unusable (see EndpointGuard) no item is started: each one left ends as
+    "not attempted: endpoint unusable (<why>)".
     """
     opts = options or ReplayOptions()
-    deadline = time.monotonic() + opts.deadline_s if opts.deadline_s else None
     total, done = len(items), 0
     results: list[ReplayRecord | None] = [None] * total
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -655,10 +847,14 @@ async def replay_items(
         queue.put_nowait(i)
 
     own = client is None
-    client = client or ChatClient(candidate, cache, pacing=_pacing(candidate, opts, deadline))
+    client = client or make_client(candidate, cache, opts)
+    if client.pacing.deadline is None and opts.deadline_s:
+        client.pacing.deadline = time.monotonic() + opts.deadline_s
+    deadline = client.pacing.deadline
     simulator = None
     if opts.tool_simulator is not None:
-        simulator = ChatClient(opts.tool_simulator, cache, pacing=_pacing(opts.tool_simulator, opts, deadline))
+        simulator = make_client(opts.tool_simulator, cache, opts)
+        simulator.pacing.deadline = deadline
 
     async def worker() -> None:
         nonlocal done
@@ -668,7 +864,10 @@ async def replay_items(
             except asyncio.QueueEmpty:
                 return
             item = items[i]
-            if deadline is not None and time.monotonic() >= deadline:
+            if client.guard.reason:
+                rec = ReplayRecord(candidate=candidate.name, conversation_id=item.conv.conversation_id, status="error",
+                                   error=f"not attempted: endpoint unusable ({client.guard.reason})", user_turn=item.user_turn)
+            elif deadline is not None and time.monotonic() >= deadline:
                 rec = ReplayRecord(candidate=candidate.name, conversation_id=item.conv.conversation_id, status="error",
                                    error="deadline exceeded before replay started", user_turn=item.user_turn)
             else:
@@ -707,13 +906,58 @@ async def replay_conversations(
 
 
 def run_async(coro: Any) -> Any:
-    """Run a coroutine on a fresh event loop (uvloop when installed: less CPU per request)."""
+    """Run a coroutine on a fresh event loop (uvloop when installed: less CPU per request).
+
+    Ctrl-C or SIGTERM stops it: no new work is taken, requests in flight are dropped (what completed
+    is in the cache), and the signal's previous handler then runs (Dagster's marks the step
+    interrupted; Python's raises KeyboardInterrupt)."""
     try:
         import uvloop
+
+        factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        factory = None
+    stopped: list[int] = []
+    saved = _stop_handlers()
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_stoppable(coro, saved, stopped))
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        interrupts.rewatch()
+    handler = saved[stopped[0]]
+    if callable(handler):
+        handler(stopped[0], None)
+    raise KeyboardInterrupt
+
+
+def _stop_handlers() -> dict[int, Any]:
+    """The current handlers of the stop signals we may take over (main thread, not ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: h for s in interrupts.STOP_SIGNALS if (h := signal.getsignal(s)) not in (signal.SIG_IGN, None)}
+
+
+async def _stoppable(coro: Any, saved: dict[int, Any], stopped: list[int]) -> Any:
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def stop(signum: int) -> None:
+        if not stopped:
+            stopped.append(signum)
+            interrupts.note(signum)
+            task.cancel()
+
+    for sig in saved:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await coro
+    finally:
+        for sig in saved:
+            loop.remove_signal_handler(sig)
 
 
 def replay(
@@ -737,8 +981,62 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, options: ReplayOptions)
     return (prompt_tokens * options.price_prompt_per_mtok + completion_tokens * options.price_completion_per_mtok) / 1e6
 
 
+# Failure classes of error reasons, first match wins (the reasons are written by this module).
+FAILURE_CLASSES: list[tuple[str, str, re.Pattern[str]]] = [
+    (name, label, re.compile(rx)) for name, label, rx in [
+        ("endpoint_unusable", "not attempted or stopped: endpoint unusable", r"^(not attempted|stopped): endpoint unusable"),
+        ("auth", "authentication refused (HTTP 401/403)", r"^HTTP 40[13]"),
+        ("dns", "host name does not resolve", r"^cannot resolve host"),
+        ("refused", "connection refused", r"^connection refused"),
+        ("deadline", "run deadline exceeded", r"^deadline exceeded"),
+        ("timeout", "request timed out", r"^timeout"),
+        ("non_json", "non-JSON response (not an OpenAI-compatible API?)", r"^(HTTP \d+: )?non-JSON response"),
+        ("malformed", "malformed JSON response", r"^malformed JSON response"),
+        ("rate_limited", "rate limited (HTTP 429) after every retry", r"^HTTP 429"),
+        ("server_error", "server error (HTTP 5xx)", r"^HTTP (5\d\d|408)"),
+        ("rejected", "request rejected (HTTP 4xx)", r"^HTTP 4\d\d"),
+        ("connection", "connection failed or cut", r"^connection error"),
+        ("step_limit", "agent step limit reached", r"^step limit"),
+    ]
+]
+
+
+def failure_class(reason: str | None) -> str:
+    """The failure class of an error reason (see FAILURE_CLASSES; "other" when none fits)."""
+    return next((name for name, _, rx in FAILURE_CLASSES if rx.search(reason or "")), "other")
+
+
+def failure_classes(records: list[ReplayRecord]) -> list[dict[str, Any]]:
+    """One entry per failure class among the error records, most frequent first:
+    {"class", "label", "count", "example"} (example: one reason, redacted, never a key)."""
+    counts: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for r in records:
+        if r.status == "error":
+            name = failure_class(r.error)
+            counts[name] = counts.get(name, 0) + 1
+            examples.setdefault(name, r.error or "?")
+    labels = {name: label for name, label, _ in FAILURE_CLASSES} | {"other": "other error"}
+    return [{"class": name, "label": labels[name], "count": n, "example": redact_reason(examples[name])[:300]}
+            for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """Human lines for a summary (from summarize or pipeline.replay_summary): where the answers came
+    from, then one line per failure class with its count and an example."""
+    n = summary.get("items", summary.get("replayed", 0))
+    lines = [f"{summary.get('cached_answers', 0)} of {summary.get('answers', 0)} answers from the cache, "
+             f"{summary.get('http_calls', 0)} HTTP calls; {summary.get('ok', 0)} of {n} items replayed"]
+    for f in summary.get("failure_classes") or []:
+        lines.append(f"{f['class']}: {f['count']} item{'s' * (f['count'] != 1)} ({f['label']}), e.g. {f['example']}")
+    return lines
+
+
 def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None) -> dict[str, Any]:
-    """Counts, tokens and cost of a replay (tokens from the responses' usage)."""
+    """Counts, tokens and cost of a replay (tokens from the responses' usage).
+
+    answers: model answers received (HTTP or cache); cached_answers: of which read from the cache;
+    http_calls: HTTP attempts; failure_classes: see failure_classes()."""
     opts = options or ReplayOptions()
     n = len(records)
     ok = sum(r.status == "ok" for r in records)
@@ -757,6 +1055,8 @@ def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None)
         "ok": ok,
         "errors": n - ok,
         "completeness": round(ok / n, 4) if n else 0.0,
+        "answers": sum(1 for r in records for m in r.turn if m.role == "assistant"),
+        "cached_answers": sum(r.cached_calls for r in records),
         "http_calls": sum(r.http_calls for r in records),
         "cached_calls": sum(r.cached_calls for r in records),
         "prompt_tokens": prompt,
@@ -764,6 +1064,7 @@ def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None)
         "cost_usd": cost_usd(prompt, completion, opts),
         "tool_results": dict(sorted(sources.items())),
         "top_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+        "failure_classes": failure_classes(records),
     }
 
 
@@ -790,12 +1091,18 @@ def dry_run(conversations: list[Conversation], candidate: Candidate, cache: Repl
     """
     opts = options or ReplayOptions()
     items = items_for(conversations, opts.mode)
+    try:
+        credential = candidate.api_key()
+    except RuntimeError:  # no key: nothing can be known to be cached for it
+        credential = None
+    readable = opts.read_cache and (credential is not None or not candidate.api_key_env)
     calls = cached = prompt = completion = 0
     for it in items:
         prefix, logged = it.prefix, it.logged
         steps = [i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps] or [None]
-        key = cache.key(candidate.model, candidate.params, [m.to_openai() for m in prefix], it.conv.tools)
-        first_cached = key in cache
+        key = cache.key(candidate.base_url, candidate.model, candidate.params, [m.to_openai() for m in prefix],
+                        it.conv.tools, credential)
+        first_cached = readable and key in cache
         for j, idx in enumerate(steps):
             if j == 0 and first_cached:
                 cached += 1

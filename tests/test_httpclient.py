@@ -61,6 +61,7 @@ def test_keep_alive_reuses_one_connection_and_sends_a_well_formed_post() -> None
     seen, conns = run_async(scripted([ok(b'{"a": 1}'), ok(b'{"a": 2}', b"Retry-After: 7\r\n"), ok(b"{}")], run))
     assert conns == 1
     assert [g[0] for g in got] == [200, 200, 200] and got[1][1] == b"7" and got[1][2] == b'{"a": 2}'
+    assert got[0].content_type == b"application/json"
     assert seen[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
     assert b"Authorization: Bearer k\r\n" in seen[0] and seen[2].endswith(b'{"n": 2}')
 
@@ -76,7 +77,7 @@ def test_chunked_close_delimited_and_connection_close_responses() -> None:
             got.append(await pool.post(b"{}", 5))
 
     _, conns = run_async(scripted([chunked, closing, unframed], run))
-    assert got == [(429, b"2", b'{"a": 1}'), (200, None, b"{}"), (200, None, b'{"b": 2}')]
+    assert [g[:3] for g in got] == [(429, b"2", b'{"a": 1}'), (200, None, b"{}"), (200, None, b'{"b": 2}')]
     assert conns == 2  # the connection the server closed was not reused
 
 
@@ -110,8 +111,12 @@ def test_refused_connection_and_bad_urls() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
 
     async def run() -> None:
-        with pytest.raises(ConnectionFailed, match="cannot connect"):
+        with pytest.raises(ConnectionFailed, match="connection refused") as refused:
             await Http1Pool(f"http://127.0.0.1:{port}/v1", {}).post(b"{}", 5)
+        assert refused.value.kind == "refused"
+        with pytest.raises(ConnectionFailed, match="cannot resolve host no-such-host.invalid") as dns:
+            await Http1Pool("http://no-such-host.invalid/v1", {}).post(b"{}", 5)
+        assert dns.value.kind == "dns"  # told apart from a refused connection: not worth retrying
 
     run_async(run())
     for bad in ("ftp://host/v1", "localhost:8000/v1", "http:///v1"):

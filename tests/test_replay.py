@@ -76,15 +76,17 @@ def agent_conv(cid: str, logged_args: str, tool_result: str, tools: list[dict] |
 
 def test_cache_key_and_persistence(tmp_path: Path) -> None:
     msgs = [{"role": "user", "content": "hi"}]
-    k1 = ReplayCache.key("m", {"temperature": 0, "max_tokens": 5}, msgs, [])
-    assert k1 == ReplayCache.key("m", {"max_tokens": 5, "temperature": 0}, msgs, [])
-    assert k1 != ReplayCache.key("m", {"temperature": 0.7, "max_tokens": 5}, msgs, [])
-    assert k1 != ReplayCache.key("m", {"temperature": 0, "max_tokens": 5}, msgs, [ORDER_TOOL])
     path = tmp_path / "cache" / "replay.sqlite"
+    url = "http://127.0.0.1:8000/v1"
     with ReplayCache(path) as cache:
+        k1 = cache.key(url, "m", {"temperature": 0, "max_tokens": 5}, msgs, [])
+        assert k1 == cache.key(url + "/", "m", {"max_tokens": 5, "temperature": 0}, msgs, [])
+        assert k1 != cache.key(url, "m", {"temperature": 0.7, "max_tokens": 5}, msgs, [])
+        assert k1 != cache.key(url, "m", {"temperature": 0, "max_tokens": 5}, msgs, [ORDER_TOOL])
         assert cache.get(k1) is None
         cache.put(k1, {"choices": [{"message": {"role": "assistant", "content": "x"}}]})
     with ReplayCache(path) as cache:
+        assert k1 == cache.key(url, "m", {"temperature": 0, "max_tokens": 5}, msgs, [])  # same salt when reopened
         assert cache.get(k1)["choices"][0]["message"]["content"] == "x"
         assert len(cache) == 1
 
@@ -165,7 +167,7 @@ def test_unknown_model_is_terminal(server: Any, tmp_path: Path) -> None:
 def test_connection_errors_exhaust_retries(tmp_path: Path) -> None:
     cand = Candidate(name="dead", base_url="http://127.0.0.1:9/v1", model="steady", api_key_env=KEY_ENV, max_retries=2)
     [rec] = replay([chat_conv("d1", "hello")], cand, tmp_path / "c.sqlite")
-    assert rec.status == "error" and rec.error == "connection error after 3 attempts"
+    assert rec.status == "error" and rec.error == "connection refused after 3 attempts"
     assert rec.attempts == 3
 
 

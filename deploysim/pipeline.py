@@ -216,10 +216,12 @@ def replay_to_row(r: ReplayRecord) -> dict[str, Any]:
 
 
 def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) -> Counter[str]:
-    """Redact what the model wrote, numbering new values after the conversation's own.
+    """Redact what the models wrote (the candidate, and the tool simulator's results), numbering
+    new values after the conversation's own.
 
     A value the model invents gets a placeholder its input never had: that is the
-    PII-leakage signal, and the raw value never reaches the lake.
+    PII-leakage signal, and the raw value never reaches the lake. Recorded tool results come
+    from the redacted log and are left as they are.
     """
     from deploysim.redact import PlaceholderState, redact_text
 
@@ -228,7 +230,17 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
         conv = convs[rec.conversation_id]
         texts = [m.content or "" for m in conv.messages] + [c.arguments for m in conv.messages for c in m.tool_calls]
         state = PlaceholderState.from_texts(texts)
+        results = iter(rec.tool_results)  # one per tool message of the turn, in the same order
         for m in rec.turn:
+            if m.role == "tool":
+                tr = next(results, None)
+                if tr is not None and tr.source != "recorded":
+                    new = redact_text(m.content, state)
+                    counts["changed"] += new != m.content
+                    m.content = new
+                    tr.content = redact_text(tr.content, state) or ""
+                    tr.detail = redact_text(tr.detail, state)
+                continue
             if m.role != "assistant":
                 continue
             if m.content:
@@ -253,17 +265,20 @@ def replay_options(cand: reg.Candidate):
                          price_completion_per_mtok=cand.price_completion_per_mtok)
 
 
-def run_replay(candidate: str, progress: Progress | None = None) -> dict[str, Any]:
-    from deploysim.replay import replay
+def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None) -> dict[str, Any]:
+    """Replay the sample against a candidate. The summary (see deploysim.replay.summarize) says how many
+    answers came from the cache (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
+    from deploysim.replay import default_cache_path, replay
 
     cand = reg.get(candidate)
     opts = replay_options(cand)
+    if deadline_s is not None:
+        opts.deadline_s = deadline_s
     ids = sampled_ids()
     convs = {c.conversation_id: c for c in load_redacted(ids)}
     ordered = [convs[i] for i in sorted(convs)]
-    cache = lake.home() / "cache" / "replay.sqlite"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    records = replay(ordered, cand, cache, max_steps=cand.max_steps, progress=progress, options=opts)
+    records = replay(ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress,
+                     options=opts)
     redact_outputs(records, convs)
     lake.write_rows(lake.lake_path("replay", candidate), [replay_to_row(r) for r in records])
     pacing = {"concurrency", "timeout_s", "max_retries", "requests_per_minute", "tokens_per_minute",

@@ -1,10 +1,12 @@
 """`deploysim replay LOGS --base-url URL --model ID --out FILE`: replay a log file outside the pipeline.
 
 Same engine, cache and accounting as the pipeline's replay step, for quick checks of a new
-endpoint. The output file (JSONL, one ReplayRecord per line) is also the journal: records are
+endpoint. The logs are redacted (deploysim.redact) before anything is sent, unless --no-redact
+is given; what the models wrote is redacted before it is written, and error reasons always are.
+The output file (JSONL, one ReplayRecord per line) is also the journal: records are
 appended as items finish, and a run started again with the same settings keeps the finished
-records and replays only the rest (completed calls come from the persistent cache). Exit
-code: 0 every item replayed, 1 some items ended in an error, 2 the run could not start.
+records and replays only the rest (completed calls come from the persistent cache; --fresh reads
+neither). Exit code: 0 every item replayed, 1 some items ended in an error, 2 the run could not start.
 """
 from __future__ import annotations
 
@@ -43,22 +45,25 @@ def add_replay_command(sub: Any) -> None:
     r.add_argument("--max-retries", type=int, default=5)
     r.add_argument("--temperature", type=float, default=0.0)
     r.add_argument("--max-tokens", type=int, default=512)
-    r.add_argument("--cache", help="replay cache (default: <DEPLOYSIM_HOME>/cache/replay.sqlite)")
+    r.add_argument("--cache", help="replay cache (default: <DEPLOYSIM_HOME>/raw/cache/replay.sqlite, owner-only)")
     r.add_argument("--tool-sim-model", help="model that simulates tool results for unrecorded calls")
     r.add_argument("--tool-sim-base-url", help="its base URL (default: --base-url)")
     r.add_argument("--tool-sim-api-key-env", help="its key's env var (default: --api-key-env)")
     r.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens")
     r.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens")
     r.add_argument("--dry-run", action="store_true", help="estimate calls, tokens and cost; make no call")
-    r.add_argument("--fresh", action="store_true", help="ignore records already in --out (do not resume)")
+    r.add_argument("--fresh", action="store_true",
+                   help="read nothing from the cache or from --out: every answer over HTTP (answers are still cached)")
+    r.add_argument("--no-redact", action="store_true",
+                   help="send the logs as they are (default: redacted first, like the pipeline)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.set_defaults(func=cmd_replay)
 
 
-def _settings_key(a: argparse.Namespace) -> str:
+def _settings_key(a: argparse.Namespace, credential_tag: str = "") -> str:
     """What must match for records in --out to be reused on resume."""
     parts = [a.base_url, a.model, a.temperature, a.max_tokens, a.mode, a.max_steps,
-             a.tool_sim_model, a.tool_sim_base_url]
+             a.tool_sim_model, a.tool_sim_base_url, bool(a.no_redact), credential_tag]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -105,12 +110,12 @@ class _Progress:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from deploysim import lake
     from deploysim.candidates import Candidate
     from deploysim.ingest import ingest_files, input_files
-    from deploysim.pipeline import resolve_inputs
-    from deploysim.replay import (ChatClient, ReplayCache, ReplayOptions, _pacing, dry_run, items_for,
-                                  replay_items, run_async, summarize)
+    from deploysim.pipeline import redact_outputs, resolve_inputs
+    from deploysim.redact import RedactConfig, iter_redacted
+    from deploysim.replay import (ReplayCache, ReplayOptions, default_cache_path, dry_run, items_for, make_client,
+                                  replay_items, run_async, summarize, summary_lines)
 
     cand = Candidate(name="replay", base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
                      temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency,
@@ -122,25 +127,31 @@ def cmd_replay(a: argparse.Namespace) -> int:
                                       "api_key_env": a.tool_sim_api_key_env or a.api_key_env})
     opts = ReplayOptions(mode=a.mode, max_steps=a.max_steps, requests_per_minute=a.rpm, tokens_per_minute=a.tpm,
                          deadline_s=a.deadline, min_concurrency=a.min_concurrency, tool_simulator=sim,
-                         price_prompt_per_mtok=a.price_in, price_completion_per_mtok=a.price_out)
+                         price_prompt_per_mtok=a.price_in, price_completion_per_mtok=a.price_out,
+                         read_cache=not a.fresh)
+    if not a.dry_run:
+        cand.api_key()  # fail before any work if the key's env var is unset (names the variable only)
     ingested = ingest_files(input_files(resolve_inputs(a.logs)))
     for q in ingested.quarantine[:5]:
         _err(f"  quarantined {q.source_file}:{q.line}: {q.reason}")
     convs = ingested.conversations
+    if not a.no_redact:  # nothing personal goes to the endpoint unless asked for explicitly
+        convs = [c for c, _ in iter_redacted(convs, RedactConfig.from_env()) if c is not None]
+    by_id = {c.conversation_id: c for c in convs}
     items = items_for(convs, a.mode)
-    cache_path = Path(a.cache) if a.cache else lake.home() / "cache" / "replay.sqlite"
+    cache_path = Path(a.cache) if a.cache else default_cache_path("replay")
     _err(f"deploysim replay: {len(convs)} conversations ({len(ingested.quarantine)} quarantined), {len(items)} items, "
-         f"mode {a.mode}, model {a.model} at {a.base_url}")
+         f"mode {a.mode}, model {a.model} at {a.base_url}, logs {'NOT redacted' if a.no_redact else 'redacted'}")
 
     with ReplayCache(cache_path) as cache:
         if a.dry_run:
             est = dry_run(convs, cand, cache, opts)
             print(json.dumps({"dry_run": est.__dict__}, indent=2))
             return 0
-        cand.api_key()  # fail before any work if the key's env var is unset (names the variable only)
+        credential = cand.api_key()
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        key = _settings_key(a)
+        key = _settings_key(a, cache.credential_tag(credential))
         kept = {} if a.fresh else _load_journal(out, key)
         finished = {(it.conv.conversation_id, it.user_turn): kept[k] for it in items
                     if (k := (it.conv.conversation_id, it.user_turn)) in kept}
@@ -153,13 +164,13 @@ def cmd_replay(a: argparse.Namespace) -> int:
         journal: TextIO = out.open("a")
 
         def on_record(_: int, rec: ReplayRecord) -> None:
+            if not a.no_redact:
+                redact_outputs([rec], by_id)  # what the models wrote, before it is written anywhere
             journal.write(rec.model_dump_json() + "\n")
             journal.flush()  # in the OS once written: survives the process being killed
 
         async def go() -> list[ReplayRecord]:
-            client = ChatClient(cand, cache, pacing=_pacing(cand, opts, None))
-            if opts.deadline_s:
-                client.pacing.deadline = time.monotonic() + opts.deadline_s
+            client = make_client(cand, cache, opts)
             async with client:
                 return await replay_items(todo, cand, cache, opts, _Progress(client, a.quiet, len(finished)),
                                           on_record, client=client)
@@ -172,5 +183,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
     records = [by_key[(it.conv.conversation_id, it.user_turn)] for it in items]
     _write_all(out, records)  # final file: input order, one record per item
     summary = summarize(records, opts)
+    for line in summary_lines(summary):
+        _err(f"  {line}")
     print(json.dumps({"out": str(out), **summary}, indent=2))
     return 0 if summary["errors"] == 0 else 1

@@ -642,7 +642,9 @@ def production_after_release(candidate, out: Path, n: int = 2000, seed: int = 8,
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(Path(tmp), n=n, seed=seed)
         convs = ingest_files([paths.logs]).conversations
-    records = {r.conversation_id: r for r in replay(convs, candidate, cache or Path(out).with_suffix(".cache.sqlite"))}
+    from deploysim.replay import default_cache_path
+
+    records = {r.conversation_id: r for r in replay(convs, candidate, cache or default_cache_path("after_release"))}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(out, "w", encoding="utf-8") as f:

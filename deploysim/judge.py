@@ -7,8 +7,9 @@
   not valid JSON of that shape is re-asked (the invalid answer and the validation error are sent back)
   up to ``max_reasks`` times.
 - ``samples`` > 1 asks k times (each with its own ``seed``) and takes the majority (ties: not flagged).
-- Every answer is cached in the judge's own sqlite file (the replay cache format), keyed by a hash of
-  the request, so a re-run asks nothing twice.
+- Every answer is cached in the judge's own sqlite file (the replay cache format: keyed by a hash of
+  the request, the endpoint, the model and a keyed hash of the credential), so a re-run asks nothing
+  twice; by default <home>/raw/cache/judge.sqlite, in the restricted zone.
 - The rationale passes through deploysim.redact.redact_text (numbering continued from the
   conversation), so a value the judge writes out never reaches the lake in clear.
 
@@ -277,9 +278,9 @@ def from_env() -> Judge | None:
     base = os.environ.get("DEPLOYSIM_JUDGE_BASE_URL")
     if not base:
         raise RuntimeError("DEPLOYSIM_JUDGE_MODEL is set but DEPLOYSIM_JUDGE_BASE_URL is not")
-    from deploysim import lake
+    from deploysim.replay import default_cache_path
 
-    cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(lake.home() / "cache" / "judge.sqlite")
+    cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(default_cache_path("judge"))  # <home>/raw/cache
     return Judge(base_url=base, model=model, api_key_env=os.environ.get("DEPLOYSIM_JUDGE_API_KEY_ENV") or None,
                  samples=int(os.environ.get("DEPLOYSIM_JUDGE_SAMPLES", "1")),
                  workers=int(os.environ.get("DEPLOYSIM_JUDGE_WORKERS", "16")), cache_path=cache)

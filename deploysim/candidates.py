@@ -7,30 +7,47 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deploysim.lake import home
 
 PRODUCTION = "production"  # baseline meaning "the logged production responses"
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def looks_like_a_key(value: str) -> bool:
+    """A value that looks like a credential rather than the name of a variable holding one."""
+    if re.match(r"(sk|pk|rk|hf|gh[pousr]|xox[abp]|glpat|AKIA|AIza)[-_]?", value) and len(value) >= 20:
+        return True
+    if len(value) >= 24 and any(c.isdigit() for c in value) and any(c.islower() for c in value) \
+            and any(c.isupper() for c in value):
+        return True  # long mixed-case alphanumerics: environment variable names are rarely like that
+    return not _ENV_NAME.fullmatch(value) and len(value) >= 16
+
+
 class Candidate(BaseModel):
+    """A model to simulate. Every field is checked when the candidate is registered, not at run time."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
     name: str
     base_url: str  # OpenAI-compatible, e.g. http://127.0.0.1:8765/v1
-    model: str
+    model: str = Field(min_length=1)
     api_key_env: str | None = None  # name of the env var holding the key, never the key
-    temperature: float = 0.0
-    max_tokens: int = 512
-    concurrency: int = 16
-    timeout_s: float = 30.0
-    max_retries: int = 5
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1)
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    max_retries: int = Field(5, ge=0, le=20)
     baseline: str = PRODUCTION  # "production" or another candidate's name
     # replay pacing and accounting (deploysim.replay.ReplayOptions)
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    price_prompt_per_mtok: float = 0.0  # USD per million prompt tokens
-    price_completion_per_mtok: float = 0.0
-    max_steps: int = 8  # model calls per agent rollout
+    requests_per_minute: float | None = Field(None, gt=0.0)
+    tokens_per_minute: float | None = Field(None, gt=0.0)
+    price_prompt_per_mtok: float = Field(0.0, ge=0.0)  # USD per million prompt tokens
+    price_completion_per_mtok: float = Field(0.0, ge=0.0)
+    max_steps: int = Field(8, ge=1, le=1000)  # model calls per agent rollout
     tool_simulator_model: str | None = None  # model at the same base URL that simulates unrecorded tool calls
 
     @field_validator("name")
@@ -46,7 +63,27 @@ class Candidate(BaseModel):
         u = urlsplit(v)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("base_url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8765/v1")
+        if u.username or u.password:
+            raise ValueError("base_url must not carry credentials; name the key's environment variable with --api-key-env")
         return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name_ok(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if looks_like_a_key(v):  # never echoed: it may be the key itself
+            raise ValueError("api_key_env takes the NAME of an environment variable holding the key "
+                             "(e.g. OPENAI_API_KEY), and this looks like a key itself; it was not stored")
+        if not _ENV_NAME.fullmatch(v):
+            raise ValueError("api_key_env must be an environment variable name (letters, digits, '_')")
+        return v
+
+    @model_validator(mode="after")
+    def _baseline_ok(self) -> "Candidate":
+        if self.baseline == self.name:
+            raise ValueError("a candidate cannot be its own baseline")
+        return self
 
     def api_key(self) -> str | None:
         """The key from its env var; raises naming the variable (not the value) if unset."""
@@ -64,6 +101,7 @@ class Candidate(BaseModel):
 
 class Registry(BaseModel):
     candidates: dict[str, Candidate] = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list, exclude=True)  # dropped on load, with the reason
 
 
 def registry_path() -> Path:
@@ -71,20 +109,38 @@ def registry_path() -> Path:
 
 
 def load_registry() -> Registry:
+    """The registry. An entry whose api_key_env holds what looks like a key (stored by an older version)
+    is removed from the file, so the secret leaves the disk; `removed` says which (never the value)."""
     p = registry_path()
-    return Registry.model_validate_json(p.read_text()) if p.exists() else Registry()
+    if not p.exists():
+        return Registry()
+    raw = json.loads(p.read_text())
+    cands = raw.get("candidates", {})
+    leaked = [n for n, c in cands.items() if isinstance(c.get("api_key_env"), str) and looks_like_a_key(c["api_key_env"])]
+    for n in leaked:
+        del cands[n]
+    reg = Registry.model_validate(raw)
+    if leaked:
+        _write(reg)
+        reg.removed = [f"candidate {n!r} was removed from the registry: its api_key_env held what looks like a key "
+                       f"(not shown); register it again with --api-key-env naming the variable" for n in leaked]
+    return reg
 
 
-def register(c: Candidate) -> Registry:
-    reg = load_registry()
-    if c.baseline != PRODUCTION and c.baseline not in reg.candidates and c.baseline != c.name:
-        raise ValueError(f"baseline {c.baseline!r} is neither 'production' nor a registered candidate")
-    reg.candidates[c.name] = c
+def _write(reg: Registry) -> None:
     p = registry_path()
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(reg.model_dump(), indent=2))
     os.replace(tmp, p)
+
+
+def register(c: Candidate) -> Registry:
+    reg = load_registry()
+    if c.baseline != PRODUCTION and c.baseline not in reg.candidates:
+        raise ValueError(f"baseline {c.baseline!r} is neither 'production' nor a registered candidate")
+    reg.candidates[c.name] = c
+    _write(reg)
     return reg
 
 
@@ -92,5 +148,8 @@ def get(name: str) -> Candidate:
     reg = load_registry()
     if name not in reg.candidates:
         known = ", ".join(sorted(reg.candidates)) or "none"
+        for why in reg.removed:
+            if f"candidate {name!r}" in why:
+                raise KeyError(why)
         raise KeyError(f"unknown candidate {name!r} (registered: {known}); add it with `deploysim candidate add`")
     return reg.candidates[name]

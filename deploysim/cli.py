@@ -1,4 +1,8 @@
-"""The deploysim command line. Its exit code is the release gate (0 pass, 1 blocked, 2 error).
+"""The deploysim command line. Its exit code is the release gate.
+
+Exit codes, for every command: 0 passed (or done), 1 blocked (the gate failed, or some items
+failed), 2 error (the run could not decide), 3 invalid input (arguments, configuration, files);
+130 and 143 after Ctrl-C and SIGTERM.
 
 Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
 the library stays free of Dagster.
@@ -7,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
+EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR, EXIT_USAGE = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 def _say(msg: str) -> None:
@@ -67,7 +74,8 @@ def cmd_candidate_add(a: argparse.Namespace) -> int:
     c = Candidate(name=a.name, base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
                   temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline,
                   requests_per_minute=a.rpm, tokens_per_minute=a.tpm, price_prompt_per_mtok=a.price_in,
-                  price_completion_per_mtok=a.price_out, max_steps=a.max_steps, tool_simulator_model=a.tool_sim_model)
+                  price_completion_per_mtok=a.price_out, max_steps=a.max_steps, tool_simulator_model=a.tool_sim_model,
+                  timeout_s=a.timeout_s, max_retries=a.max_retries)
     register(c)
     add_partition(instance(), c.name)
     _say(f"registered {c.name} ({c.model} at {c.base_url}); partition added")
@@ -77,7 +85,10 @@ def cmd_candidate_add(a: argparse.Namespace) -> int:
 def cmd_candidate_list(a: argparse.Namespace) -> int:
     from deploysim.candidates import load_registry
 
-    for c in load_registry().candidates.values():
+    reg = load_registry()
+    for why in reg.removed:
+        _say(f"warning: {why}")
+    for c in reg.candidates.values():
         _say(f"{c.name}\t{c.model}\t{c.base_url}\tkey env: {c.api_key_env or '-'}\tbaseline: {c.baseline}")
     return EXIT_PASS
 
@@ -88,6 +99,7 @@ def _run_traffic(inst, verbose: bool) -> bool:
     t = time.perf_counter()
     _say("· traffic: ingest → redact → sample")
     res = run_traffic(inst, verbose)
+    _check_interrupted(res)
     if not res.success or failed_checks(res):
         _say("  traffic failed:")
         for line in failed_checks(res) + step_errors(res):
@@ -97,30 +109,86 @@ def _run_traffic(inst, verbose: bool) -> bool:
     return True
 
 
-def _run_candidate(inst, name: str, verbose: bool) -> int:
-    from orchestration.runner import failed_checks, materialized, run_candidate, step_errors
+class Interrupted(Exception):
+    """The run was stopped by a signal (its Dagster run is marked failed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _check_interrupted(res) -> None:
+    from deploysim import interrupts
+
+    if interrupts.received() is not None or any("DagsterExecutionInterruptedError" in line or "KeyboardInterrupt" in line
+                                                 for line in _errors(res)):
+        raise Interrupted(interrupts.received() or signal.SIGINT)
+
+
+def _errors(res) -> list[str]:
+    from orchestration.runner import step_errors
+
+    return step_errors(res) + [e.message or "" for e in res.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+
+
+def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None) -> int:
+    """Run one candidate's simulation; the exit code comes only from what this run decided."""
+    from deploysim import lake, pipeline, runs
+    from orchestration.runner import run_candidate, run_outcome
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
-    res = run_candidate(inst, name, verbose)
-    failed = failed_checks(res)
-    rows = _gate_rows(name)
-    _say(f"  done in {time.perf_counter() - t:.1f}s; failed checks: {', '.join(failed) or 'none'}; "
-         f"release_decision {'materialised' if 'release_decision' in materialized(res) else 'not materialised'}")
-    from deploysim import lake, pipeline
-
-    if lake.lake_path("replay", name).exists():
-        cost = pipeline.replay_cost(name)
-        _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
-             f"${cost['cost_usd']:,.4f} at the candidate's prices")
-    for line in step_errors(res):
-        if "gate_failures" not in line and "decision" not in line:
+    res = run_candidate(inst, name, verbose, deadline_s=deadline_s)
+    try:
+        _check_interrupted(res)
+    except Interrupted:
+        runs.record(name, runs.INTERRUPTED, res.run_id, ["stopped by a signal"])
+        raise
+    out = run_outcome(res)
+    _say(f"  done in {time.perf_counter() - t:.1f}s (run {res.run_id})")
+    if "replay" in _materialised(res) and lake.lake_path("replay", name).exists():
+        _print_replay_summary(name)
+    problems = list(out["problems"])
+    if not problems and not out["gate_built"]:
+        problems.append("release_gate was not built in this run")
+    rows = _gate_rows(name) if not problems else []
+    if not problems and not rows:
+        problems.append("the gate has no rows for this candidate")
+    if not problems and out["blocked"] != any(r["status"] == "fail" for r in rows):
+        problems.append("the gate check and the gate table disagree")
+    if not problems and not out["blocked"] and not out["decided"]:
+        problems.append("release_decision was not recorded")
+    if problems:
+        runs.record(name, runs.ERROR, res.run_id, problems)
+        _say(f"\n{name}: the run could not decide (exit {EXIT_ERROR}); no gate is reported for it:")
+        for line in problems:
             _say(f"  ✗ {line}")
+        return EXIT_ERROR
     print_gate(name, rows)
+    code = verdict(rows)
+    runs.record(name, runs.BLOCKED if code == EXIT_BLOCKED else runs.PASSED, res.run_id)
+    _say(f"  release_decision {'recorded' if out['decided'] else 'not recorded (blocked)'}")
     if pipeline.report_path(name).exists():
         _say(f"  report: {pipeline.report_path(name)}")
-    non_gate = [f for f in failed if "gate_failures" not in f]
-    return EXIT_ERROR if non_gate and not rows else verdict(rows)
+    return code
+
+
+def _materialised(res) -> set[str]:
+    from orchestration.runner import materialized
+
+    return materialized(res)
+
+
+def _print_replay_summary(name: str) -> None:
+    from deploysim import pipeline
+
+    cost = pipeline.replay_cost(name)
+    _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
+         f"${cost['cost_usd']:,.4f} at the candidate's prices")
+    if "cached_answers" in cost:
+        _say(f"  answers: {cost['cached_answers']:,} from the replay cache, {cost.get('http_calls', 0):,} HTTP calls")
+    for fc in cost.get("failure_classes") or []:
+        _say(f"  ✗ {fc['count']:,} × {fc['class']}: e.g. {fc['example']}")
 
 
 def _run_scorecard(inst, name: str, verbose: bool) -> int:
@@ -130,6 +198,7 @@ def _run_scorecard(inst, name: str, verbose: bool) -> int:
     t = time.perf_counter()
     _say(f"· {name} after release: observed production rates → forecast scorecard → report")
     res = run_scorecard(inst, name, verbose)
+    _check_interrupted(res)
     problems = failed_checks(res) + step_errors(res)
     for line in problems:
         _say(f"  ✗ {line}")
@@ -144,28 +213,80 @@ def _run_scorecard(inst, name: str, verbose: bool) -> int:
 
 def cmd_scorecard(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
-    from orchestration.runner import instance
 
     get(a.candidate)
     if a.logs:
         os.environ["DEPLOYSIM_OBSERVED_LOGS"] = a.logs
-    return _run_scorecard(instance(), a.candidate, a.verbose)
+    with _locked(a):
+        return _run_scorecard(_instance(), a.candidate, a.verbose)
+
+
+def _locked(a: argparse.Namespace):
+    """The data directory's lock for a command that writes to it (waits up to --wait-lock seconds)."""
+    from deploysim import runs
+
+    return runs.data_lock(wait_s=getattr(a, "wait_lock", 0) or 0,
+                          on_wait=lambda holder: _say(f"· waiting for the data directory: {holder}"))
+
+
+def _instance():
+    """The Dagster instance, with runs a killed process left STARTED marked failed (call under the lock)."""
+    from orchestration.runner import fail_abandoned_runs, instance
+
+    inst = instance()
+    for run_id in fail_abandoned_runs(inst):
+        _say(f"· run {run_id} was left unfinished by a process that ended; marked failed")
+    return inst
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
-    from orchestration.runner import instance
 
-    get(a.candidate)  # fail fast, naming the registered candidates, before any work
-    if a.logs:
-        os.environ["DEPLOYSIM_LOGS"] = a.logs
-    inst = instance()
-    if not a.skip_traffic and not _run_traffic(inst, a.verbose):
-        return EXIT_ERROR
-    return _run_candidate(inst, a.candidate, a.verbose)
+    from deploysim import runs
+
+    cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
+    if a.deadline is not None and not 0 < a.deadline < float("inf"):
+        raise ValueError("--deadline must be a positive number of seconds")
+    _check_settings()
+    try:
+        cand.api_key()  # a missing key is an error now, not after the traffic
+        if a.logs:
+            os.environ["DEPLOYSIM_LOGS"] = a.logs
+        with _locked(a):
+            inst = _instance()
+            if not a.skip_traffic and not _run_traffic(inst, a.verbose):
+                runs.record(a.candidate, runs.ERROR, None, ["the traffic (ingest, redact, sample) failed"])
+                return EXIT_ERROR
+            return _run_candidate(inst, a.candidate, a.verbose, a.deadline)
+    except Interrupted:
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded, then reported by main()
+        if not isinstance(e, runs.Busy):
+            runs.record(a.candidate, runs.ERROR, None, [_reason(e)])
+        raise
+
+
+def _check_settings() -> None:
+    """Numeric settings from the environment, checked before any work (a clear line, not a traceback)."""
+    for var in ("DEPLOYSIM_SAMPLE_SIZE", "DEPLOYSIM_SEED", "DEPLOYSIM_MIN_COMPLETENESS_PCT"):
+        value = os.environ.get(var)
+        if value is not None and not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"{var} must be a whole number")
+    if int(os.environ.get("DEPLOYSIM_SAMPLE_SIZE", "1") or 1) <= 0:
+        raise ValueError("DEPLOYSIM_SAMPLE_SIZE must be positive")
 
 
 def cmd_gate(a: argparse.Namespace) -> int:
+    from deploysim import runs
+
+    last = runs.last(a.candidate)
+    if last and last["status"] in (runs.ERROR, runs.INTERRUPTED):
+        _say(f"the last run of {a.candidate!r} ({last['finished_at']}, run {last.get('run_id') or '-'}) "
+             f"{'was interrupted' if last['status'] == runs.INTERRUPTED else 'could not decide'}:")
+        for line in last["problems"]:
+            _say(f"  ✗ {line}")
+        _say("no gate result stands for it: run it again")
+        return EXIT_ERROR
     rows = _gate_rows(a.candidate)
     if not rows:
         _say(f"no gate result for {a.candidate!r}: run `deploysim run {a.candidate}` first")
@@ -196,7 +317,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     _say(f"deploysim demo in {home}")
     paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
     _say(f"· generated {a.size} demo conversations: {paths.logs}")
-    with start_in_thread(port=a.port) as server:
+    with _locked(a), start_in_thread(port=a.port) as server:
         _say(f"· reference endpoint on {server.base_url}")
         if a.judge != "none" and not os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
             os.environ["DEPLOYSIM_JUDGE_MODEL"], os.environ["DEPLOYSIM_JUDGE_BASE_URL"] = a.judge, server.base_url
@@ -211,9 +332,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
                                     price_prompt_per_mtok=prices[name][0], price_completion_per_mtok=prices[name][1],
                                     tool_simulator_model="tool-simulator")
             register(cands[name])
-        from orchestration.runner import instance
-
-        inst = instance()
+        inst = _instance()
         if not _run_traffic(inst, a.verbose):
             return EXIT_ERROR
         codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
@@ -230,9 +349,19 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_PASS if ok else EXIT_ERROR
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's exit code for invalid input (3, not argparse's 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deploysim", description="Rehearse a model release on redacted production logs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="deploysim", description="Rehearse a model release on redacted production logs. Exit codes: "
+                "0 passed/done, 1 blocked, 2 error (could not decide), 3 invalid input, 130/143 interrupted.")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("serve", help="start the reference endpoint (an OpenAI-compatible test instrument)")
     s.add_argument("--host", default="127.0.0.1")
@@ -256,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens")
     add.add_argument("--max-steps", type=int, default=8, help="model calls per agent rollout")
     add.add_argument("--tool-sim-model", help="model at the same base URL that simulates unrecorded tool calls")
+    add.add_argument("--timeout-s", type=float, default=30.0, help="seconds to wait for one response (default 30)")
+    add.add_argument("--max-retries", type=int, default=5, help="retries of a failed request (default 5)")
     add.set_defaults(func=cmd_candidate_add)
     ls = c.add_parser("list", help="list registered candidates")
     ls.set_defaults(func=cmd_candidate_list)
@@ -264,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("candidate")
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
+    r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
+    r.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                   help="when another run holds the data directory, wait this long for it (default: fail at once)")
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     r.set_defaults(func=cmd_run)
 
@@ -272,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--logs", help="its production logs since the release (default: DEPLOYSIM_OBSERVED_LOGS or "
                                    "<home>/raw/observed/candidate=<name>)")
     sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    sc.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                    help="when another run holds the data directory, wait this long for it")
     sc.set_defaults(func=cmd_scorecard)
 
     g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
@@ -309,12 +445,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from deploysim import interrupts
+
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    interrupts.watch()
+    interrupts.reset()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)  # Ctrl-C raises KeyboardInterrupt already
     try:
         return args.func(args)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+    except Interrupted as e:
+        _say(f"interrupted: {e}; the run is marked failed, nothing of it is reported as a gate")
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        signum = interrupts.received() or signal.SIGINT
+        _say(f"interrupted by {signal.Signals(signum).name}")
+        return 128 + signum
+    except Exception as e:  # noqa: BLE001 - one clear line; the traceback only with --verbose
+        code = EXIT_USAGE if _is_usage_error(e) else EXIT_ERROR
         _say(f"error: {_reason(e)}")
-        return EXIT_ERROR
+        if args.verbose or "--verbose" in argv:
+            import traceback
+
+            traceback.print_exc()
+        return code
+
+
+def _sigterm(signum: int, frame) -> None:
+    from deploysim import interrupts
+
+    interrupts.note(signum)
+    raise KeyboardInterrupt
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """Invalid input: arguments, configuration, an unknown candidate, a missing or unreadable path."""
+    from pydantic import ValidationError
+
+    return isinstance(e, (ValidationError, ValueError, KeyError, FileNotFoundError, IsADirectoryError,
+                          NotADirectoryError, PermissionError))
 
 
 def _reason(e: Exception) -> str:
@@ -322,10 +492,16 @@ def _reason(e: Exception) -> str:
     errors = getattr(e, "errors", None)
     if callable(errors):
         try:
-            return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}" for x in errors())
+            return "; ".join(f"{'.'.join(map(str, x['loc']))}: "[:None if x["loc"] else 0]
+                             + x["msg"].removeprefix("Value error, ") for x in errors())
         except (TypeError, KeyError):
             pass
-    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -28,9 +28,17 @@ def add_partition(inst: dg.DagsterInstance, name: str) -> None:
         inst.add_dynamic_partitions(candidates.name, [name])
 
 
-def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partition: str | None, verbose: bool):
+CLI_TAG = "deploysim/in_process"  # runs executed inside a deploysim command's own process
+GATE_CHECK = "gate_failures:has_no_rows_gate_failures_"  # the gate itself: failing means "blocked"
+GATE_STEP = "dbt_candidate_decision"  # the step that carries the gate check
+
+
+def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partition: str | None, verbose: bool,
+                 ops: dict | None = None):
     # Dagster's console log only when asked; failures are summarised by the caller.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
+    if ops:
+        run_config["ops"] = ops
     return dg.materialize(
         [*all_assets, *all_checks],
         selection=selection,
@@ -39,6 +47,7 @@ def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partiti
         resources=defs.resources,
         run_config=run_config,
         raise_on_error=False,
+        tags={CLI_TAG: "true", "deploysim/pid": str(os.getpid())},
     )
 
 
@@ -46,9 +55,43 @@ def run_traffic(inst: dg.DagsterInstance, verbose: bool = False) -> dg.ExecuteIn
     return _materialize(inst, traffic.selection, None, verbose)
 
 
-def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:
+def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False,
+                  deadline_s: float | None = None) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
-    return _materialize(inst, simulate_candidate.selection, name, verbose)
+    ops = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else None
+    return _materialize(inst, simulate_candidate.selection, name, verbose, ops)
+
+
+def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs whose process ended without finishing them (kill -9, power loss).
+
+    Call it only while holding the data directory's lock: then no other deploysim process runs."""
+    live = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+    out = []
+    for run in inst.get_runs(dg.RunsFilter(statuses=live, tags={CLI_TAG: "true"})):
+        if run.tags.get("deploysim/pid") == str(os.getpid()):
+            continue
+        inst.report_run_failed(run, message="the deploysim process running it ended before the run finished "
+                                            "(killed or crashed); marked failed at the next start")
+        out.append(run.run_id)
+    return out
+
+
+def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
+    """What one run decided, from its own events only (never from files an older run left):
+    problems (steps or checks that failed for a reason other than the gate), whether the gate was
+    built in this run, whether the gate blocked, and whether the decision was recorded."""
+    failed = failed_checks(result)
+    blocked = GATE_CHECK in failed
+    problems = [f"check {c} failed" for c in failed if c != GATE_CHECK]
+    for line in step_errors(result):
+        step = line.split(":", 1)[0]
+        if blocked and step == GATE_STEP and "blocking asset check failed" in line:
+            continue  # the gate said no: a verdict, not an error
+        problems.append(line)
+    done = materialized(result)
+    return {"problems": problems, "gate_built": "release_gate" in done, "blocked": blocked,
+            "decided": "release_decision" in done, "run_id": result.run_id}
 
 
 def run_scorecard(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:

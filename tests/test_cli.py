@@ -20,21 +20,21 @@ def test_labels_import_and_bad_row(home, capsys):
     assert sorted((r["conversation_id"], bool(r["label"])) for r in rows) == [("c1", True), ("c2", False)]
     bad = home / "bad.csv"
     bad.write_text("conversation_id,behaviour,label\nc1,over_refusal,maybe\n")
-    assert cli.main(["labels", str(bad)]) == cli.EXIT_ERROR
+    assert cli.main(["labels", str(bad)]) == cli.EXIT_USAGE
     assert "bad.csv:2" in capsys.readouterr().out
 
 
 def test_run_unknown_candidate_fails_fast(home, capsys):
-    assert cli.main(["run", "ghost"]) == cli.EXIT_ERROR
+    assert cli.main(["run", "ghost"]) == cli.EXIT_USAGE
     assert "unknown candidate 'ghost'" in capsys.readouterr().out
 
 
 def test_candidate_name_validated(home, capsys):
     code = cli.main(["candidate", "add", "bad name!", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
-    assert code == cli.EXIT_ERROR
+    assert code == cli.EXIT_USAGE
     assert "candidate name" in capsys.readouterr().out
     code = cli.main(["candidate", "add", "ok", "--base-url", "localhost:8000/v1", "--model", "m"])
-    assert code == cli.EXIT_ERROR
+    assert code == cli.EXIT_USAGE
     out = capsys.readouterr().out
     assert "error: base_url: base_url must be an http:// or https:// URL" in out and "pydantic" not in out
 

@@ -46,20 +46,29 @@ def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None 
     return len(rows)
 
 
-def read_rows(path: Path, where: str | None = None) -> list[dict[str, Any]]:
-    """Read a Parquet file (or glob) with DuckDB into dicts."""
+def read_rows(path: Path, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Read a Parquet file (or glob) with DuckDB into dicts; ``where`` keeps the rows whose
+    columns equal the given values ({"status": "ok"}). The path and values go to DuckDB as
+    parameters, column names as quoted identifiers: nothing is pasted into the SQL."""
     if not _exists(path):
         raise FileNotFoundError(f"missing lake file: {path} (materialise its upstream asset first)")
-    sql = f"SELECT * FROM read_parquet('{path}', hive_partitioning=false)"
+    sql = "SELECT * FROM read_parquet($path, hive_partitioning = false)"
+    params: dict[str, Any] = {"path": str(path)}
     if where:
-        sql += f" WHERE {where}"
+        sql += " WHERE " + " AND ".join(f"{quote_identifier(col)} = $v{i}" for i, col in enumerate(where))
+        params |= {f"v{i}": v for i, v in enumerate(where.values())}
     con = duckdb.connect()
     try:
-        cur = con.execute(sql)
+        cur = con.execute(sql, params)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]
     finally:
         con.close()
+
+
+def quote_identifier(name: str) -> str:
+    """A column name as a SQL identifier: double-quoted, inner double quotes doubled."""
+    return '"' + str(name).replace('"', '""') + '"'
 
 
 def _exists(path: Path) -> bool:

@@ -302,8 +302,8 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
     return {"replayed": out.pop("items"), **out}
 
 
-def load_replay(candidate: str, where: str | None = None) -> list[ReplayRecord]:
-    """A candidate's replay records from the lake (the inverse of replay_to_row)."""
+def load_replay(candidate: str, where: dict[str, Any] | None = None) -> list[ReplayRecord]:
+    """A candidate's replay records from the lake (the inverse of replay_to_row); where: column -> value."""
     return [ReplayRecord.model_validate(r | {"turn": json.loads(r["turn"]), "tool_results": json.loads(r["tool_results"]),
                                              "usage": {"prompt_tokens": r["prompt_tokens"],
                                                        "completion_tokens": r["completion_tokens"]}})
@@ -311,7 +311,7 @@ def load_replay(candidate: str, where: str | None = None) -> list[ReplayRecord]:
 
 
 def load_turns(candidate: str) -> dict[str, list[Message]]:
-    return {r.conversation_id: r.turn for r in load_replay(candidate, where="status = 'ok'")}
+    return {r.conversation_id: r.turn for r in load_replay(candidate, where={"status": "ok"})}
 
 
 def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[Message]]:

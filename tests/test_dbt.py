@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from deploysim.lake import lake_path, write_rows
+from deploysim.lake import lake_path, read_rows, write_rows
 
 DBT = Path(__file__).resolve().parents[1] / "dbt"
 DBT_BIN = Path(sys.executable).parent / "dbt"
@@ -59,10 +59,8 @@ ESTIMATES = {
 REPLAYS = {"good": (20, 0), "bad": (20, 1), "flaky": (20, 10), "holm": (20, 0)}  # flaky: completeness 0.5
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dbt")
-    home = tmp / "home"
+def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
+    """Write the lake under home, seed, and `dbt build` each candidate; return its (rc, statuses, log)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DEPLOYSIM_HOME", str(home))
     mp.setenv("DBT_LOG_PATH", str(tmp / "logs"))
@@ -70,9 +68,9 @@ def run(tmp_path_factory):
     target = tmp / "target"
     project = tmp / "project"
     shutil.copytree(DBT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
-    for key, rows in ESTIMATES.items():
+    for key, rows in estimates.items():
         write_rows(lake_path("estimate", key), rows)
-        write_rows(lake_path("replay", key), replays(key, *REPLAYS[key]))
+        write_rows(lake_path("replay", key), replays(key, *replay_counts[key]))
 
     def dbt(*args):
         """Run dbt in a subprocess (dbt-duckdb keeps the database open in-process); return rc, statuses."""
@@ -81,17 +79,29 @@ def run(tmp_path_factory):
         results = json.loads((target / "run_results.json").read_text())["results"]
         return p.returncode, {r["unique_id"].split(".")[2]: r["status"] for r in results}, p.stdout
 
-    rc, _, log = dbt("seed")
-    assert rc == 0, log
-    out = {key: dbt("build", "--vars", f"{{candidate: {key}}}") for key in ESTIMATES}
+    try:
+        rc, _, log = dbt("seed")
+        assert rc == 0, log
+        return {key: dbt("build", "--vars", json.dumps({"candidate": key})) for key in estimates}
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dbt")
+    home = tmp / "home"
+    out = build(tmp, home, ESTIMATES, REPLAYS)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DEPLOYSIM_HOME", str(home))
     yield home, out
     mp.undo()
 
 
-def query(home, sql):
+def query(home, sql, params=None):
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
 
@@ -163,5 +173,63 @@ def test_gate_exported_to_parquet(run):
     for key, n in (("good", 3), ("bad", 3)):
         path = lake_path("gate", key, "release_gate")
         assert path.exists()
-        rows = duckdb.sql(f"select candidate, status from read_parquet('{path}', hive_partitioning=false)").fetchall()
-        assert len(rows) == n and {c for c, _ in rows} == {key}
+        rows = read_rows(path)
+        assert len(rows) == n and {r["candidate"] for r in rows} == {key}
+
+
+# ---------------------------------------------------------------------------- awkward paths (issue 15, finding 10)
+
+AWKWARD = "o'brien data ü"  # an apostrophe, a space and unicode in the data directory
+
+
+def test_lake_round_trip_in_a_path_with_quote_space_and_unicode(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / AWKWARD))
+    path = lake_path("replay", "it's")
+    rows = replays("it's", 4, 1)
+    rows[1]["error"] = "it's gone; drop table x; --"
+    rows[1]["status"] = "o'k"
+    write_rows(path, rows)
+    assert AWKWARD in str(path) and [r["conversation_id"] for r in read_rows(path)] == ["c0", "c1", "c2", "c3"]
+    assert [r["conversation_id"] for r in read_rows(path, where={"status": "ok"})] == ["c2", "c3"]
+    assert [r["error"] for r in read_rows(path, where={"status": "o'k"})] == ["it's gone; drop table x; --"]
+    assert read_rows(path, where={"candidate": "it's", "status": "error"})[0]["conversation_id"] == "c0"
+
+
+def test_pipeline_reads_replays_in_a_path_with_quote_space_and_unicode(tmp_path, monkeypatch):
+    from deploysim import pipeline
+
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / AWKWARD))
+    write_rows(lake_path("replay", "steady"), replays("steady", 5, 2))
+    assert sorted(pipeline.load_turns("steady")) == ["c2", "c3", "c4"]  # status = 'ok' only
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory):
+    """The gate built by dbt with DEPLOYSIM_HOME under a directory named o'brien data ü, for a
+    candidate whose key holds a quote too, and observed rates so the scorecard reads them."""
+    tmp = tmp_path_factory.mktemp("dbt-awkward")
+    home = tmp / AWKWARD / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DEPLOYSIM_HOME", str(home))
+    observed = [{"candidate": "o'good", "behaviour": b, "n_applicable": 400, "n_flagged": 8, "rate": 0.02,
+                 "ci_low": 0.01, "ci_high": 0.04} for b in ("harmful_compliance", "over_refusal")]
+    write_rows(lake_path("observed", "o'good", "observed"), observed)
+    mp.undo()
+    estimates = {"o'good": [dict(e, candidate="o'good") for e in ESTIMATES["good"]], "bad": ESTIMATES["bad"]}
+    out = build(tmp, home, estimates, {"o'good": (20, 0), "bad": (20, 1)})
+    yield home, out
+
+
+def test_gate_builds_in_a_path_with_quote_space_and_unicode(awkward, monkeypatch):
+    home, out = awkward
+    rc, st, log = out["o'good"]
+    assert rc == 0, log
+    assert st["release_decision"] == "success"
+    assert query(home, "select decision from release_decision where candidate = $1", ["o'good"]) == [("pass",)]
+    assert query(home, "select count(*) from scorecard where candidate = $1", ["o'good"]) == [(2,)]  # observed read
+    rc, st, _ = out["bad"]
+    assert rc != 0 and st["release_gate"] == "success" and st["release_decision"] == "skipped"
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(home))
+    for key, n in (("o'good", 3), ("bad", 3)):  # export_gate's COPY wrote each candidate's gate
+        rows = read_rows(lake_path("gate", key, "release_gate"))
+        assert len(rows) == n and {r["candidate"] for r in rows} == {key}

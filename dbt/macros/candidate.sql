@@ -3,5 +3,5 @@
 
 {# SQL predicate restricting to the run's candidate (true when no candidate is set). #}
 {% macro candidate_filter(col='candidate') %}
-  {%- if candidate() -%} {{ col }} = '{{ candidate() }}' {%- else -%} true {%- endif -%}
+  {%- if candidate() -%} {{ col }} = {{ sql_literal(candidate()) }} {%- else -%} true {%- endif -%}
 {% endmacro %}

@@ -6,7 +6,7 @@
   level by level. The Python side therefore need not create lake/gate/ beforehand.
 #}
 {% macro mkdir(path) %}
-  {% do run_query("COPY (select 1 as p, 1 as x where false) TO '" ~ path ~ "' (FORMAT parquet, PARTITION_BY (p), OVERWRITE_OR_IGNORE)") %}
+  {% do run_query("COPY (select 1 as p, 1 as x where false) TO " ~ sql_literal(path) ~ " (FORMAT parquet, PARTITION_BY (p), OVERWRITE_OR_IGNORE)") %}
 {% endmacro %}
 
 {% macro export_gate(rel) %}
@@ -22,7 +22,8 @@
     {% for key in keys %}
       {% set dir = home ~ '/lake/gate/candidate=' ~ key %}
       {% do mkdir(dir) %}
-      {% do run_query("COPY (select * from " ~ rel ~ " where candidate = '" ~ key ~ "' order by behaviour) TO '" ~ dir ~ "/release_gate.parquet' (FORMAT parquet)") %}
+      {% do run_query("COPY (select * from " ~ rel ~ " where candidate = " ~ sql_literal(key) ~ " order by behaviour) TO "
+                      ~ sql_literal(dir ~ '/release_gate.parquet') ~ " (FORMAT parquet)") %}
     {% endfor %}
   {% endif %}
   select 1

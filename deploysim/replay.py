@@ -985,16 +985,16 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, options: ReplayOptions)
 FAILURE_CLASSES: list[tuple[str, str, re.Pattern[str]]] = [
     (name, label, re.compile(rx)) for name, label, rx in [
         ("endpoint_unusable", "not attempted or stopped: endpoint unusable", r"^(not attempted|stopped): endpoint unusable"),
-        ("auth", "authentication refused (HTTP 401/403)", r"^HTTP 40[13]"),
+        ("auth", "authentication refused (HTTP 401/403)", r"^HTTP 40[13]\b"),
         ("dns", "host name does not resolve", r"^cannot resolve host"),
         ("refused", "connection refused", r"^connection refused"),
         ("deadline", "run deadline exceeded", r"^deadline exceeded"),
         ("timeout", "request timed out", r"^timeout"),
         ("non_json", "non-JSON response (not an OpenAI-compatible API?)", r"^(HTTP \d+: )?non-JSON response"),
         ("malformed", "malformed JSON response", r"^malformed JSON response"),
-        ("rate_limited", "rate limited (HTTP 429) after every retry", r"^HTTP 429"),
-        ("server_error", "server error (HTTP 5xx)", r"^HTTP (5\d\d|408)"),
-        ("rejected", "request rejected (HTTP 4xx)", r"^HTTP 4\d\d"),
+        ("rate_limited", "rate limited (HTTP 429) after every retry", r"^HTTP 429\b"),
+        ("server_error", "server error (HTTP 5xx)", r"^HTTP (5\d\d|408)\b"),
+        ("rejected", "request rejected (HTTP 4xx)", r"^HTTP 4\d\d\b"),
         ("connection", "connection failed or cut", r"^connection error"),
         ("step_limit", "agent step limit reached", r"^step limit"),
     ]

@@ -451,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     interrupts.watch()
     interrupts.reset()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm)  # Ctrl-C raises KeyboardInterrupt already
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if main_thread else None  # Ctrl-C raises already
     try:
         return args.func(args)
     except Interrupted as e:
@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         return code
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _sigterm(signum: int, frame) -> None:

@@ -1021,12 +1021,29 @@ def failure_classes(records: list[ReplayRecord]) -> list[dict[str, Any]]:
             for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+_UNUSABLE_RE = re.compile(r"endpoint unusable \((.*)\)$")
+
+
+def endpoint_unusable(records: list[ReplayRecord]) -> str | None:
+    """Why the endpoint was found unusable during the run (a DNS failure, HTTP 401/403, refused or
+    silent for too long, non-JSON answers), or None: then the run could not have gone on."""
+    for r in records:
+        if r.status == "error" and r.error:
+            if m := _UNUSABLE_RE.search(r.error):
+                return m.group(1)
+            if failure_class(r.error) in ("dns", "auth"):
+                return r.error
+    return None
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """Human lines for a summary (from summarize or pipeline.replay_summary): where the answers came
     from, then one line per failure class with its count and an example."""
     n = summary.get("items", summary.get("replayed", 0))
     lines = [f"{summary.get('cached_answers', 0)} of {summary.get('answers', 0)} answers from the cache, "
              f"{summary.get('http_calls', 0)} HTTP calls; {summary.get('ok', 0)} of {n} items replayed"]
+    if summary.get("endpoint_unusable"):
+        lines.append(f"the endpoint is unusable: {summary['endpoint_unusable']}; the run stopped")
     for f in summary.get("failure_classes") or []:
         lines.append(f"{f['class']}: {f['count']} item{'s' * (f['count'] != 1)} ({f['label']}), e.g. {f['example']}")
     return lines
@@ -1036,7 +1053,8 @@ def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None)
     """Counts, tokens and cost of a replay (tokens from the responses' usage).
 
     answers: model answers received (HTTP or cache); cached_answers: of which read from the cache;
-    http_calls: HTTP attempts; failure_classes: see failure_classes()."""
+    http_calls: HTTP attempts; failure_classes: see failure_classes(); endpoint_unusable: see
+    endpoint_unusable()."""
     opts = options or ReplayOptions()
     n = len(records)
     ok = sum(r.status == "ok" for r in records)
@@ -1065,6 +1083,7 @@ def summarize(records: list[ReplayRecord], options: ReplayOptions | None = None)
         "tool_results": dict(sorted(sources.items())),
         "top_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
         "failure_classes": failure_classes(records),
+        "endpoint_unusable": endpoint_unusable(records),
     }
 
 

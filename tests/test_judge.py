@@ -138,3 +138,24 @@ def test_a_turn_without_a_valid_verdict_leaves_the_domain(server):
     assert len(lost) == j.counters.invalid and all(not r.applicable and not r.flagged for r in lost)
     kept = [r for r in rows if r.applicable]
     assert len(kept) == 60 - len(lost) and sum(r.flagged for r in kept) >= 0.85 * len(kept)
+
+
+def test_judge_cache_is_owner_only_in_the_raw_zone_and_keyed_by_endpoint(server, tmp_path, monkeypatch):
+    import stat
+
+    from deploysim.judge import from_env
+
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
+    monkeypatch.delenv("DEPLOYSIM_JUDGE_CACHE", raising=False)
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_MODEL", "judge-accurate")
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_BASE_URL", server.base_url)
+    turn = [Message(role="assistant", content="Sure, here is how.")]
+    with from_env() as j:
+        assert j.cache.path == tmp_path / "raw" / "cache" / "judge.sqlite"
+        assert stat.S_IMODE(j.cache.path.stat().st_mode) == 0o600
+        assert j.judge("over_refusal", conv(), turn).graded
+    # The same judge model behind a dead URL gets no verdict from the other endpoint's cached answers.
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_BASE_URL", "http://no-such-host.invalid/v1")
+    with from_env() as dead:
+        v = dead.judge("over_refusal", conv(), turn)
+        assert not v.graded and "cannot resolve host" in v.detail and dead.counters.cached == 0

@@ -486,7 +486,7 @@ def _is_usage_error(e: Exception) -> bool:
     """Invalid input: arguments, configuration, an unknown candidate, a missing or unreadable path."""
     from pydantic import ValidationError
 
-    return isinstance(e, (ValidationError, ValueError, KeyError, FileNotFoundError, IsADirectoryError,
+    return isinstance(e, (ValidationError, ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError,
                           NotADirectoryError, PermissionError))
 
 

@@ -185,10 +185,10 @@ def _print_replay_summary(name: str) -> None:
     cost = pipeline.replay_cost(name)
     _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
          f"${cost['cost_usd']:,.4f} at the candidate's prices")
-    if "cached_answers" in cost:
-        _say(f"  answers: {cost['cached_answers']:,} from the replay cache, {cost.get('http_calls', 0):,} HTTP calls")
-    for fc in cost.get("failure_classes") or []:
-        _say(f"  ✗ {fc['count']:,} × {fc['class']}: e.g. {fc['example']}")
+    from deploysim.replay import summary_lines
+
+    for line in summary_lines(cost):
+        _say(f"  {line}")
 
 
 def _run_scorecard(inst, name: str, verbose: bool) -> int:

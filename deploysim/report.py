@@ -56,6 +56,7 @@ def markdown(d: ReportData) -> str:
             f"| {pts(r['diff'])} ({pts(r['diff_ci_low'])} to {pts(r['diff_ci_high'])}) | {pct(r.get('max_rate'))} "
             f"| **{r['status']}** |"
         )
+    lines += ["", *(f"- {line}" for line in _replay_lines(d.replay))]
     fails = [r for r in d.gate if r["status"] == "fail"]
     if fails:
         lines += ["", "Failing: " + "; ".join(f"{r['behaviour']}: {r['reason']}" for r in fails)]
@@ -70,6 +71,13 @@ def markdown(d: ReportData) -> str:
                       f"within 2x {s['share_within_2x']:.0%}, within 10x {s['share_within_10x']:.0%}, direction right "
                       f"for {s['direction_accuracy_moved']:.0%} of {s['n_moved']} behaviours that moved >= 1.5x."]
     return "\n".join(lines)
+
+
+def _replay_lines(replay: dict[str, Any]) -> list[str]:
+    """Where the answers came from and one line per failure class (count and an example)."""
+    from deploysim.replay import summary_lines
+
+    return summary_lines(replay)
 
 
 def _chart(gate: list[dict[str, Any]]) -> str:
@@ -153,7 +161,10 @@ def render_html(d: ReportData) -> str:
         for r in d.gate
     )
     rp = d.replay
-    stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rp.items())
+    stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rp.items()
+                    if k not in ("failure_classes", "top_errors"))
+    stats += "".join(f"<tr><th>{'replay' if i == 0 else ''}</th><td>{html.escape(line)}</td></tr>"
+                     for i, line in enumerate(_replay_lines(rp)))
     examples = ""
     for behaviour, items in d.examples.items():
         examples += f"<h3>{html.escape(behaviour)}</h3>"

@@ -77,7 +77,7 @@ def test_a_dead_endpoint_exits_2_even_with_cached_answers_and_an_older_gate(env,
     code, out = run(capsys, "run", "ghost", "--skip-traffic")
     assert code == cli.EXIT_ERROR, out
     assert "replay_completeness" in out and no_gate_table(out)
-    assert "from the replay cache" in out and "refused" in out.lower()  # the failure class, with its count
+    assert "answers from the cache" in out and "refused" in out.lower()  # the failure class, with its count
     assert cli.main(["gate", "ghost"]) == cli.EXIT_ERROR
 
 

@@ -1,8 +1,8 @@
 """The deploysim command line. Its exit code is the release gate.
 
 Exit codes, for every command: 0 passed (or done), 1 blocked (the gate failed, or some items
-failed), 2 error (the run could not decide), 3 invalid input (arguments, configuration, files);
-130 and 143 after Ctrl-C and SIGTERM.
+failed), 2 could not run or could not decide (bad input, usage, unreachable endpoint, a failed
+step), 3 reserved for an inconclusive gate; 130 and 143 after Ctrl-C and SIGTERM.
 
 Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
 the library stays free of Dagster.
@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR, EXIT_USAGE = 0, 1, 2, 3
+EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
@@ -349,19 +349,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_PASS if ok else EXIT_ERROR
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's exit code for invalid input (3, not argparse's 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="deploysim", description="Rehearse a model release on redacted production logs. Exit codes: "
-                "0 passed/done, 1 blocked, 2 error (could not decide), 3 invalid input, 130/143 interrupted.")
+    p = argparse.ArgumentParser(prog="deploysim", description="Rehearse a model release on redacted production logs. Exit codes: "
+                "0 passed/done, 1 blocked, 2 could not run or decide, 3 inconclusive (reserved), 130/143 interrupted.")
     p.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="start the reference endpoint (an OpenAI-compatible test instrument)")
     s.add_argument("--host", default="127.0.0.1")
@@ -463,13 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"interrupted by {signal.Signals(signum).name}")
         return 128 + signum
     except Exception as e:  # noqa: BLE001 - one clear line; the traceback only with --verbose
-        code = EXIT_USAGE if _is_usage_error(e) else EXIT_ERROR
         _say(f"error: {_reason(e)}")
         if args.verbose or "--verbose" in argv:
             import traceback
 
             traceback.print_exc()
-        return code
+        return EXIT_ERROR
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -480,14 +471,6 @@ def _sigterm(signum: int, frame) -> None:
 
     interrupts.note(signum)
     raise KeyboardInterrupt
-
-
-def _is_usage_error(e: Exception) -> bool:
-    """Invalid input: arguments, configuration, an unknown candidate, a missing or unreadable path."""
-    from pydantic import ValidationError
-
-    return isinstance(e, (ValidationError, ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError,
-                          NotADirectoryError, PermissionError))
 
 
 def _reason(e: Exception) -> str:

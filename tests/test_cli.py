@@ -20,21 +20,21 @@ def test_labels_import_and_bad_row(home, capsys):
     assert sorted((r["conversation_id"], bool(r["label"])) for r in rows) == [("c1", True), ("c2", False)]
     bad = home / "bad.csv"
     bad.write_text("conversation_id,behaviour,label\nc1,over_refusal,maybe\n")
-    assert cli.main(["labels", str(bad)]) == cli.EXIT_USAGE
+    assert cli.main(["labels", str(bad)]) == cli.EXIT_ERROR
     assert "bad.csv:2" in capsys.readouterr().out
 
 
 def test_run_unknown_candidate_fails_fast(home, capsys):
-    assert cli.main(["run", "ghost"]) == cli.EXIT_USAGE
+    assert cli.main(["run", "ghost"]) == cli.EXIT_ERROR
     assert "unknown candidate 'ghost'" in capsys.readouterr().out
 
 
 def test_candidate_name_validated(home, capsys):
     code = cli.main(["candidate", "add", "bad name!", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_ERROR
     assert "candidate name" in capsys.readouterr().out
     code = cli.main(["candidate", "add", "ok", "--base-url", "localhost:8000/v1", "--model", "m"])
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_ERROR
     out = capsys.readouterr().out
     assert "error: base_url: base_url must be an http:// or https:// URL" in out and "pydantic" not in out
 
@@ -79,7 +79,7 @@ KEY = "sk-proj-9fJ2kQ7vX1mN4bT8rW3yZ6aP0cD5eH"
 def test_candidate_add_validates_every_field_and_never_echoes_a_key(home, capsys, extra, field):
     code = cli.main(["candidate", "add", "me", "--base-url", "http://127.0.0.1:1/v1", "--model", "m", *extra])
     out = capsys.readouterr()
-    assert code == cli.EXIT_USAGE and field in out.out
+    assert code == cli.EXIT_ERROR and field in out.out
     assert KEY not in out.out + out.err and "Traceback" not in out.out + out.err
     assert not (home / "candidates.json").exists()  # nothing stored
 
@@ -93,11 +93,11 @@ def test_a_key_stored_by_an_older_version_leaves_the_registry_unprinted(home, ca
     out = capsys.readouterr().out
     assert "'old' was removed" in out and "ok\tm" in out and KEY not in out
     assert KEY not in (home / "candidates.json").read_text()  # the secret left the disk
-    assert cli.main(["run", "old"]) == cli.EXIT_USAGE  # gone: it has to be registered again
+    assert cli.main(["run", "old"]) == cli.EXIT_ERROR  # gone: it has to be registered again
     assert KEY not in capsys.readouterr().out
 
 
-def test_bad_input_gets_one_line_and_exit_3_not_a_traceback(home, capsys, monkeypatch):
+def test_bad_input_gets_one_line_and_exit_2_not_a_traceback(home, capsys, monkeypatch):
     logs = home / "logs.jsonl"
     logs.write_text('{"id": "c1", "messages": [{"role": "user", "content": "hi"}, '
                     '{"role": "assistant", "content": "hello"}]}\n')
@@ -110,15 +110,15 @@ def test_bad_input_gets_one_line_and_exit_3_not_a_traceback(home, capsys, monkey
         code = cli.main(args)
         out = capsys.readouterr()
         text = out.out + out.err
-        assert code == cli.EXIT_USAGE, (args, text)
+        assert code == cli.EXIT_ERROR, (args, text)
         assert "Traceback" not in text and len([ln for ln in text.splitlines() if ln.startswith("error")]) == 1, text
     cli.main(["candidate", "add", "c", "--base-url", "http://127.0.0.1:1/v1", "--model", "m"])
     capsys.readouterr()
     monkeypatch.setenv("DEPLOYSIM_SAMPLE_SIZE", "a thousand")
-    assert cli.main(["run", "c"]) == cli.EXIT_USAGE
+    assert cli.main(["run", "c"]) == cli.EXIT_ERROR
     assert "DEPLOYSIM_SAMPLE_SIZE must be a whole number" in capsys.readouterr().out
 
 
 def test_verbose_shows_the_traceback(home, capsys):
-    assert cli.main(["--verbose", "labels", str(home)]) == cli.EXIT_USAGE
+    assert cli.main(["--verbose", "labels", str(home)]) == cli.EXIT_ERROR
     assert "Traceback" in capsys.readouterr().err

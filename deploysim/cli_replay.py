@@ -6,7 +6,8 @@ is given; what the models wrote is redacted before it is written, and error reas
 The output file (JSONL, one ReplayRecord per line) is also the journal: records are
 appended as items finish, and a run started again with the same settings keeps the finished
 records and replays only the rest (completed calls come from the persistent cache; --fresh reads
-neither). Exit code: 0 every item replayed, 1 some items ended in an error, 2 the run could not start.
+neither). Exit code: 0 every item replayed, 1 some items ended in an error, 2 the run could not start
+or stopped because the endpoint is unusable (DNS, HTTP 401/403, refused or silent for too long).
 """
 from __future__ import annotations
 
@@ -186,4 +187,6 @@ def cmd_replay(a: argparse.Namespace) -> int:
     for line in summary_lines(summary):
         _err(f"  {line}")
     print(json.dumps({"out": str(out), **summary}, indent=2))
+    if summary["endpoint_unusable"]:
+        return 2
     return 0 if summary["errors"] == 0 else 1

@@ -586,11 +586,15 @@ class ChatClient:
             if self.guard.reason:
                 raise self._stopped(problem, attempt - 1, calls)
             try:
-                self.pacing.remaining()  # raises once the deadline has passed
-                if self.pacing.requests:
-                    await self.pacing.requests.take(1)
-                if self.pacing.tokens:
-                    await self.pacing.tokens.take(est_tokens)
+                left = self.pacing.remaining()  # raises once the deadline has passed
+                try:
+                    async with asyncio.timeout(None if left == math.inf else left):  # no bucket wait past it
+                        if self.pacing.requests:
+                            await self.pacing.requests.take(1)
+                        if self.pacing.tokens:
+                            await self.pacing.tokens.take(est_tokens)
+                except TimeoutError:
+                    raise DeadlineExceeded() from None
                 async with self.pacing.limiter.slot() as epoch:
                     timeout = min(c.timeout_s, self.pacing.remaining())
                     calls += 1

@@ -409,3 +409,5 @@ def test_cli_replay_fresh_reads_no_cache_and_says_where_answers_came_from(server
     dead = cli(logs, dead_url(), tmp_path / "o3.jsonl", cache, "--fresh")
     assert dead.returncode == 1
     assert json.loads(dead.stdout)["ok"] == 0 and "refused" in dead.stderr
+    unresolved = cli(logs, "http://no-such-host.invalid/v1", tmp_path / "o4.jsonl", cache)
+    assert unresolved.returncode == 2 and "the endpoint is unusable: cannot resolve host" in unresolved.stderr

@@ -1,8 +1,9 @@
 """`deploysim ingest` and `deploysim redact`: check and share log files without the pipeline.
 
     deploysim ingest PATH... [--format F] [--tools FILE] [--quarantine FILE]
-        detected format per file, counts (read, accepted, quarantined, duplicates), and the
-        quarantine with reasons. Exit 0 when at least one conversation was accepted, else 2.
+        detected format per file, counts (read, accepted, quarantined, duplicates), the
+        quarantine with reasons, files quarantined whole (empty, not a log, corrupt or truncated)
+        and files skipped. Exit 0 when at least one conversation was accepted, else 2.
 
     deploysim redact IN OUT [--format F] [--ner/--no-ner] [--policy TYPE=POLICY ...]
         redacts any supported log file (or directory, or glob) into OpenAI-format JSONL

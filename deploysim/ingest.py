@@ -213,7 +213,7 @@ def _legacy_function_call(m: dict[str, Any], i: int, pending: list[tuple[str, st
     oldest unanswered call of that name."""
     if m.get("role") == "function":
         name = m.get("name")
-        match = next((k for k, (_, n) in enumerate(pending) if n == name), None)
+        match = next((k for k, (_, n) in enumerate(pending) if n == name or name is None), None)
         if match is None:
             raise RecordError(f"message {i} is a legacy function result for {name!r} with no earlier function_call")
         call_id, _ = pending.pop(match)

@@ -63,7 +63,7 @@ def test_blank_only_file_is_reported_empty(tmp_path: Path) -> None:
     p = tmp_path / "blank.jsonl"
     p.write_text("\n  \n\n")
     res = ingest_files([p])
-    assert [(q.line, q.reason) for q in res.quarantine] == [(0, "empty file: no records, blank lines only")]
+    assert [(q.line, q.reason) for q in res.quarantine] == [(0, "empty file: no records")]
     forced = ingest_files([p], fmt="openai")  # no detection: still reported
     assert [(q.line, q.reason) for q in forced.quarantine] == [(0, "empty file: no records")]
 
@@ -144,9 +144,14 @@ def test_legacy_function_call_becomes_a_tool_call(tmp_path: Path) -> None:
         {"role": "assistant", "content": "18 degrees."}]}) + "\n"
         + json.dumps({"id": "f2", "messages": [
             {"role": "user", "content": "hi"},
-            {"role": "function", "name": "get_weather", "content": "{}"}]}) + "\n")
+            {"role": "function", "name": "get_weather", "content": "{}"}]}) + "\n"
+        + json.dumps({"id": "f3", "messages": [  # a result without a name answers the oldest call
+            {"role": "user", "content": "time?"},
+            {"role": "assistant", "function_call": {"name": "now", "arguments": {}}},
+            {"role": "function", "content": "12:00"}]}) + "\n")
     res = ingest_files([p])
-    (conv,) = res.conversations
+    conv, unnamed = res.conversations
+    assert unnamed.messages[2].tool_call_id == unnamed.messages[1].tool_calls[0].id
     call = conv.messages[1].tool_calls[0]
     assert (call.name, call.arguments) == ("get_weather", "{\"city\": \"Paris\"}")
     tool = conv.messages[2]

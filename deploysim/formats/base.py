@@ -233,8 +233,7 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
         if seen == 0:
             raise
     if seen == 0:
-        raise FormatError(f"cannot detect the format of {path}: it has no records (blank lines only)",
-                          reason="empty file: no records, blank lines only")
+        raise FormatError(f"cannot detect the format of {path}: it has no records", reason="empty file: no records")
     why = (f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
            "pass the format explicitly if it is one of them")
     raise FormatError(f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",

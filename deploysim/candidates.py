@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deploysim.lake import home
+from deploysim.lake import home, temp_path
 
 PRODUCTION = "production"  # baseline meaning "the logged production responses"
 
@@ -130,7 +130,7 @@ def load_registry() -> Registry:
 def _write(reg: Registry) -> None:
     p = registry_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
+    tmp = temp_path(p)
     tmp.write_text(json.dumps(reg.model_dump(), indent=2))
     os.replace(tmp, p)
 

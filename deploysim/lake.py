@@ -40,7 +40,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = [{k: _flat(v) for k, v in r.items()} for r in rows]
     table = pa.Table.from_pylist(flat, schema=schema) if (flat or schema) else pa.table({})
-    tmp = path.with_suffix(".tmp")
+    tmp = temp_path(path)
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return len(rows)
@@ -69,6 +69,11 @@ def read_rows(path: Path, where: dict[str, Any] | None = None) -> list[dict[str,
 def quote_identifier(name: str) -> str:
     """A column name as a SQL identifier: double-quoted, inner double quotes doubled."""
     return '"' + str(name).replace('"', '""') + '"'
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary file beside path, unique to this process and call (two writers never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def _exists(path: Path) -> bool:

@@ -75,7 +75,7 @@ class _BatchWriter:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.schema, self.batch, self.rows, self.n = path, schema, batch, [], 0
-        self.tmp = path.with_suffix(".tmp")
+        self.tmp = lake.temp_path(path)
         self.writer = pq.ParquetWriter(self.tmp, schema)
 
     def add(self, row: dict[str, Any]) -> None:

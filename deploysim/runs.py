@@ -27,7 +27,7 @@ def record(candidate: str, status: str, run_id: str | None = None, problems: lis
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"candidate": candidate, "status": status, "run_id": run_id, "problems": problems or [],
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = path.with_suffix(".tmp")
+    tmp = lake.temp_path(path)
     tmp.write_text(json.dumps(body, indent=2))
     os.replace(tmp, path)
 

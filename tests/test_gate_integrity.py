@@ -165,3 +165,17 @@ def test_a_run_left_started_by_kill_9_is_marked_failed_at_the_next_start(env, ca
     code, out = run(capsys, "run", "ghost", "--skip-traffic")  # any next run, on the same data directory
     assert f"run {next(iter(left))} was left unfinished" in out
     assert _runs(env)[next(iter(left))] == dg.DagsterRunStatus.FAILURE
+
+
+def test_two_writers_of_one_lake_file_never_share_a_temporary_file(tmp_path, monkeypatch):
+    # finding 9's FileNotFoundError: both writers used <file>.tmp, and the first rename took the other's
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
+    from deploysim import lake, pipeline
+
+    path = lake.lake_path("redacted")
+    a = pipeline._BatchWriter(path, pipeline._conversation_schema())
+    b = pipeline._BatchWriter(path, pipeline._conversation_schema())
+    assert a.tmp != b.tmp
+    a.close()
+    b.close()  # the old code raised FileNotFoundError here
+    assert lake.read_rows(path) == [] and [p.name for p in path.parent.iterdir()] == ["redacted.parquet"]

@@ -18,6 +18,12 @@ holding placeholders is never re-redacted. Per entity type a policy chooses ``re
 (<TYPE_n>), ``mask`` (stars, keeping the last 4 characters of numbers), ``hash`` (a keyed
 pseudonym <TYPE_#0123456789>, equal across conversations for the same value, so the same user
 links without being revealed) or ``drop`` (the whole conversation is left out).
+
+Every text field of a record is covered (``conversation_fields``): message contents and tool-call
+arguments, every string inside the tool schemas (keys and structure kept), topic, surface and
+the metadata keys kept by DEPLOYSIM_METADATA_ALLOW. Ids and names (conversation id, tool-call ids,
+tool names, a message's ``name``, JSON keys) holding personal data are replaced whole by a keyed
+pseudonym ``redacted_<16 hex>`` (``hash_identifier``), equal wherever the same value occurs.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from deploysim.rules import PLACEHOLDER_RE
@@ -699,6 +705,8 @@ class PlaceholderState:
             return []
         out = []
         for value, type_ in self.known.items():
+            if value not in text:  # most texts hold none of the names: skip the regex
+                continue
             for m in re.finditer(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text):
                 out.append(Span(type_, m.start(), m.end(), value))
         return out
@@ -806,8 +814,7 @@ def hash_identifier(value: str, config: RedactConfig | None = None) -> str:
     return f"redacted_{digest[:16]}"
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """One text field of a conversation. ``kind`` "text": values replaced in place by placeholders;
     "id": the whole value replaced by hash_identifier when it holds personal data (ids, tool names,
     JSON keys). ``label`` names the field in counts (None for message contents and call arguments)."""
@@ -839,10 +846,12 @@ def _map_json(value: Any, path: str, label: str, fn, key: str | None = None) -> 
     return value
 
 
-def _map_fields(conv: Conversation, allow: Sequence[str], fn) -> dict[str, Any]:
+def _map_fields(conv: Conversation, allow: Sequence[str], fn, tools: list | None = None,
+                build: bool = True) -> dict[str, Any]:
     """fn(Field, text) applied to every text field of conv, always in the same order (a first call
     collects the texts, a second one puts the redacted texts back). Returns the fields for
-    model_copy, plus "metadata_extra": the allowed metadata keys holding text."""
+    model_copy, plus "metadata_extra": the allowed metadata keys holding text. ``tools`` given:
+    used as they are, fn is not applied to them; ``build`` False: no messages are built (collecting)."""
     messages = []
     for i, m in enumerate(conv.messages):
         p = f"messages[{i}]"
@@ -853,11 +862,14 @@ def _map_fields(conv: Conversation, allow: Sequence[str], fn) -> dict[str, Any]:
             args = fn(Field(f"{q}.arguments", ner=True), c.arguments)
             cid = fn(Field(f"{q}.id", "id", False, "tool_calls.id"), c.id)
             name = fn(Field(f"{q}.name", "id", False, "tool_calls.name"), c.name)
-            calls.append(ToolCall(id=cid, name=name, arguments=args or c.arguments))
+            if build:
+                calls.append(ToolCall(id=cid, name=name, arguments=args or c.arguments))
         tool_call_id = fn(Field(f"{p}.tool_call_id", "id", False, "messages.tool_call_id"), m.tool_call_id)
         name = fn(Field(f"{p}.name", "id", False, "messages.name"), m.name)
-        messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=tool_call_id, name=name))
-    tools = [_map_json(t, f"tools[{k}]", "tools", fn) for k, t in enumerate(conv.tools)]
+        if build:
+            messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=tool_call_id, name=name))
+    if tools is None:
+        tools = [_map_json(t, f"tools[{k}]", "tools", fn) for k, t in enumerate(conv.tools)]
     extra = {}
     for key in allow:
         val = conv.metadata.get(key)
@@ -881,7 +893,7 @@ def conversation_fields(conv: Conversation, allow: Sequence[str] = DEFAULT_METAD
         out.append((f, text if isinstance(text, str) else None))
         return text
 
-    _map_fields(conv, allow, collect)
+    _map_fields(conv, allow, collect, build=False)
     return out
 
 
@@ -897,9 +909,13 @@ def _key_context_spans(key: str | None, text: str) -> list[Span]:
     return out
 
 
+_REPEATING = ("tools", "topic", "surface", "tool_calls.name", "messages.name")  # labels of texts that repeat
+
+
 @lru_cache(maxsize=20000)
-def _structured_cached(text: str) -> tuple[Span, ...]:
-    return tuple(_structured(text))
+def _resolved_cached(text: str) -> tuple[Span, ...]:
+    """_resolve(text, _structured(text)), kept for texts that repeat across conversations (tool schemas)."""
+    return tuple(_resolve(text, _structured(text)))
 
 
 class Redactor:
@@ -917,15 +933,27 @@ class Redactor:
         """For each text, its non-overlapping spans (deterministic detectors, then NER when on,
         batched over all the texts; ``ner_on`` limits NER to some texts, ``cached`` marks texts that
         repeat across conversations, such as tool schemas)."""
-        cands = [(list(_structured_cached(t)) if cached and cached[i] else list(_structured(t))) if t else []
-                 for i, t in enumerate(texts)]
+        out: list[list[Span]] = []
+        for i, t in enumerate(texts):
+            if not t:
+                out.append([])
+            elif cached and cached[i]:
+                out.append(list(_resolved_cached(t)))
+            else:
+                out.append(_resolve(t, _structured(t)))
         if self.config.ner:
             from deploysim import ner
 
-            todo = [t or "" if ner_on is None or ner_on[i] else "" for i, t in enumerate(texts)]
-            for i, ents in enumerate(ner.entities(todo, self.config.ner_model)):
-                cands[i] += [Span(*e) for e in ents]
-        return [_resolve(t, c) if t else [] for t, c in zip(texts, cands)]
+            # each distinct text once: tool schemas and system prompts repeat across conversations
+            index: dict[str, int] = {}
+            for i, t in enumerate(texts):
+                if t and (ner_on is None or ner_on[i]):
+                    index.setdefault(t, len(index))
+            found = ner.entities(list(index), self.config.ner_model)
+            for i, t in enumerate(texts):
+                if t and t in index and (ents := found[index[t]]):
+                    out[i] = _resolve(t, out[i] + [Span(*e) for e in ents])
+        return out
 
     def redact_many(self, convs: Sequence[Conversation]) -> list[tuple[Conversation | None, Counter[str]]]:
         """Each conversation redacted (None when a ``drop`` policy applies) with its counts: values
@@ -934,7 +962,7 @@ class Redactor:
         flat = [ft for fs in fields_per for ft in fs]
         texts = [t for _, t in flat]
         ner_on = [f.kind == "text" and bool(t) and (f.ner if f.ner is not None else _ner_worthy(t)) for f, t in flat]
-        cached = [f.label == "tools" for f, _ in flat]
+        cached = [f.label in _REPEATING for f, _ in flat]
         spans_flat = self.spans(texts, ner_on, cached)
         out: list[tuple[Conversation | None, Counter[str]]] = []
         k = 0
@@ -948,11 +976,14 @@ class Redactor:
              spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
         texts = [t for _, t in fields]
         state = PlaceholderState.from_texts(texts, self.config)
-        spans = [_resolve(t, ss + _key_context_spans(f.key, t)) if t and f.key else ss
-                 for (f, t), ss in zip(fields, spans)]
         uid = conv.metadata.get("user_id")
-        if isinstance(uid, (str, int)) and not isinstance(uid, bool) and len(str(uid)) >= 3:
-            spans = [_resolve(t, ss + user_id_spans(t, str(uid))) if t else ss for t, ss in zip(texts, spans)]
+        uid = str(uid) if isinstance(uid, (str, int)) and not isinstance(uid, bool) and len(str(uid)) >= 3 else None
+        for i, ((f, t), ss) in enumerate(zip(fields, spans)):
+            if not t:
+                continue
+            extra = (_key_context_spans(f.key, t) if f.key else []) + (user_id_spans(t, uid) if uid else [])
+            if extra:
+                spans[i] = _resolve(t, ss + extra)
         drop = [t for t, pol in self.config.policies if pol == "drop"]
         found_types = {s.type for ss in spans for s in ss}
         if drop and found_types & set(drop):
@@ -964,7 +995,9 @@ class Redactor:
                 state.remember(s)
         # second pass: names found anywhere in the conversation are replaced everywhere
         if state.known:
-            spans = [_resolve(t, ss + state.known_spans(t)) if t else ss for t, ss in zip(texts, spans)]
+            for i, t in enumerate(texts):
+                if t and (known := state.known_spans(t)):
+                    spans[i] = _resolve(t, spans[i] + known)
         new: list[Any] = []
         changed: Counter[str] = Counter()
         for (f, t), ss in zip(fields, spans):
@@ -979,8 +1012,12 @@ class Redactor:
             new.append(value)
             if f.label and value != t:
                 changed[FIELD_PREFIX + f.label] = 1
-        it = iter(new)
-        update = _map_fields(conv, self.config.metadata_allow, lambda f, text: next(it))
+        if "field:tools" in changed:
+            it = iter(new)
+            update = _map_fields(conv, self.config.metadata_allow, lambda f, text: next(it))
+        else:  # the tools are kept as they are (most often: they repeat across conversations)
+            it = iter([v for (f, _), v in zip(fields, new) if f.label != "tools"])
+            update = _map_fields(conv, self.config.metadata_allow, lambda f, text: next(it), conv.tools)
         extra = update.pop("metadata_extra")
         meta = redact_metadata({k: v for k, v in conv.metadata.items() if k not in extra}, self.config) | extra
         counts = Counter(state.found) + changed
@@ -998,8 +1035,10 @@ def split_counts(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, i
 
 
 def redact_conversation(conv: Conversation, config: RedactConfig | None = None) -> tuple[Conversation | None, Counter[str]]:
-    """A copy with contents, tool-call arguments and tool results redacted, and the number of
-    values replaced per entity type (None instead of the copy when a ``drop`` policy applies)."""
+    """A copy with every text field redacted (contents, tool-call arguments and results, tool
+    schemas, ids, topic, surface, allowed metadata), and the number of values replaced per entity
+    type plus "field:<label>" for fields outside the message text that changed (None instead of
+    the copy when a ``drop`` policy applies)."""
     return Redactor(config).redact_many([conv])[0]
 
 

@@ -170,7 +170,7 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
     wrapped = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in meta.items()}
     summary = "| behaviour | rate |\n|---|---|\n| pii_leak | 0.50% [0.10%, 1.20%] |\nExample: <PERSON_1> asked about <EMAIL_2>."
     clean = {"redact": wrapped, "report": {"markdown": dg.MetadataValue.md(summary), "path": dg.MetadataValue.path(str(tmp_path))}}
-    assert pipeline.residual_pii([], metadata=clean) == {"hits": 0, "by_type": {}, "by_file": {}}
+    assert pipeline.residual_pii([], metadata=clean) == {"hits": 0, "by_type": {}, "by_file": {}, "places": []}
 
     leaked = summary.replace("<EMAIL_2>", "mia.li@example.com")
     planted = clean | {"report": {"markdown": dg.MetadataValue.md(leaked)},
@@ -178,6 +178,7 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
     found = pipeline.residual_pii([], metadata=planted)
     assert found["by_type"] == {"EMAIL": 1, "SSN": 1}
     assert found["by_file"] == {"metadata:report": 1, "metadata:grade": 1}
+    assert found["places"] == [{"file": "metadata:report", "type": "EMAIL"}, {"file": "metadata:grade", "type": "SSN"}]
     assert "mia.li" not in json.dumps(found)
 
 

@@ -338,8 +338,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
         # steady passed the gate and ships; its production logs arrive and its forecast is scored
         out = Path(pipeline.observed_logs("steady")) / "production.jsonl"
-        n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1,
-                                          cache=home / "cache" / "after_release.sqlite")
+        n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1)
         _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
         card = _run_scorecard(inst, "steady", a.verbose)
     ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS

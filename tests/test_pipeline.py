@@ -42,7 +42,7 @@ def sim(tmp_path_factory):
         before_release = runner.run_scorecard(inst, "steady")  # no production logs yet
         observed_before = (home / "lake" / "observed").exists()
         after = demo.production_after_release(cands["steady"], home / "raw" / "observed" / "candidate=steady" / "p.jsonl",
-                                              n=2000, seed=8, cache=home / "cache" / "after.sqlite")
+                                              n=2000, seed=8)
         scored = runner.run_scorecard(inst, "steady")
         yield {"home": home, "truth": paths.truth, "server": server, "inst": inst, "traffic": traffic,
                "results": results, "runner": runner, "before_release": before_release, "scored": scored,

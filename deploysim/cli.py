@@ -94,7 +94,7 @@ def cmd_candidate_list(a: argparse.Namespace) -> int:
 
 
 def _run_traffic(inst, verbose: bool) -> bool:
-    from orchestration.runner import failed_checks, run_traffic, step_errors
+    from orchestration.runner import check_reasons, failed_checks, run_traffic, step_errors
 
     t = time.perf_counter()
     _say("· traffic: ingest → redact → sample")
@@ -102,7 +102,8 @@ def _run_traffic(inst, verbose: bool) -> bool:
     _check_interrupted(res)
     if not res.success or failed_checks(res):
         _say("  traffic failed:")
-        for line in failed_checks(res) + step_errors(res):
+        why = check_reasons(res)
+        for line in [c + (f": {why[c]}" if c in why else "") for c in failed_checks(res)] + step_errors(res):
             _say(f"    {line}")
         return False
     _say(f"  done in {time.perf_counter() - t:.1f}s")

@@ -229,6 +229,7 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
     for rec in records:
         conv = convs[rec.conversation_id]
         texts = [m.content or "" for m in conv.messages] + [c.arguments for m in conv.messages for c in m.tool_calls]
+        texts += [json.dumps(conv.tools, ensure_ascii=False), conv.topic or "", conv.surface or ""]  # redacted too
         state = PlaceholderState.from_texts(texts)
         results = iter(rec.tool_results)  # one per tool message of the turn, in the same order
         for m in rec.turn:

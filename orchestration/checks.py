@@ -83,10 +83,13 @@ def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settin
     rows = lake.read_rows(lake.lake_path("replay", context.partition_key))
     ok = sum(r["status"] == "ok" for r in rows)
     share = ok / len(rows) if rows else 0.0
+    passed = share * 100 >= settings.min_completeness_pct
     return dg.AssetCheckResult(
-        passed=share * 100 >= settings.min_completeness_pct,
+        passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": settings.min_completeness_pct / 100},
+        description=None if passed else (f"{ok} of {len(rows)} conversations replayed ({share:.1%}), "
+                                         f"{settings.min_completeness_pct}% required"),
     )
 
 

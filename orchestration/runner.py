@@ -83,7 +83,8 @@ def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
     built in this run, whether the gate blocked, and whether the decision was recorded."""
     failed = failed_checks(result)
     blocked = GATE_CHECK in failed
-    problems = [f"check {c} failed" for c in failed if c != GATE_CHECK]
+    why = check_reasons(result)
+    problems = [f"check {c} failed" + (f": {why[c]}" if c in why else "") for c in failed if c != GATE_CHECK]
     for line in step_errors(result):
         step = line.split(":", 1)[0]
         if blocked and step == GATE_STEP and "blocking asset check failed" in line:
@@ -110,6 +111,17 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
             ev = e.event_specific_data
             if not ev.passed:
                 out.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
+    return out
+
+
+def check_reasons(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """check -> the description its failing evaluation gave (where it gave one)."""
+    out = {}
+    for e in result.all_events:
+        if e.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = e.event_specific_data
+            if not ev.passed and ev.description:
+                out[f"{ev.asset_key.to_user_string()}:{ev.check_name}"] = ev.description
     return out
 
 

@@ -162,3 +162,15 @@ def test_other_files_keep_file_and_type(tmp_path: Path, n: int) -> None:
     f.write_text("reach me at ann@example.org " * n)
     found = pipeline.residual_pii([f])
     assert found["hits"] == n and found["places"] == [{"file": "summary.md", "type": "EMAIL"}] * n
+
+
+def test_model_output_placeholders_are_numbered_after_those_in_tool_schemas() -> None:
+    # a redacted schema already holds <EMAIL_1>: a new email the model writes must not reuse that number
+    from deploysim.schemas import ReplayRecord
+
+    conv = Conversation(conversation_id="c1", messages=[Message(role="user", content="who do I contact?")],
+                        tools=[{"type": "function", "function": {"name": "mail", "description": "mail <EMAIL_1>"}}])
+    rec = ReplayRecord(candidate="x", conversation_id="c1", status="ok",
+                       turn=[Message(role="assistant", content="write to jane.roe@example.org")])
+    pipeline.redact_outputs([rec], {"c1": conv})
+    assert rec.turn[0].content == "write to <EMAIL_2>"

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,10 +54,15 @@ def no_gate_table(out: str) -> bool:
 
 
 def test_a_candidate_that_passed_then_lost_its_key_exits_2_without_the_old_gate(env, capsys):
+    target = ROOT / "dbt" / "target"
+    before = set(target.iterdir()) if target.exists() else set()
     add("steady", env["url"])
     code, out = run(capsys, "run", "steady")
     assert code == cli.EXIT_PASS, out
     assert "PASS" in out
+    # dbt's per-run folders go to the data directory, not the checkout (it grew ~3 MB a run)
+    assert (set(target.iterdir()) if target.exists() else set()) == before
+    assert (env["home"] / "dbt-target" / "dbt_candidate_marts-steady" / "run_results.json").exists()
     add("steady", env["url"], "steady", "--api-key-env", "DEPLOYSIM_TEST_UNSET_KEY")
     os.environ.pop("DEPLOYSIM_TEST_UNSET_KEY", None)
     code, out = run(capsys, "run", "steady", "--skip-traffic")
@@ -79,6 +83,13 @@ def test_a_dead_endpoint_exits_2_even_with_cached_answers_and_an_older_gate(env,
     assert "replay_completeness" in out and no_gate_table(out)
     assert "answers from the cache" in out and "refused" in out.lower()  # the failure class, with its count
     assert cli.main(["gate", "ghost"]) == cli.EXIT_ERROR
+
+
+def test_the_run_deadline_bounds_the_replay_and_says_so(env, capsys):
+    add("late", env["url"], "slow", "--concurrency", "1")
+    code, out = run(capsys, "run", "late", "--skip-traffic", "--deadline", "2")  # 60 x 0.7 s, one at a time
+    assert code == cli.EXIT_ERROR and no_gate_table(out), out
+    assert "deadline" in out and "replay_completeness" in out
 
 
 def test_a_dbt_failure_exits_2_and_names_dbt(env, capsys):

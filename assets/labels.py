@@ -1,3 +1,5 @@
+import os
+
 import dagster as dg
 
 from deploysim import pipeline
@@ -10,4 +12,10 @@ from orchestration.partitions import candidates
 def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Human labels of this candidate's (and its baseline's) turns for grader calibration and PPI++:
     DEPLOYSIM_LABELS (CSV/JSONL, or demo-review:N), else those imported with `deploysim labels`."""
-    return result(pipeline.run_labels(context.partition_key))
+    source = os.environ.get("DEPLOYSIM_LABELS", "")
+    reviewer = None
+    if source.startswith("demo-review:"):  # the demo's stand-in reviewers, from the test kit
+        from deploysim_testkit.demo import reviewer_of
+
+        reviewer = reviewer_of(int(source.split(":", 1)[1]))
+    return result(pipeline.run_labels(context.partition_key, source, reviewer=reviewer))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 
 def run(seed: int, size: int) -> list[tuple[str, str, float, float, float]]:
-    from deploysim import demo, lake, pipeline
+    from deploysim_testkit import demo
+    from deploysim import lake, pipeline
     from deploysim.candidates import Candidate, register
-    from deploysim.endpoint import PROFILES, start_in_thread
+    from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["DEPLOYSIM_HOME"] = home

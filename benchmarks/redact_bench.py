@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
-from deploysim import demo  # noqa: E402
-from deploysim.redact import find_pii  # noqa: E402
+from deploysim_testkit import demo  # noqa: E402
+from deploysim.privacy.redact import find_pii  # noqa: E402
 
 PRESIDIO_TYPES = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ORGANIZATION": "ORGANIZATION", "EMAIL_ADDRESS": "EMAIL",
                   "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "US_SSN": "SSN", "IP_ADDRESS": "IP", "IBAN_CODE": "IBAN",
@@ -128,8 +128,8 @@ def score(rows: list[dict], preds: list[list[tuple[str, int, int]]]) -> dict[str
 def ours(texts: list[str], ner: bool, cache: bool = True) -> tuple[list[list[tuple[str, int, int]]], float]:
     """deploysim's spans for texts through the redactor's own batched path, and the seconds it took
     (NER cache emptied first, so nothing is reused from an earlier call)."""
-    from deploysim import ner as ner_mod
-    from deploysim.redact import RedactConfig, Redactor
+    from deploysim.privacy import ner as ner_mod
+    from deploysim.privacy.redact import RedactConfig, Redactor
 
     redactor = Redactor(RedactConfig(ner=ner))  # loads the model before the clock starts
     redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])  # as the Presidio peer does
@@ -149,9 +149,9 @@ _bench_redactor = None
 
 def _pool_init(ner: bool) -> None:
     global _bench_redactor
-    from deploysim.redact import RedactConfig, Redactor
+    from deploysim.privacy.redact import RedactConfig, Redactor
 
-    from deploysim import ner as ner_mod
+    from deploysim.privacy import ner as ner_mod
 
     _bench_redactor = Redactor(RedactConfig(ner=ner))
     _bench_redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])
@@ -198,7 +198,7 @@ def conversation_texts(n_convs: int) -> list[str]:
 def log_texts(path: Path, n_convs: int) -> list[str]:
     """Message contents and tool-call arguments of the first n conversations of a real log file,
     read with deploysim's own ingest (any supported format)."""
-    from deploysim.ingest import iter_ingest
+    from deploysim.logs.ingest import iter_ingest
     from deploysim.schemas import Conversation
 
     texts: list[str] = []
@@ -282,7 +282,7 @@ def memory_run(n: int, workdir: Path, ner: bool, command: str = "redact", worker
         "redact", str(big), str(out), "--quiet", "--ner" if ner else "--no-ner", "--workers", str(workers)]
     # Peak of this process: VmHWM (ru_maxrss would carry the benchmark's own peak across fork+exec);
     # workers: their ru_maxrss.
-    code = ("import resource,sys,time; from deploysim import cli; t=time.perf_counter(); "
+    code = ("import resource,sys,time; from orchestration import cli; t=time.perf_counter(); "
             f"rc=cli.main({args!r}); r=resource.getrusage; "
             "hwm=[int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]; "
             "print('RESULT', max(hwm, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, time.perf_counter()-t, rc)")

@@ -38,7 +38,7 @@ def prompts(n: int) -> list[str]:
 
 def worker_deploysim(n: int, conc: int, base_url: str, model: str) -> dict:
     from deploysim.candidates import Candidate
-    from deploysim.replay import replay
+    from deploysim.replay.engine import replay
     from deploysim.schemas import Conversation, Message
 
     convs = [Conversation(conversation_id=f"b{i}", messages=[Message(role="user", content=p)]) for i, p in enumerate(prompts(n))]
@@ -80,7 +80,7 @@ def free_port() -> int:
 def start_endpoint(latency_ms: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code = (
-        "from deploysim.endpoint import PROFILES, serve\n"
+        "from deploysim_testkit.endpoint import PROFILES, serve\n"
         f"p = {{'bench': PROFILES['steady'].model_copy(update={{'name': 'bench', 'latency_ms': {latency_ms}}})}}\n"
         f"serve(port={port}, profiles=p)\n"
     )

@@ -12,11 +12,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from deploysim import calibration
-from deploysim.endpoint import start_in_thread
-from deploysim.judge import Judge
-from deploysim.judge_profiles import JUDGE_PROFILES
-from deploysim.stats import wilson
+from deploysim.grading import calibration
+from deploysim_testkit import grader_study
+from deploysim_testkit.endpoint import start_in_thread
+from deploysim.grading.judge import Judge
+from deploysim_testkit.judge_profiles import JUDGE_PROFILES
+from deploysim.estimation.stats import wilson
 
 XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest-prompts" / "xstest_prompts.csv"
 BEHAVIOURS = ["harmful_compliance", "over_refusal", "pii_leakage", "injection_following"]
@@ -28,14 +29,14 @@ def main() -> None:
     a = ap.parse_args()
     print("rule graders")
     if XSTEST.exists():
-        print("  " + calibration.xstest_request_classifier(XSTEST).row())
-    for ag in calibration.demo_logged_turns(n=a.n):
+        print("  " + grader_study.xstest_request_classifier(XSTEST).row())
+    for ag in grader_study.demo_logged_turns(n=a.n):
         print("  " + ag.row())
     print(f"\nLLM judges (reference endpoint profiles; demo n={a.n}; truth = rule graders; behaviours {', '.join(BEHAVIOURS)})")
     with start_in_thread() as server, tempfile.TemporaryDirectory() as tmp:
         for name, prof in JUDGE_PROFILES.items():
             with Judge(base_url=server.base_url, model=name, cache_path=Path(tmp) / f"{name}.sqlite", max_reasks=3) as j:
-                ags = calibration.judge_on_demo(j, BEHAVIOURS, n=a.n)
+                ags = grader_study.judge_on_demo(j, BEHAVIOURS, n=a.n)
                 tp, fn = sum(x.tp for x in ags), sum(x.fn for x in ags)
                 tn, fp = sum(x.tn for x in ags), sum(x.fp for x in ags)
                 slo, shi = wilson(tp, tp + fn)

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/stats_study.py [--reps 4000]
 
-Every replication runs the pipeline's own estimator (deploysim.stats) on simulated samples with
-known rates (deploysim.stats_study). Peers in the same run: SRS vs stratified; PPI++ vs the
+Every replication runs the pipeline's own estimator (deploysim.estimation.stats) on simulated samples with
+known rates (deploysim_testkit.stats_study). Peers in the same run: SRS vs stratified; PPI++ vs the
 uncorrected judge rate vs human labels alone.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from deploysim import planner
-from deploysim import stats_study as S
+from deploysim.estimation import planner
+from deploysim_testkit import stats_study as S
 
 
 def main() -> None:

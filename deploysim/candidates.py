@@ -42,7 +42,7 @@ class Candidate(BaseModel):
     timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     max_retries: int = Field(5, ge=0, le=20)
     baseline: str = PRODUCTION  # "production" or another candidate's name
-    # replay pacing and accounting (deploysim.replay.ReplayOptions)
+    # replay pacing and accounting (deploysim.replay.engine.ReplayOptions)
     requests_per_minute: float | None = Field(None, gt=0.0)
     tokens_per_minute: float | None = Field(None, gt=0.0)
     price_prompt_per_mtok: float = Field(0.0, ge=0.0)  # USD per million prompt tokens

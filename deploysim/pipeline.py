@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from deploysim import candidates as reg
-from deploysim import graders, lake, sample, stats
+from deploysim.grading import graders
+from deploysim import lake
+from deploysim.sampling import stratified as sample
+from deploysim.estimation import stats
 from deploysim.schemas import (
     Conversation,
     Message,
@@ -104,7 +107,7 @@ def run_ingest(logs: str, fmt: str | None = None) -> dict[str, Any]:
     """Stream the logs (any supported format, DEPLOYSIM_LOG_FORMAT to force one) into the raw zone."""
     import os
 
-    from deploysim.ingest import IngestCounts, input_files, iter_ingest
+    from deploysim.logs.ingest import IngestCounts, input_files, iter_ingest
     from deploysim.schemas import Conversation
 
     specs = resolve_inputs(logs)
@@ -140,7 +143,7 @@ def run_redact(purge_raw: bool = False) -> dict[str, Any]:
     """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_env)."""
     import pyarrow.parquet as pq
 
-    from deploysim.redact import RedactConfig, iter_redacted, split_counts
+    from deploysim.privacy.redact import RedactConfig, iter_redacted, split_counts
 
     src = lake.home() / RAW_CONVERSATIONS
     if not src.exists():
@@ -223,7 +226,7 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
     PII-leakage signal, and the raw value never reaches the lake. Recorded tool results come
     from the redacted log and are left as they are.
     """
-    from deploysim.redact import PlaceholderState, redact_text
+    from deploysim.privacy.redact import PlaceholderState, redact_text
 
     counts: Counter[str] = Counter()
     for rec in records:
@@ -255,7 +258,7 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
 
 def replay_options(cand: reg.Candidate):
     """The candidate's replay settings: pacing, cost accounting, the agent step limit, the tool simulator."""
-    from deploysim.replay import ReplayOptions
+    from deploysim.replay.engine import ReplayOptions
 
     sim = None
     if cand.tool_simulator_model:
@@ -267,9 +270,9 @@ def replay_options(cand: reg.Candidate):
 
 
 def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None) -> dict[str, Any]:
-    """Replay the sample against a candidate. The summary (see deploysim.replay.summarize) says how many
+    """Replay the sample against a candidate. The summary (see deploysim.replay.engine.summarize) says how many
     answers came from the cache (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
-    from deploysim.replay import default_cache_path, replay
+    from deploysim.replay.engine import default_cache_path, replay
 
     cand = reg.get(candidate)
     opts = replay_options(cand)
@@ -297,7 +300,7 @@ def replay_cost(candidate: str) -> dict[str, Any]:
 def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
     """The replay engine's accounting (tokens, cost at the candidate's prices), with `replayed` for the
     count of sampled conversations."""
-    from deploysim.replay import summarize
+    from deploysim.replay.engine import summarize
 
     out = summarize(records, options)
     return {"replayed": out.pop("items"), **out}
@@ -324,9 +327,9 @@ def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[
 
 def run_grade(candidate: str) -> dict[str, Any]:
     """Grade candidate and baseline turns with every grader of the taxonomy (DEPLOYSIM_TAXONOMY or the
-    default policy); judge graders run when a judge is configured (deploysim.judge.from_env)."""
-    from deploysim import judge as judge_mod
-    from deploysim import taxonomy
+    default policy); judge graders run when a judge is configured (deploysim.grading.judge.from_env)."""
+    from deploysim.grading import judge as judge_mod
+    from deploysim.grading import taxonomy
 
     tax = taxonomy.load()
     judge = judge_mod.from_env()
@@ -367,21 +370,25 @@ def labels_path(candidate: str | None = None) -> Path:
     return lake.lake_path("labels", candidate) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
 
 
-def run_labels(candidate: str, source: str | None = None) -> dict[str, Any]:
+Reviewer = Callable[[list[Conversation], dict[str, list[Message]], dict[str, list[Message]]], list[dict[str, Any]]]
+
+
+def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | None = None) -> dict[str, Any]:
     """The human labels that apply to a candidate, from `source` (default DEPLOYSIM_LABELS): a CSV/JSONL
-    file, or "demo-review:N" (the demo's stand-in reviewers label N sampled conversations), or, when
-    empty, the labels imported with `deploysim labels FILE`. Labels for another candidate are left out."""
-    from deploysim import calibration
+    file, or, when empty, the labels imported with `deploysim labels FILE`. Labels for another
+    candidate are left out. `reviewer(conversations, candidate turns, baseline turns)` labels the
+    sample instead (the demo's stand-in reviewers come from the test kit)."""
+    from deploysim.grading import calibration
 
     if source is None:
         source = os.environ.get("DEPLOYSIM_LABELS", "")
 
-    if source.startswith("demo-review:"):
-        from deploysim import demo
-
+    if reviewer is not None:
         convs = load_redacted(sampled_ids())
-        rows = demo.review(convs, load_turns(candidate), baseline_turns(candidate, convs), int(source.split(":")[1]))
-        origin = f"demo stand-in reviewers ({source})"
+        rows = reviewer(convs, load_turns(candidate), baseline_turns(candidate, convs))
+        origin = f"stand-in reviewers ({source})"
+    elif source.startswith("demo-review:"):
+        raise ValueError(f"labels source {source!r} needs the demo's stand-in reviewers (the test kit)")
     elif source:
         rows = [lab.model_dump() for lab in calibration.load_labels(source)]
         origin = source
@@ -397,7 +404,7 @@ def run_labels(candidate: str, source: str | None = None) -> dict[str, Any]:
 
 
 def run_estimate(candidate: str) -> dict[str, Any]:
-    from deploysim import taxonomy
+    from deploysim.grading import taxonomy
 
     sample_rows = lake.read_rows(lake.lake_path("sample"))
     grade_rows = lake.read_rows(lake.lake_path("grade", candidate))
@@ -426,10 +433,11 @@ def observed_logs(candidate: str) -> str:
 def run_observed(candidate: str) -> dict[str, Any]:
     """Production's observed rates for a released candidate (its logs graded like `deploysim grade`),
     stored for the forecast scorecard; nothing to do until its production logs arrive."""
-    from deploysim import judge as judge_mod
-    from deploysim import observe, scorecard, taxonomy
+    from deploysim.grading import judge as judge_mod
+    from deploysim.estimation import observe, scorecard
+    from deploysim.grading import taxonomy
 
-    from deploysim.ingest import input_files
+    from deploysim.logs.ingest import input_files
 
     src = observed_logs(candidate)
     if not (Path(src).exists() or glob.glob(src)):
@@ -461,8 +469,8 @@ def report_path(candidate: str) -> Path:
 
 
 def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any]:
-    from deploysim import taxonomy
-    from deploysim.report import ReportData, markdown, render_html
+    from deploysim.grading import taxonomy
+    from deploysim.report.render import ReportData, markdown, render_html
 
     cand = reg.get(candidate)
     gate = lake.read_rows(gate_dir(candidate) / "release_gate.parquet")
@@ -482,7 +490,8 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
                 for b, gs in picked.items()}
-    from deploysim import calibration, scorecard
+    from deploysim.grading import calibration
+    from deploysim.estimation import scorecard
 
     calib, ppi = [], []
     if labels_path(candidate).exists():
@@ -511,7 +520,7 @@ def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[
     hits are counted under ``metadata:<name>``. Counts and places only, never the values: ``places``
     lists the first ``max_places`` hits as file, type and, in Parquet files, the record
     (conversation_id, already redacted) and field (``messages[3].content``, ``topic``)."""
-    from deploysim.redact import find_pii, pii_places, scan_texts
+    from deploysim.privacy.redact import find_pii, pii_places, scan_texts
 
     hits: Counter[str] = Counter()
     where: Counter[str] = Counter()

@@ -1,7 +1,8 @@
 """Command-line behaviour that needs no pipeline run."""
 import pytest
 
-from deploysim import cli, lake
+from orchestration import cli
+from deploysim import lake
 
 
 @pytest.fixture()

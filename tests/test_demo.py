@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import demo, rules
-from deploysim.redact import luhn_ok, ssn_ok
+from deploysim_testkit import demo
+from deploysim import rules
+from deploysim.privacy.redact import luhn_ok, ssn_ok
 
 ID_RE = re.compile(demo.ID_PATTERN)
 

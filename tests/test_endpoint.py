@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from deploysim import rules
-from deploysim.endpoint import PROFILES, REFUSALS, Profile, start_in_thread
+from deploysim_testkit.endpoint import PROFILES, REFUSALS, Profile, start_in_thread
 
 ALWAYS = Profile(name="always", harmful_compliance=1.0, over_refusal=1.0, pii_leakage=1.0, injection_following=1.0)
 NEVER = Profile(name="never", harmful_compliance=0.0, over_refusal=0.0, pii_leakage=0.0, injection_following=0.0)

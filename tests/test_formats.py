@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from deploysim import cli, lake
-from deploysim.formats import FormatError, detect_format
-from deploysim.ingest import IngestError, ingest_files, iter_ingest
+from orchestration import cli
+from deploysim import lake
+from deploysim.logs.formats import FormatError, detect_format
+from deploysim.logs.ingest import IngestError, ingest_files, iter_ingest
 from deploysim.schemas import Conversation, conversation_to_row
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

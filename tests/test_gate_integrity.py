@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import cli
+from orchestration import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +26,10 @@ def env(tmp_path_factory):
     for k in ("DEPLOYSIM_JUDGE_MODEL", "DEPLOYSIM_JUDGE_BASE_URL", "DEPLOYSIM_LABELS", "DEPLOYSIM_OBSERVED_LOGS"):
         os.environ.pop(k, None)
     os.environ.update(DEPLOYSIM_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
-                      DEPLOYSIM_LOGS=str(home / "raw" / "logs"), DEPLOYSIM_SAMPLE_SIZE="60")
-    from deploysim import demo
-    from deploysim.endpoint import PROFILES, start_in_thread
+                      DEPLOYSIM_LOGS=str(home / "raw" / "logs"), DEPLOYSIM_SAMPLE_SIZE="60", DEPLOYSIM_SEED="7",
+                      DEPLOYSIM_PURGE_RAW="false", DEPLOYSIM_MIN_COMPLETENESS_PCT="95")
+    from deploysim_testkit import demo
+    from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
     demo.generate(home / "raw", n=240, seed=11)
     slow = {**PROFILES, "slow": PROFILES["steady"].model_copy(update={"name": "slow", "latency_ms": 700.0})}
@@ -118,7 +119,7 @@ def test_a_second_run_on_the_same_data_directory_is_told_who_holds_it(env, capsy
 
 def _start_slow_run(env) -> subprocess.Popen:
     add("slowpoke", env["url"], "slow", "--concurrency", "2")
-    return subprocess.Popen([sys.executable, "-m", "deploysim.cli", "run", "slowpoke", "--skip-traffic"],
+    return subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run", "slowpoke", "--skip-traffic"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -1,4 +1,4 @@
-from deploysim.graders import DEFAULT_GRADERS, HarmfulCompliance, InjectionFollowing, OverRefusal, PiiLeakage, grade_turns
+from deploysim.grading.graders import DEFAULT_GRADERS, HarmfulCompliance, InjectionFollowing, OverRefusal, PiiLeakage, grade_turns
 from deploysim.schemas import Conversation, Message, ToolCall
 
 

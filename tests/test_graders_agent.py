@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import calibration
-from deploysim.graders import (EmptyResponse, FabricatedToolResult, FalseActionClaim, InvalidToolCall,
+from deploysim.grading import calibration
+from deploysim_testkit import grader_study
+from deploysim.grading.graders import (EmptyResponse, FabricatedToolResult, FalseActionClaim, InvalidToolCall,
                                SelfHarmWithoutSupport, SystemPromptLeak, UnconfirmedConsequentialAction)
 from deploysim.schemas import Conversation, Message, ToolCall
 
@@ -96,14 +97,14 @@ def test_request_classifier_on_xstest():
     """The keyword rule on all of XSTest (measured 2026-11: precision 96.8%, recall 76.0%, specificity 98.0%).
     Half of XSTest (even ids) was used to write the patterns; the honest figure is the held-out half
     (precision 0.909, recall 0.510), checked in tests/test_rules_xstest.py."""
-    a = calibration.xstest_request_classifier(XSTEST)
+    a = grader_study.xstest_request_classifier(XSTEST)
     assert a.n == 450 and a.tp + a.fn == 200
     assert a.specificity >= 0.97  # over_refusal keeps applying to the safe look-alikes
     assert a.recall >= 0.7
 
 
 def test_rule_graders_agree_with_demo_ground_truth():
-    for a in calibration.demo_logged_turns(n=600):
+    for a in grader_study.demo_logged_turns(n=600):
         assert a.tp > 0, a
         assert a.kappa >= 0.95, a.row()
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from deploysim.httpclient import ConnectionFailed, Http1Pool
-from deploysim.replay import run_async
+from deploysim.replay.http import ConnectionFailed, Http1Pool
+from deploysim.replay.engine import run_async
 
 
 def ok(body: bytes, extra: bytes = b"") -> bytes:
@@ -126,7 +126,7 @@ def test_refused_connection_and_bad_urls() -> None:
 
 def test_the_engine_uses_httpx_when_a_proxy_applies(monkeypatch, tmp_path) -> None:
     from deploysim.candidates import Candidate
-    from deploysim.replay import ChatClient, ReplayCache, _Http1Transport, _HttpxTransport
+    from deploysim.replay.engine import ChatClient, ReplayCache, _Http1Transport, _HttpxTransport
 
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import demo
-from deploysim.ingest import IngestError, ingest_files
+from deploysim_testkit import demo
+from deploysim.logs.ingest import IngestError, ingest_files
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from deploysim import cli, pipeline
-from deploysim.ingest import ingest_files
+from orchestration import cli
+from deploysim import pipeline
+from deploysim.logs.ingest import ingest_files
 
 
 def _conv(i: int) -> dict:

@@ -1,14 +1,15 @@
 """The LLM-judge grader over real HTTP against the reference endpoint's judge profiles (known accuracy)."""
 from __future__ import annotations
 
+from deploysim_testkit import grader_study
 import pytest
 
-from deploysim import calibration, taxonomy
-from deploysim.endpoint import start_in_thread
-from deploysim.judge import Judge, JudgeGrader, parse_verdict, render_request
-from deploysim.judge_profiles import JUDGE_PROFILES
+from deploysim.grading import calibration, taxonomy
+from deploysim_testkit.endpoint import start_in_thread
+from deploysim.grading.judge import Judge, JudgeGrader, parse_verdict, render_request
+from deploysim_testkit.judge_profiles import JUDGE_PROFILES
 from deploysim.schemas import Conversation, Message
-from deploysim.stats import wilson
+from deploysim.estimation.stats import wilson
 
 BEHAVIOURS = ["harmful_compliance", "over_refusal", "pii_leakage", "injection_following"]
 
@@ -31,7 +32,7 @@ def pooled(agreements):
 def test_judge_accuracy_matches_its_configured_sensitivity_and_specificity(server, name, tmp_path):
     prof = JUDGE_PROFILES[name]
     with Judge(base_url=server.base_url, model=name, cache_path=tmp_path / "j.sqlite") as j:
-        tp, fn, tn, fp = pooled(calibration.judge_on_demo(j, BEHAVIOURS, n=600))
+        tp, fn, tn, fp = pooled(grader_study.judge_on_demo(j, BEHAVIOURS, n=600))
     assert tp + fn >= 25 and tn + fp >= 1000  # enough truth on both sides to measure
     # 99.9% Wilson intervals of the measured rates contain the configured ones
     z = 3.29
@@ -125,7 +126,7 @@ def test_taxonomy_builds_judge_graders_only_with_a_judge(server):
 def test_a_turn_without_a_valid_verdict_leaves_the_domain(server):
     """judge-sloppy answers prose 30% of the time; with no re-asks those turns get no verdict, and
     grade_turns marks them not applicable rather than not flagged."""
-    from deploysim import graders
+    from deploysim.grading import graders
 
     convs = [conv(f"How do I sort list {i}?").model_copy(update={"conversation_id": f"c{i}"}) for i in range(60)]
     turns = {c.conversation_id: [Message(role="assistant", content="I'm sorry, but I can't help with that.")]
@@ -143,7 +144,7 @@ def test_a_turn_without_a_valid_verdict_leaves_the_domain(server):
 def test_judge_cache_is_owner_only_in_the_raw_zone_and_keyed_by_endpoint(server, tmp_path, monkeypatch):
     import stat
 
-    from deploysim.judge import from_env
+    from deploysim.grading.judge import from_env
 
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     monkeypatch.delenv("DEPLOYSIM_JUDGE_CACHE", raising=False)

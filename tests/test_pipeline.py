@@ -22,9 +22,9 @@ def sim(tmp_path_factory):
     os.environ["DEPLOYSIM_LOGS"] = str(home / "raw" / "logs")
     import dagster as dg
 
-    from deploysim import demo
+    from deploysim_testkit import demo
     from deploysim.candidates import Candidate, register
-    from deploysim.endpoint import start_in_thread
+    from deploysim_testkit.endpoint import start_in_thread
     from orchestration import runner
 
     paths = demo.generate(home / "raw", n=2000, seed=7)
@@ -65,7 +65,7 @@ def test_traffic_materialises(sim):
 
 def test_steady_passes_and_is_decided(sim):
     res, runner = sim["results"]["steady"], sim["runner"]
-    from deploysim import taxonomy
+    from deploysim.grading import taxonomy
 
     tax = taxonomy.load()
     statuses = {b: r["status"] for b, r in gate("steady").items()}
@@ -104,8 +104,8 @@ def test_configured_rates_inside_intervals(sim):
     """
     from statistics import NormalDist
 
-    from deploysim.endpoint import PROFILES
-    from deploysim.stats import wilson
+    from deploysim_testkit.endpoint import PROFILES
+    from deploysim.estimation.stats import wilson
 
     z = NormalDist().inv_cdf(1 - 0.05 / 2 / 8)
     misses, checked = [], 0
@@ -169,7 +169,7 @@ def test_rerun_makes_no_http_calls(sim):
 
 
 def test_cli_gate_exit_codes(sim, capsys):
-    from deploysim import cli
+    from orchestration import cli
 
     assert cli.main(["gate", "steady"]) == cli.EXIT_PASS
     assert cli.main(["gate", "regressing"]) == cli.EXIT_BLOCKED
@@ -193,8 +193,9 @@ def test_sensor_requests_runs_for_new_candidates(sim):
 def test_judge_graders_and_calibration_in_the_pipeline(sim):
     """judge.* graders run beside the rules; the stand-in reviewers' labels give a calibration table that
     recovers the judge profile's configured accuracy, and PPI++ rates beside the uncorrected ones."""
-    from deploysim import calibration, pipeline
-    from deploysim.judge_profiles import JUDGE_PROFILES
+    from deploysim.grading import calibration
+    from deploysim import pipeline
+    from deploysim_testkit.judge_profiles import JUDGE_PROFILES
 
     grades = lake.read_rows(lake.lake_path("grade", "regressing"))
     judged = [g for g in grades if g["grader"].startswith("judge.")]
@@ -217,7 +218,7 @@ def test_judge_graders_and_calibration_in_the_pipeline(sim):
 
 
 def test_forecast_scorecard_after_release(sim):
-    from deploysim import scorecard
+    from deploysim.estimation import scorecard
 
     runner = sim["runner"]
     assert sim["before_release"].success and not sim["observed_before"]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import graders, demo, rules
-from deploysim.ingest import ingest_files
-from deploysim.redact import (
+from deploysim import rules
+from deploysim.grading import graders
+from deploysim_testkit import demo
+from deploysim.logs.ingest import ingest_files
+from deploysim.privacy.redact import (
     DEFAULT_SECRET,
     PlaceholderState,
     find_pii,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import demo, lake, pipeline
-from deploysim.ingest import ingest_files
-from deploysim.redact import (
+from deploysim_testkit import demo
+from deploysim import lake, pipeline
+from deploysim.logs.ingest import ingest_files
+from deploysim.privacy.redact import (
     PlaceholderState,
     RedactConfig,
     RedactConfigError,
@@ -183,7 +184,7 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
-    from deploysim.redact import hash_user_id
+    from deploysim.privacy.redact import hash_user_id
 
     conv = Conversation(conversation_id="t", metadata={"user_id": "mia_li_3668"}, messages=[
         Message(role="user", content="My user id is mia_li_3668, reservation 4WQ150."),
@@ -207,7 +208,7 @@ def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
 
 
 def test_ner_reads_only_text_that_can_hold_a_name() -> None:
-    from deploysim import ner
+    from deploysim.privacy import ner
 
     assert ner.segments("Thanks! Another question: How do I reset my password?") == []
     assert ner.segments("Hi <PERSON_1>, order ORD-48213 shipped.") == []
@@ -231,7 +232,7 @@ def test_ner_reads_only_text_that_can_hold_a_name() -> None:
 
 
 def test_ner_drops_lowercase_entities_only_in_cased_text() -> None:
-    from deploysim import ner
+    from deploysim.privacy import ner
 
     assert not ner.keep("methamphetamine", "LOCATION", in_caseless=False)
     assert ner.keep("methamphetamine", "LOCATION", in_caseless=True)  # caseless text: names are lowercase
@@ -245,7 +246,7 @@ def test_ner_drops_lowercase_entities_only_in_cased_text() -> None:
 
 
 def test_ner_keeps_words_the_harm_rules_read() -> None:
-    from deploysim import ner
+    from deploysim.privacy import ner
 
     text = "how to synthesize meth in a home lab"  # caseless: the model's "meth" (GPE) survives keep()
     start = text.index("meth")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import cli, lake, pipeline
-from deploysim.redact import RedactConfig, find_pii, redact_conversation
+from orchestration import cli
+from deploysim import lake, pipeline
+from deploysim.privacy.redact import RedactConfig, find_pii, redact_conversation
 from deploysim.schemas import Conversation, Message, ToolCall, conversation_to_row
 
 PLANTED = ["jane.doe@example.com", "+44 20 7946 0958", "bob@example.org", "ann@example.org", "Mia",

@@ -11,8 +11,8 @@ import pytest
 
 from deploysim import rules
 from deploysim.candidates import Candidate
-from deploysim.endpoint import PROFILES, Profile, start_in_thread
-from deploysim.replay import UNAVAILABLE, ChatClient, ReplayCache, ReplayError, backoff_delay, replay, replay_conversations
+from deploysim_testkit.endpoint import PROFILES, Profile, start_in_thread
+from deploysim.replay.engine import UNAVAILABLE, ChatClient, ReplayCache, ReplayError, backoff_delay, replay, replay_conversations
 from deploysim.schemas import Conversation, Message, ToolCall
 
 NEVER = Profile(name="never", harmful_compliance=0.0, over_refusal=0.0, pii_leakage=0.0, injection_following=0.0)
@@ -210,7 +210,7 @@ def test_malformed_json_is_retried_and_one_failure_does_not_stop_others(tmp_path
         with ReplayCache(tmp_path / "c.sqlite") as cache:
             cand = Candidate(name="x", base_url="http://mock/v1", model="m", concurrency=2)
             client = ChatClient(cand, cache, _mock_client(handler))
-            from deploysim.replay import replay_one
+            from deploysim.replay.engine import replay_one
 
             convs = [chat_conv("ok1", "fine"), chat_conv("b", "BROKEN"), chat_conv("g", "GARBLED"), chat_conv("ok2", "fine too")]
             return [await replay_one(c, client) for c in convs]

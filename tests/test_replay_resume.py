@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deploysim.endpoint import PROFILES, start_in_thread
-from deploysim.replay import ReplayCache
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
+from deploysim.replay.engine import ReplayCache
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 240
@@ -43,7 +43,7 @@ def write_logs(path: Path) -> None:
 
 
 def cli(logs: Path, base_url: str, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "deploysim.cli", "replay", str(logs), "--base-url", base_url, "--model", "paced",
+    return [sys.executable, "-m", "orchestration.cli", "replay", str(logs), "--base-url", base_url, "--model", "paced",
             "--out", str(out), "--cache", str(cache), "--concurrency", "8", "--api-key-env", KEY_ENV, "--quiet"]
 
 
@@ -118,7 +118,7 @@ def test_cli_replay_errors_and_dry_run(tmp_path: Path) -> None:
     logs = tmp_path / "logs.jsonl"
     write_logs(logs)
     with start_in_thread(profiles={"paced": PROFILE}) as server:
-        base = [sys.executable, "-m", "deploysim.cli", "replay", str(logs), "--base-url", server.base_url,
+        base = [sys.executable, "-m", "orchestration.cli", "replay", str(logs), "--base-url", server.base_url,
                 "--out", str(tmp_path / "o.jsonl"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"]
         dry = subprocess.run(base + ["--model", "paced", "--dry-run", "--price-in", "1", "--price-out", "2"],
                              env=env(tmp_path), capture_output=True, text=True, timeout=60)

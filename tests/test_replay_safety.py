@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from deploysim.candidates import Candidate
-from deploysim.endpoint import PROFILES, start_in_thread
-from deploysim.replay import (ChatClient, ReplayCache, ReplayOptions, failure_class, failure_classes, replay,
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
+from deploysim.replay.engine import (ChatClient, ReplayCache, ReplayOptions, failure_class, failure_classes, replay,
                               summarize, summary_lines)
 from deploysim.schemas import Conversation, Message, ToolCall
 
@@ -354,7 +354,7 @@ def test_the_pipeline_cache_is_owner_only_in_the_raw_zone_and_a_ghost_candidate_
 
 
 def cli(logs: Path, base_url: str, out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "deploysim.cli", "replay", str(logs), "--base-url", base_url, "--model", "steady",
+    cmd = [sys.executable, "-m", "orchestration.cli", "replay", str(logs), "--base-url", base_url, "--model", "steady",
            "--out", str(out), "--cache", str(cache), "--api-key-env", KEY_ENV, "--quiet", "--max-retries", "1", *extra]
     env = {**os.environ, KEY_ENV: SECRET, "DEPLOYSIM_HOME": str(out.parent), "DEPLOYSIM_REDACT_NER": "0",
            "PYTHONPATH": str(ROOT)}

@@ -9,11 +9,11 @@ from typing import Any, Iterator
 import pytest
 
 from deploysim.candidates import Candidate
-from deploysim.endpoint import PROFILES, start_in_thread
-from deploysim.ingest import parse_record
-from deploysim.replay import UNAVAILABLE, ReplayOptions, replay, summarize
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
+from deploysim.logs.ingest import parse_record
+from deploysim.replay.engine import UNAVAILABLE, ReplayOptions, replay, summarize
 from deploysim.schemas import Conversation
-from deploysim.toolsim import canonical_args
+from deploysim.replay.toolsim import canonical_args
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tau-bench-airline"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"tau-bench data not found at {DATA}")

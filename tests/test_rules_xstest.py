@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploysim import demo, rules
+from deploysim_testkit import demo
+from deploysim import rules
 
 XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest-prompts" / "xstest_prompts.csv"
 

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from deploysim.sample import allocate, stratified_sample, stratum_of
+from deploysim.sampling.stratified import allocate, stratified_sample, stratum_of
 
 
 def units():
@@ -86,7 +86,7 @@ def test_allocation_never_crashes_and_sums_to_n():
 def test_weighted_estimates_stay_unbiased_with_pooled_strata():
     """Across seeds, the weighted total of a topic-dependent outcome averages to the truth, and
     the stats estimator's rate covers it: pooled strata carry true inclusion probabilities."""
-    from deploysim.stats import estimate
+    from deploysim.estimation.stats import estimate
 
     units = many_strata(n_topics=300, per_topic=2)
     flagged = {cid for cid, s in units if s.startswith(("t1", "t2")) or cid.startswith("trip")}

@@ -3,7 +3,7 @@
 Before release: demo production logs (seed 7) are simulated for `steady` through the pipeline's
 steps (ingest, redact, sample, replay over HTTP, grade, estimate). After release: fresh demo traffic
 (seed 8) is answered by the released `steady` model, written as production logs, and graded with
-`deploysim grade --observed steady`. dbt's scorecard marts must agree with deploysim.scorecard.
+`deploysim grade --observed steady`. dbt's scorecard marts must agree with deploysim.estimation.scorecard.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from deploysim import lake, scorecard
+from deploysim import lake
+from deploysim.estimation import scorecard
 
 DBT = Path(__file__).resolve().parents[1] / "dbt"
 N = 600
@@ -28,9 +29,10 @@ def released(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scorecard")
     mp = pytest.MonkeyPatch()
     mp.setenv("DEPLOYSIM_HOME", str(tmp / "home"))
-    from deploysim import demo, pipeline
+    from deploysim_testkit import demo
+    from deploysim import pipeline
     from deploysim.candidates import Candidate, register
-    from deploysim.endpoint import start_in_thread
+    from deploysim_testkit.endpoint import start_in_thread
 
     before = demo.generate(tmp / "home" / "raw", n=N, seed=7)
     post = tmp / "production_after_release.jsonl"
@@ -49,7 +51,8 @@ def released(tmp_path_factory):
 
 
 def test_grade_cli_writes_one_line_per_conversation_behaviour_grader(released, capsys):
-    from deploysim import cli, taxonomy
+    from orchestration import cli
+    from deploysim.grading import taxonomy
 
     tmp, post = released
     out = tmp / "grades.jsonl"
@@ -133,8 +136,9 @@ def test_human_labels_give_calibration_and_ppi(released):
     """Labels on 120 candidate turns (6 disagreeing with the grader) -> calibration row and PPI++ in the estimate."""
     import csv
 
-    from deploysim import calibration, pipeline
-    from deploysim.report import ReportData, markdown, render_html
+    from deploysim.grading import calibration
+    from deploysim import pipeline
+    from deploysim.report.render import ReportData, markdown, render_html
 
     tmp, _ = released
     grades = [g for g in lake.read_rows(lake.lake_path("grade", "steady"))
@@ -171,7 +175,7 @@ def test_human_labels_give_calibration_and_ppi(released):
 
 
 def test_label_files_are_validated(tmp_path):
-    from deploysim import calibration
+    from deploysim.grading import calibration
 
     good = tmp_path / "l.jsonl"
     good.write_text('{"conversation_id": "c1", "behaviour": "over_refusal", "label": 1}\n\n'

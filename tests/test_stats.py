@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from deploysim import planner, stats
-from deploysim.stats import estimate, wilson
+from deploysim.estimation import planner, stats
+from deploysim.estimation.stats import estimate, wilson
 
 
 def srs(n, N=None):

@@ -1,11 +1,11 @@
 """The validation study: coverage over simulated replications, PPI with a biased judge, stratified vs SRS.
 
 The replications run the pipeline's own estimator code on simulated per-stratum sums
-(deploysim.stats_study); test_stats.py checks that those sums match what `estimate` builds from rows.
+(deploysim_testkit.stats_study); test_stats.py checks that those sums match what `estimate` builds from rows.
 """
 import pytest
 
-from deploysim import stats_study as S
+from deploysim_testkit import stats_study as S
 
 REPS = 1000
 

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from deploysim import taxonomy
-from deploysim.graders import RULE_GRADERS
+from deploysim.estimation import seeds
+from deploysim.grading import taxonomy
+from deploysim.grading.graders import RULE_GRADERS
 
 SEED = Path(__file__).resolve().parents[1] / "dbt" / "seeds" / "gate_thresholds.csv"
 
@@ -51,9 +52,9 @@ def test_invalid_policies_are_rejected(bad):
 
 
 def test_seeds_are_generated_from_the_taxonomy():
-    """`python -m deploysim.taxonomy` writes both seeds; the committed files must equal its output."""
-    assert SEED.read_text() == taxonomy.seed_csv(taxonomy.load())
-    assert (SEED.parent / "holm_critical_z.csv").read_text() == taxonomy.holm_seed_csv()
+    """`python -m deploysim.estimation.seeds` writes both seeds; the committed files must equal its output."""
+    assert SEED.read_text() == seeds.seed_csv(taxonomy.load())
+    assert (SEED.parent / "holm_critical_z.csv").read_text() == seeds.holm_seed_csv()
     rows = list(csv.DictReader(SEED.open()))
     assert {r["behaviour"] for r in rows} == {b.id for b in taxonomy.load().behaviours if b.gate}
 

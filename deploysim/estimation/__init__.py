@@ -1,0 +1,1 @@
+"""Estimation: prevalence with intervals, paired differences, planning, the forecast scorecard."""

@@ -1,0 +1,1 @@
+"""Grading: the behaviour taxonomy, rule graders, the LLM judge, human labels and calibration."""

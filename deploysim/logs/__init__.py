@@ -1,0 +1,1 @@
+"""Reading logs: formats (OpenAI, ShareGPT, Anthropic, tau-bench, Parquet) and streaming ingest."""

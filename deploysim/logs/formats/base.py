@@ -1,0 +1,304 @@
+"""Opening, detecting and streaming log files of every supported format."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+FORMATS = ("openai", "sharegpt", "anthropic", "taubench", "parquet")
+MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line is quarantined without being held in memory
+
+_GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
+
+
+class FormatError(Exception):
+    """A file that cannot be read at all (unknown format, unreadable compression).
+
+    ``reason`` says why without naming the file (for a quarantine entry that names it)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class StreamError(FormatError):
+    """A compressed stream that is truncated or corrupt; the lines before it were read."""
+
+    def __init__(self, path: Path, codec: str, truncated: bool, detail: str) -> None:
+        self.codec, self.truncated, self.detail = codec, truncated, detail
+        super().__init__(f"{path}: {self.describe(None)}")
+        self.reason = self.describe(None)
+
+    def describe(self, records: int | None) -> str:
+        """The reason, with how many records were read before the fault when known."""
+        after = "" if records is None or (records == 0 and not self.truncated) else f" after {records:,} records"
+        if self.truncated:
+            return f"truncated {self.codec} stream{after} ({self.detail})"
+        return f"corrupt {self.codec} stream{after}: {self.detail}"
+
+
+class RecordError(ValueError):
+    """Why one record was quarantined (a sentence a person can act on)."""
+
+
+@dataclass
+class RawRecord:
+    """One record of a file: its 1-based line (JSONL) or row (Parquet), and either the
+    OpenAI-shaped dict or the reason it is unusable."""
+
+    where: int
+    record: dict[str, Any] | None = None
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------- opening
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(4)
+
+
+def compression(path: Path) -> str | None:
+    head = _magic(path)
+    if head.startswith(_GZIP):
+        return "gzip"
+    if head.startswith(_ZSTD):
+        return "zstd"
+    return None
+
+
+class _ZstdRaw(io.RawIOBase):
+    """Decompressed bytes of a zstd file, frame after frame; EOFError when the file ends inside
+    a frame (zstandard's stream reader stops there silently)."""
+
+    def __init__(self, path: Path, chunk: int = 1 << 16) -> None:
+        import zstandard
+
+        self._zstd, self._fh, self._chunk = zstandard, open(path, "rb"), chunk
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._out, self._in_frame = b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        while not self._out:
+            data = self._fh.read(self._chunk)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            while data:
+                self._in_frame = True
+                self._out += self._dobj.decompress(data)
+                data = b""
+                if self._dobj.eof:  # a frame ended; what follows starts the next one
+                    data, self._in_frame = self._dobj.unused_data, False
+                    self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+        n = min(len(buf), len(self._out))
+        buf[:n], self._out = self._out[:n], self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """The decompressed byte stream of a plain, gzip or zstd file (chosen by magic bytes)."""
+    kind = compression(path)
+    if kind == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        return io.BufferedReader(_ZstdRaw(path), buffer_size=1 << 20)  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _stream_error(path: Path, e: BaseException) -> FormatError:
+    detail = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+    codec = compression(path)
+    if codec is None:
+        return FormatError(f"cannot read {path}: {detail}", reason=f"cannot read file: {detail}")
+    return StreamError(path, codec, isinstance(e, EOFError), detail)
+
+
+def iter_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(line number, raw bytes or None, error or None) for every line, with bounded memory.
+
+    A line longer than MAX_LINE_BYTES is skipped (its bytes are never held whole) and
+    reported; a truncated or corrupt compressed stream raises StreamError after the lines
+    read before it.
+    """
+    no = 0
+    with open_binary(path) as fh:
+        try:
+            while True:
+                line = fh.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    return
+                no += 1
+                if on_bytes:
+                    on_bytes(len(line))
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    size = len(line)
+                    while chunk := fh.readline(MAX_LINE_BYTES):  # skip the rest of the line
+                        size += len(chunk)
+                        if on_bytes:
+                            on_bytes(len(chunk))
+                        if chunk.endswith(b"\n"):
+                            break
+                    yield no, None, f"line is {size / 1e6:.0f} MB, longer than the {MAX_LINE_BYTES // 2**20} MB limit"
+                    continue
+                yield no, line, None
+        except (EOFError, OSError, zlib.error) as e:
+            raise _stream_error(path, e) from None
+        except Exception as e:  # zstandard.ZstdError and friends
+            if type(e).__module__.startswith("zstandard") or "zstd" in type(e).__name__.lower():
+                raise _stream_error(path, e) from None
+            raise
+
+
+def decode_line(raw: bytes, first: bool) -> str:
+    try:
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"line is not valid UTF-8 (byte {raw[e.start]:#04x} at col {e.start + 1})") from None
+
+
+def load_json_object(line: str) -> dict[str, Any]:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"line is not valid JSON: {e.msg} (col {e.colno})") from None
+    except RecursionError:
+        raise RecordError("line is JSON nested too deeply to read") from None
+    if not isinstance(rec, dict):
+        raise RecordError(f"record is a JSON {type(rec).__name__}, not an object")
+    return rec
+
+
+# ---------------------------------------------------------------------------- detection
+
+
+def format_of_record(rec: dict[str, Any]) -> str | None:
+    """The format a JSON object looks like, or None."""
+    if isinstance(rec.get("messages"), list):
+        return "openai"
+    if isinstance(rec.get("traj"), list):
+        return "taubench"
+    if isinstance(rec.get("conversations"), list) or isinstance(rec.get("conversation"), list):
+        return "sharegpt"
+    for key in ("chosen", "transcript", "text", "prompt"):
+        val = rec.get(key)
+        if isinstance(val, str) and "Human:" in val:
+            return "anthropic"
+    return None
+
+
+def detect_format(path: Path, sample_lines: int = 50) -> str:
+    """The format of a file from its first bytes (Parquet) or its first JSON objects.
+
+    Raises FormatError (with a ``reason``) for an empty file, a file of no known format and
+    a compressed stream broken before any record could be recognised."""
+    path = Path(path)
+    try:
+        head = _magic(path)
+        size = path.stat().st_size
+    except OSError as e:
+        raise FormatError(f"cannot open {path}: {e.strerror or e}", reason=f"cannot open file: {e.strerror or e}") from None
+    if size == 0:
+        raise FormatError(f"cannot detect the format of {path}: it is an empty file", reason="empty file")
+    if head == _PARQUET:
+        return "parquet"
+    seen = 0
+    try:
+        for no, raw, err in iter_lines(path):
+            if err or raw is None or not raw.strip():
+                continue
+            seen += 1
+            try:
+                fmt = format_of_record(load_json_object(decode_line(raw, no == 1)))
+            except RecordError:
+                fmt = None
+            if fmt:
+                return fmt
+            if seen >= sample_lines:
+                break
+    except StreamError as e:
+        if seen == 0:
+            raise
+    if seen == 0:
+        raise FormatError(f"cannot detect the format of {path}: it has no records", reason="empty file: no records")
+    why = (f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
+           "pass the format explicitly if it is one of them")
+    raise FormatError(f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",
+                      reason=f"not a log file: unrecognised format ({why})")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_records(path: Path, fmt: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+    """Every record of a file as an OpenAI-shaped dict (or an error), streamed."""
+    from deploysim.logs.formats import convert
+
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        yield from _parquet_records(path, on_bytes)
+        return
+    to_openai = convert.CONVERTERS[fmt]
+    for no, raw, err in iter_lines(path, on_bytes):
+        if err is not None:
+            yield RawRecord(no, error=err)
+            continue
+        assert raw is not None
+        if not raw.strip():
+            continue
+        try:
+            rec = load_json_object(decode_line(raw, no == 1))
+            yield RawRecord(no, record=to_openai(rec))
+        except RecordError as e:
+            yield RawRecord(no, error=str(e))
+
+
+def _parquet_records(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[RawRecord]:
+    import pyarrow.parquet as pq
+
+    from deploysim.logs.formats import convert
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError
+        raise FormatError(f"cannot read {path} as Parquet: {e}", reason=f"corrupt Parquet file: {e}") from None
+    names = set(pf.schema_arrow.names)
+    if "messages" not in names:
+        why = f"Parquet without a 'messages' column (columns: {', '.join(sorted(names))})"
+        raise FormatError(f"{path} is {why}", reason=f"not a log file: {why}")
+    row = 0
+    total = max(pf.metadata.num_rows, 1)
+    size = path.stat().st_size
+    batches = pf.iter_batches(batch_size=2048)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:  # a damaged row group
+            raise FormatError(f"cannot read {path} as Parquet after {row} rows: {e}",
+                              reason=f"corrupt Parquet file after {row:,} records: {e}") from None
+        for rec in batch.to_pylist():
+            row += 1
+            try:
+                yield RawRecord(row, record=convert.from_project_row(rec))
+            except RecordError as e:
+                yield RawRecord(row, error=str(e))
+        if on_bytes:
+            on_bytes(int(size * batch.num_rows / total))

@@ -1,0 +1,1 @@
+"""Privacy: personal-data detectors, NER, redaction policies and residual scans."""

@@ -1,0 +1,1 @@
+"""Replaying conversations against a candidate: HTTP client, cache, pacing, agent loop, tool simulator."""

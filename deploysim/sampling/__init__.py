@@ -1,0 +1,1 @@
+"""Sampling the traffic: stratified samples with recorded inclusion probabilities."""

@@ -1,0 +1,496 @@
+"""The deploysim command line. Its exit code is the release gate.
+
+Exit codes, for every command: 0 passed (or done), 1 blocked (the gate failed, or some items
+failed), 2 could not run or could not decide (bad input, usage, unreachable endpoint, a failed
+step), 3 reserved for an inconclusive gate; 130 and 143 after Ctrl-C and SIGTERM.
+
+Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
+the library stays free of Dagster.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_PASS, EXIT_BLOCKED, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _gate_rows(name: str) -> list[dict]:
+    from deploysim import lake, pipeline
+
+    path = pipeline.gate_dir(name) / "release_gate.parquet"
+    return sorted(lake.read_rows(path), key=lambda r: r["behaviour"]) if path.exists() else []
+
+
+def print_gate(name: str, rows: list[dict]) -> None:
+    from deploysim.report.render import pct, pts
+
+    w = max([len("behaviour")] + [len(r["behaviour"]) for r in rows]) + 2
+    head = f"{'behaviour':<{w}}{'rate':>8}  {'95% CI':<17}{'baseline':>9}  {'difference':>12}  {'max':>7}  status"
+    _say(f"\n{name}\n{head}\n{'-' * len(head)}")
+    for r in rows:
+        ci = f"{pct(r['ci_low'])}–{pct(r['ci_high'])}"
+        _say(f"{r['behaviour']:<{w}}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
+             f"{pct(r.get('max_rate')):>7}  {r['status'].upper()}")
+    for r in rows:
+        if r["status"] == "fail":
+            _say(f"  ✗ {r['behaviour']}: {r['reason']}")
+
+
+def verdict(rows: list[dict]) -> int:
+    if not rows:
+        return EXIT_ERROR
+    return EXIT_BLOCKED if any(r["status"] == "fail" for r in rows) else EXIT_PASS
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from deploysim_testkit.endpoint import serve
+
+    key = os.environ.get(a.api_key_env) if a.api_key_env else None
+    if a.api_key_env and not key:
+        _say(f"error: environment variable {a.api_key_env} is not set")
+        return EXIT_ERROR
+    serve(host=a.host, port=a.port, api_key=key)
+    return EXIT_PASS
+
+
+def cmd_candidate_add(a: argparse.Namespace) -> int:
+    from deploysim.candidates import Candidate, register
+    from orchestration.runner import add_partition, instance
+
+    c = Candidate(name=a.name, base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
+                  temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline,
+                  requests_per_minute=a.rpm, tokens_per_minute=a.tpm, price_prompt_per_mtok=a.price_in,
+                  price_completion_per_mtok=a.price_out, max_steps=a.max_steps, tool_simulator_model=a.tool_sim_model,
+                  timeout_s=a.timeout_s, max_retries=a.max_retries)
+    register(c)
+    add_partition(instance(), c.name)
+    _say(f"registered {c.name} ({c.model} at {c.base_url}); partition added")
+    return EXIT_PASS
+
+
+def cmd_candidate_list(a: argparse.Namespace) -> int:
+    from deploysim.candidates import load_registry
+
+    reg = load_registry()
+    for why in reg.removed:
+        _say(f"warning: {why}")
+    for c in reg.candidates.values():
+        _say(f"{c.name}\t{c.model}\t{c.base_url}\tkey env: {c.api_key_env or '-'}\tbaseline: {c.baseline}")
+    return EXIT_PASS
+
+
+def _run_traffic(inst, verbose: bool) -> bool:
+    from orchestration.runner import check_reasons, failed_checks, run_traffic, step_errors
+
+    t = time.perf_counter()
+    _say("· traffic: ingest → redact → sample")
+    res = run_traffic(inst, verbose)
+    _check_interrupted(res)
+    if not res.success or failed_checks(res):
+        _say("  traffic failed:")
+        why = check_reasons(res)
+        for line in [c + (f": {why[c]}" if c in why else "") for c in failed_checks(res)] + step_errors(res):
+            _say(f"    {line}")
+        return False
+    _say(f"  done in {time.perf_counter() - t:.1f}s")
+    return True
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal (its Dagster run is marked failed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _check_interrupted(res) -> None:
+    from deploysim import interrupts
+
+    if interrupts.received() is not None or any("DagsterExecutionInterruptedError" in line or "KeyboardInterrupt" in line
+                                                 for line in _errors(res)):
+        raise Interrupted(interrupts.received() or signal.SIGINT)
+
+
+def _errors(res) -> list[str]:
+    from orchestration.runner import step_errors
+
+    return step_errors(res) + [e.message or "" for e in res.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+
+
+def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None) -> int:
+    """Run one candidate's simulation; the exit code comes only from what this run decided."""
+    from deploysim import lake, pipeline, runs
+    from orchestration.runner import run_candidate, run_outcome
+
+    t = time.perf_counter()
+    _say(f"· {name}: replay → grade → estimate → gate → report")
+    res = run_candidate(inst, name, verbose, deadline_s=deadline_s)
+    try:
+        _check_interrupted(res)
+    except Interrupted:
+        runs.record(name, runs.INTERRUPTED, res.run_id, ["stopped by a signal"])
+        raise
+    out = run_outcome(res)
+    _say(f"  done in {time.perf_counter() - t:.1f}s (run {res.run_id})")
+    if "replay" in _materialised(res) and lake.lake_path("replay", name).exists():
+        _print_replay_summary(name)
+    problems = list(out["problems"])
+    if not problems and not out["gate_built"]:
+        problems.append("release_gate was not built in this run")
+    rows = _gate_rows(name) if not problems else []
+    if not problems and not rows:
+        problems.append("the gate has no rows for this candidate")
+    if not problems and out["blocked"] != any(r["status"] == "fail" for r in rows):
+        problems.append("the gate check and the gate table disagree")
+    if not problems and not out["blocked"] and not out["decided"]:
+        problems.append("release_decision was not recorded")
+    if problems:
+        runs.record(name, runs.ERROR, res.run_id, problems)
+        _say(f"\n{name}: the run could not decide (exit {EXIT_ERROR}); no gate is reported for it:")
+        for line in problems:
+            _say(f"  ✗ {line}")
+        return EXIT_ERROR
+    print_gate(name, rows)
+    code = verdict(rows)
+    runs.record(name, runs.BLOCKED if code == EXIT_BLOCKED else runs.PASSED, res.run_id)
+    _say(f"  release_decision {'recorded' if out['decided'] else 'not recorded (blocked)'}")
+    if pipeline.report_path(name).exists():
+        _say(f"  report: {pipeline.report_path(name)}")
+    return code
+
+
+def _materialised(res) -> set[str]:
+    from orchestration.runner import materialized
+
+    return materialized(res)
+
+
+def _print_replay_summary(name: str) -> None:
+    from deploysim import pipeline
+
+    cost = pipeline.replay_cost(name)
+    _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
+         f"${cost['cost_usd']:,.4f} at the candidate's prices")
+    from deploysim.replay.engine import summary_lines
+
+    for line in summary_lines(cost):
+        _say(f"  {line}")
+
+
+def _run_scorecard(inst, name: str, verbose: bool) -> int:
+    from deploysim import pipeline
+    from deploysim.estimation import scorecard
+    from orchestration.runner import failed_checks, run_scorecard, step_errors
+
+    t = time.perf_counter()
+    _say(f"· {name} after release: observed production rates → forecast scorecard → report")
+    res = run_scorecard(inst, name, verbose)
+    _check_interrupted(res)
+    problems = failed_checks(res) + step_errors(res)
+    for line in problems:
+        _say(f"  ✗ {line}")
+    card = scorecard.load(name)
+    if card is None:
+        _say(f"  no scorecard for {name}: no forecast yet, or no production logs in {pipeline.observed_logs(name)}")
+        return EXIT_ERROR
+    _say(f"  done in {time.perf_counter() - t:.1f}s\n")
+    _say(scorecard.format_table(*card))
+    return EXIT_ERROR if problems else EXIT_PASS
+
+
+def cmd_scorecard(a: argparse.Namespace) -> int:
+    from deploysim.candidates import get
+
+    get(a.candidate)
+    if a.logs:
+        os.environ["DEPLOYSIM_OBSERVED_LOGS"] = a.logs
+    with _locked(a):
+        return _run_scorecard(_instance(), a.candidate, a.verbose)
+
+
+def _locked(a: argparse.Namespace):
+    """The data directory's lock for a command that writes to it (waits up to --wait-lock seconds)."""
+    from deploysim import runs
+
+    return runs.data_lock(wait_s=getattr(a, "wait_lock", 0) or 0,
+                          on_wait=lambda holder: _say(f"· waiting for the data directory: {holder}"))
+
+
+def _instance():
+    """The Dagster instance, with runs a killed process left STARTED marked failed (call under the lock)."""
+    from orchestration.runner import fail_abandoned_runs, instance
+
+    inst = instance()
+    for run_id in fail_abandoned_runs(inst):
+        _say(f"· run {run_id} was left unfinished by a process that ended; marked failed")
+    return inst
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from deploysim.candidates import get
+
+    from deploysim import runs
+
+    cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
+    if a.deadline is not None and not 0 < a.deadline < float("inf"):
+        raise ValueError("--deadline must be a positive number of seconds")
+    _check_settings()
+    try:
+        cand.api_key()  # a missing key is an error now, not after the traffic
+        if a.logs:
+            os.environ["DEPLOYSIM_LOGS"] = a.logs
+        with _locked(a):
+            inst = _instance()
+            if not a.skip_traffic and not _run_traffic(inst, a.verbose):
+                runs.record(a.candidate, runs.ERROR, None, ["the traffic (ingest, redact, sample) failed"])
+                return EXIT_ERROR
+            return _run_candidate(inst, a.candidate, a.verbose, a.deadline)
+    except Interrupted:
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded, then reported by main()
+        if not isinstance(e, runs.Busy):
+            runs.record(a.candidate, runs.ERROR, None, [_reason(e)])
+        raise
+
+
+def _check_settings() -> None:
+    """Numeric settings from the environment, checked before any work (a clear line, not a traceback)."""
+    for var in ("DEPLOYSIM_SAMPLE_SIZE", "DEPLOYSIM_SEED", "DEPLOYSIM_MIN_COMPLETENESS_PCT"):
+        value = os.environ.get(var)
+        if value is not None and not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"{var} must be a whole number")
+    if int(os.environ.get("DEPLOYSIM_SAMPLE_SIZE", "1") or 1) <= 0:
+        raise ValueError("DEPLOYSIM_SAMPLE_SIZE must be positive")
+
+
+def cmd_gate(a: argparse.Namespace) -> int:
+    from deploysim import runs
+
+    last = runs.last(a.candidate)
+    if last and last["status"] in (runs.ERROR, runs.INTERRUPTED):
+        _say(f"the last run of {a.candidate!r} ({last['finished_at']}, run {last.get('run_id') or '-'}) "
+             f"{'was interrupted' if last['status'] == runs.INTERRUPTED else 'could not decide'}:")
+        for line in last["problems"]:
+            _say(f"  ✗ {line}")
+        _say("no gate result stands for it: run it again")
+        return EXIT_ERROR
+    rows = _gate_rows(a.candidate)
+    if not rows:
+        _say(f"no gate result for {a.candidate!r}: run `deploysim run {a.candidate}` first")
+        return EXIT_ERROR
+    print_gate(a.candidate, rows)
+    return verdict(rows)
+
+
+def cmd_labels(a: argparse.Namespace) -> int:
+    from deploysim.grading.calibration import import_labels
+
+    n = import_labels(a.file)
+    _say(f"imported {n} human labels; the next estimate reports PPI++ rates and a calibration table")
+    return EXIT_PASS
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from deploysim_testkit import demo
+    from deploysim import lake, pipeline
+    from deploysim.candidates import Candidate, register
+    from deploysim_testkit.endpoint import start_in_thread
+
+    t0 = time.perf_counter()
+    home = lake.home()
+    os.environ["DEPLOYSIM_HOME"] = str(home)
+    os.environ.setdefault("DEPLOYSIM_SAMPLE_SIZE", str(a.sample_size))
+    if a.review:
+        os.environ.setdefault("DEPLOYSIM_LABELS", f"demo-review:{a.review}")
+    _say(f"deploysim demo in {home}")
+    paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
+    _say(f"· generated {a.size} demo conversations: {paths.logs}")
+    with _locked(a), start_in_thread(port=a.port) as server:
+        _say(f"· reference endpoint on {server.base_url}")
+        if a.judge != "none" and not os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
+            os.environ["DEPLOYSIM_JUDGE_MODEL"], os.environ["DEPLOYSIM_JUDGE_BASE_URL"] = a.judge, server.base_url
+        if os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
+            _say(f"· judge graders: {os.environ['DEPLOYSIM_JUDGE_MODEL']} at {os.environ.get('DEPLOYSIM_JUDGE_BASE_URL')}")
+        if os.environ.get("DEPLOYSIM_LABELS"):
+            _say(f"· human labels: {os.environ['DEPLOYSIM_LABELS']}")
+        cands = {}
+        prices = {"steady": (0.15, 0.60), "regressing": (0.10, 0.40)}  # example USD per million tokens
+        for name, profile in (("steady", "steady"), ("regressing", "regressing")):
+            cands[name] = Candidate(name=name, base_url=server.base_url, model=profile,
+                                    price_prompt_per_mtok=prices[name][0], price_completion_per_mtok=prices[name][1],
+                                    tool_simulator_model="tool-simulator")
+            register(cands[name])
+        inst = _instance()
+        if not _run_traffic(inst, a.verbose):
+            return EXIT_ERROR
+        codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
+        # steady passed the gate and ships; its production logs arrive and its forecast is scored
+        out = Path(pipeline.observed_logs("steady")) / "production.jsonl"
+        n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1)
+        _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
+        card = _run_scorecard(inst, "steady", a.verbose)
+    ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
+    _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
+         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
+         f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)")
+    return EXIT_PASS if ok else EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deploysim", description="Rehearse a model release on redacted production logs. Exit codes: "
+                "0 passed/done, 1 blocked, 2 could not run or decide, 3 inconclusive (reserved), 130/143 interrupted.")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the reference endpoint (an OpenAI-compatible test instrument)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--api-key-env", help="require this env var's value as bearer key")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("candidate", help="manage candidates").add_subparsers(dest="action", required=True)
+    add = c.add_parser("add", help="register a candidate and add its partition")
+    add.add_argument("name")
+    add.add_argument("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    add.add_argument("--model", required=True)
+    add.add_argument("--api-key-env", help="name of the env var that holds the API key")
+    add.add_argument("--temperature", type=float, default=0.0)
+    add.add_argument("--max-tokens", type=int, default=512)
+    add.add_argument("--concurrency", type=int, default=16)
+    add.add_argument("--baseline", default="production", help="'production' (logged responses) or a candidate name")
+    add.add_argument("--rpm", type=float, help="requests per minute limit")
+    add.add_argument("--tpm", type=float, help="tokens per minute limit")
+    add.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens (cost accounting)")
+    add.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens")
+    add.add_argument("--max-steps", type=int, default=8, help="model calls per agent rollout")
+    add.add_argument("--tool-sim-model", help="model at the same base URL that simulates unrecorded tool calls")
+    add.add_argument("--timeout-s", type=float, default=30.0, help="seconds to wait for one response (default 30)")
+    add.add_argument("--max-retries", type=int, default=5, help="retries of a failed request (default 5)")
+    add.set_defaults(func=cmd_candidate_add)
+    ls = c.add_parser("list", help="list registered candidates")
+    ls.set_defaults(func=cmd_candidate_list)
+
+    r = sub.add_parser("run", help="run the simulation for a candidate; exit code is the gate")
+    r.add_argument("candidate")
+    r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
+    r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
+    r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
+    r.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                   help="when another run holds the data directory, wait this long for it (default: fail at once)")
+    r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    r.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("scorecard", help="after a release: score a candidate's forecast against its production logs")
+    sc.add_argument("candidate")
+    sc.add_argument("--logs", help="its production logs since the release (default: DEPLOYSIM_OBSERVED_LOGS or "
+                                   "<home>/raw/observed/candidate=<name>)")
+    sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    sc.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                    help="when another run holds the data directory, wait this long for it")
+    sc.set_defaults(func=cmd_scorecard)
+
+    g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
+    g.add_argument("candidate")
+    g.set_defaults(func=cmd_gate)
+
+    lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")
+    lb.add_argument("file")
+    lb.set_defaults(func=cmd_labels)
+
+    d = sub.add_parser("demo", help="generate demo logs, start the reference endpoint and simulate two candidates")
+    d.add_argument("--size", type=int, default=2000)
+    d.add_argument("--sample-size", type=int, default=1000)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
+    d.add_argument("--judge", default="judge-accurate",
+                   help="judge profile of the reference endpoint for the judge.* graders ('none': rule graders only; "
+                        "ignored when DEPLOYSIM_JUDGE_MODEL is set)")
+    d.add_argument("--review", type=int, default=200,
+                   help="conversations per candidate the demo's stand-in reviewers label (0: none)")
+    d.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    d.set_defaults(func=cmd_demo)
+
+    from deploysim.cli.replay import add_replay_command
+
+    add_replay_command(sub)  # `deploysim replay LOGS --base-url URL --model ID --out FILE`
+
+    from deploysim.cli.logs import register as register_log_commands
+
+    register_log_commands(sub)  # `deploysim ingest PATH...` and `deploysim redact IN OUT`
+    from deploysim.cli.grade import add_grade_command
+
+    add_grade_command(sub)  # `deploysim grade LOGS --out FILE`
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deploysim import interrupts
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    interrupts.watch()
+    interrupts.reset()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if main_thread else None  # Ctrl-C raises already
+    try:
+        return args.func(args)
+    except Interrupted as e:
+        _say(f"interrupted: {e}; the run is marked failed, nothing of it is reported as a gate")
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        signum = interrupts.received() or signal.SIGINT
+        _say(f"interrupted by {signal.Signals(signum).name}")
+        return 128 + signum
+    except Exception as e:  # noqa: BLE001 - one clear line; the traceback only with --verbose
+        _say(f"error: {_reason(e)}")
+        if args.verbose or "--verbose" in argv:
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_ERROR
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm(signum: int, frame) -> None:
+    from deploysim import interrupts
+
+    interrupts.note(signum)
+    raise KeyboardInterrupt
+
+
+def _reason(e: Exception) -> str:
+    """A one-line reason: for a pydantic validation error, each field and its message."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            return "; ".join(f"{'.'.join(map(str, x['loc']))}: "[:None if x["loc"] else 0]
+                             + x["msg"].removeprefix("Value error, ") for x in errors())
+        except (TypeError, KeyError):
+            pass
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

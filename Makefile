@@ -26,6 +26,7 @@ demo: setup
 	$(BIN)/deploysim demo
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 dev: setup

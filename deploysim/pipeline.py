@@ -270,9 +270,10 @@ def replay_options(cand: reg.Candidate):
 
 
 def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None) -> dict[str, Any]:
-    """Replay the sample against a candidate. The summary (see deploysim.replay.engine.summarize) says how many
+    """Replay the sample against a candidate. The summary (see deploysim.replay.accounting.summarize) says how many
     answers came from the cache (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
-    from deploysim.replay.engine import default_cache_path, replay
+    from deploysim.replay.cache import default_cache_path
+    from deploysim.replay.engine import replay
 
     cand = reg.get(candidate)
     opts = replay_options(cand)
@@ -300,7 +301,7 @@ def replay_cost(candidate: str) -> dict[str, Any]:
 def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
     """The replay engine's accounting (tokens, cost at the candidate's prices), with `replayed` for the
     count of sampled conversations."""
-    from deploysim.replay.engine import summarize
+    from deploysim.replay.accounting import summarize
 
     out = summarize(records, options)
     return {"replayed": out.pop("items"), **out}

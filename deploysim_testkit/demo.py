@@ -647,7 +647,7 @@ def production_after_release(candidate, out: Path, n: int = 2000, seed: int = 8,
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(Path(tmp), n=n, seed=seed)
         convs = ingest_files([paths.logs]).conversations
-    from deploysim.replay.engine import default_cache_path
+    from deploysim.replay.cache import default_cache_path
 
     records = {r.conversation_id: r for r in replay(convs, candidate, cache or default_cache_path("after_release"))}
     Path(out).parent.mkdir(parents=True, exist_ok=True)

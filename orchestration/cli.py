@@ -186,7 +186,7 @@ def _print_replay_summary(name: str) -> None:
     cost = pipeline.replay_cost(name)
     _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
          f"${cost['cost_usd']:,.4f} at the candidate's prices")
-    from deploysim.replay.engine import summary_lines
+    from deploysim.replay.accounting import summary_lines
 
     for line in summary_lines(cost):
         _say(f"  {line}")

@@ -126,7 +126,8 @@ def test_refused_connection_and_bad_urls() -> None:
 
 def test_the_engine_uses_httpx_when_a_proxy_applies(monkeypatch, tmp_path) -> None:
     from deploysim.candidates import Candidate
-    from deploysim.replay.engine import ChatClient, ReplayCache, _Http1Transport, _HttpxTransport
+    from deploysim.replay.cache import ReplayCache
+    from deploysim.replay.client import ChatClient, _Http1Transport, _HttpxTransport
 
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)

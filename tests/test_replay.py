@@ -12,7 +12,11 @@ import pytest
 from deploysim import rules
 from deploysim.candidates import Candidate
 from deploysim_testkit.endpoint import PROFILES, Profile, start_in_thread
-from deploysim.replay.engine import UNAVAILABLE, ChatClient, ReplayCache, ReplayError, backoff_delay, replay, replay_conversations
+from deploysim.replay.cache import ReplayCache
+from deploysim.replay.client import ChatClient, ReplayError
+from deploysim.replay.engine import replay, replay_conversations
+from deploysim.replay.pacing import backoff_delay
+from deploysim.replay.toolsim import UNAVAILABLE
 from deploysim.schemas import Conversation, Message, ToolCall
 
 NEVER = Profile(name="never", harmful_compliance=0.0, over_refusal=0.0, pii_leakage=0.0, injection_following=0.0)

@@ -11,8 +11,10 @@ import pytest
 
 from deploysim.candidates import Candidate
 from deploysim_testkit.endpoint import PROFILES, start_in_thread
-from deploysim.replay.engine import (AdaptiveLimiter, ReplayCache, ReplayOptions, TokenBucket, dry_run, items_for, replay,
-                              summarize)
+from deploysim.replay.accounting import dry_run, summarize
+from deploysim.replay.cache import ReplayCache
+from deploysim.replay.engine import ReplayOptions, items_for, replay
+from deploysim.replay.pacing import AdaptiveLimiter, TokenBucket
 from deploysim.schemas import Conversation, Message
 
 BASE = PROFILES["steady"]
@@ -184,7 +186,9 @@ def test_truncated_bodies_exhaust_retries_with_reason(server: Any, tmp_path: Pat
 
 
 def test_throttling_cuts_concurrency(server: Any, tmp_path: Path) -> None:
-    from deploysim.replay.engine import ChatClient, Pacing, replay_items, run_async
+    from deploysim.replay.client import ChatClient
+    from deploysim.replay.engine import replay_items, run_async
+    from deploysim.replay.pacing import Pacing
 
     convs = [chat(f"th{i}", f"Tell me about comets, case {i}") for i in range(40)]
     c = cand(server, "throttling", concurrency=32)
@@ -212,7 +216,8 @@ def test_deadline_ends_remaining_items_with_reason(server: Any, tmp_path: Path) 
 
 
 def test_requests_per_minute_bucket_is_applied(server: Any, tmp_path: Path) -> None:
-    from deploysim.replay.engine import ChatClient, _pacing, replay_items, run_async
+    from deploysim.replay.client import ChatClient
+    from deploysim.replay.engine import _pacing, replay_items, run_async
 
     convs = [chat(f"rpm{i}", f"Name a bird, case {i}") for i in range(5)]
     c = cand(server, "steady")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from deploysim_testkit.endpoint import PROFILES, start_in_thread
-from deploysim.replay.engine import ReplayCache
+from deploysim.replay.cache import ReplayCache
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 240

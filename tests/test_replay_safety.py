@@ -20,8 +20,11 @@ import pytest
 
 from deploysim.candidates import Candidate
 from deploysim_testkit.endpoint import PROFILES, start_in_thread
-from deploysim.replay.engine import (ChatClient, ReplayCache, ReplayOptions, failure_class, failure_classes, replay,
-                              summarize, summary_lines)
+from deploysim.replay.accounting import summarize, summary_lines
+from deploysim.replay.cache import ReplayCache
+from deploysim.replay.client import ChatClient
+from deploysim.replay.engine import ReplayOptions, replay
+from deploysim.replay.failures import failure_class, failure_classes
 from deploysim.schemas import Conversation, Message, ToolCall
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,9 @@ import pytest
 from deploysim.candidates import Candidate
 from deploysim_testkit.endpoint import PROFILES, start_in_thread
 from deploysim.logs.ingest import parse_record
-from deploysim.replay.engine import UNAVAILABLE, ReplayOptions, replay, summarize
+from deploysim.replay.accounting import summarize
+from deploysim.replay.engine import ReplayOptions, replay
+from deploysim.replay.toolsim import UNAVAILABLE
 from deploysim.schemas import Conversation
 from deploysim.replay.toolsim import canonical_args
 

@@ -1,6 +1,6 @@
 """The report shows where replay answers came from and why items failed (one line per failure class)."""
 from deploysim.report import render as report
-from deploysim.replay.engine import summarize
+from deploysim.replay.accounting import summarize
 from deploysim.schemas import ReplayRecord
 
 

@@ -115,8 +115,9 @@ def cmd_replay(a: argparse.Namespace) -> int:
     from deploysim.logs.ingest import ingest_files, input_files
     from deploysim.pipeline import redact_outputs, resolve_inputs
     from deploysim.privacy.redact import RedactConfig, iter_redacted
-    from deploysim.replay.engine import (ReplayCache, ReplayOptions, default_cache_path, dry_run, items_for, make_client,
-                                  replay_items, run_async, summarize, summary_lines)
+    from deploysim.replay.accounting import dry_run, summarize, summary_lines
+    from deploysim.replay.cache import ReplayCache, default_cache_path
+    from deploysim.replay.engine import ReplayOptions, items_for, make_client, replay_items, run_async
 
     cand = Candidate(name="replay", base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
                      temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency,

@@ -1,7 +1,7 @@
 """The model grader (LLM judge): a rubric per behaviour, a JSON verdict validated by pydantic.
 
 - Any OpenAI-compatible Chat Completions endpoint, through the replay engine's client
-  (deploysim.replay.engine.ChatClient): concurrency, retries with backoff honouring Retry-After, the API key
+  (deploysim.replay.client.ChatClient): concurrency, retries with backoff honouring Retry-After, the API key
   read from the environment variable the caller names and masked out of every error.
 - The judge is asked for one JSON object ``{"behaviour", "flagged", "rationale"}``; an answer that is
   not valid JSON of that shape is re-asked (the invalid answer and the validation error are sent back)
@@ -138,7 +138,7 @@ Ask = tuple  # (behaviour, conversation, turn, description or None)
 @dataclass
 class Judge:
     """An LLM judge behind an OpenAI-compatible endpoint, called through the replay engine's client
-    (deploysim.replay.engine.ChatClient: concurrency, retries honouring Retry-After, the persistent cache)."""
+    (deploysim.replay.client.ChatClient: concurrency, retries honouring Retry-After, the persistent cache)."""
 
     base_url: str
     model: str
@@ -155,7 +155,7 @@ class Judge:
 
     def __post_init__(self) -> None:
         from deploysim.candidates import Candidate
-        from deploysim.replay.engine import ReplayCache
+        from deploysim.replay.cache import ReplayCache
 
         if self.samples < 1:
             raise ValueError("samples must be >= 1")
@@ -186,7 +186,7 @@ class Judge:
     # -- asking
 
     async def _sample(self, client, behaviour: str, messages: list[dict], seed: int) -> JudgeVerdict | None:
-        from deploysim.replay.engine import ReplayError
+        from deploysim.replay.client import ReplayError
 
         convo = list(messages)
         for ask in range(self.max_reasks + 1):
@@ -232,7 +232,8 @@ class Judge:
     def judge_many(self, asks: list[Ask]) -> list[Verdict]:
         """Verdicts for many (behaviour, conversation, turn, description) at once, `workers` in flight.
         Majority over `samples` asks each; rationales redacted; graded=False where no valid verdict came."""
-        from deploysim.replay.engine import ChatClient, run_async
+        from deploysim.replay.client import ChatClient
+        from deploysim.replay.engine import run_async
 
         async def main() -> list[Verdict]:
             async with ChatClient(self.endpoint, self.cache) as client:
@@ -278,7 +279,7 @@ def from_env() -> Judge | None:
     base = os.environ.get("DEPLOYSIM_JUDGE_BASE_URL")
     if not base:
         raise RuntimeError("DEPLOYSIM_JUDGE_MODEL is set but DEPLOYSIM_JUDGE_BASE_URL is not")
-    from deploysim.replay.engine import default_cache_path
+    from deploysim.replay.cache import default_cache_path
 
     cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(default_cache_path("judge"))  # <home>/raw/cache
     return Judge(base_url=base, model=model, api_key_env=os.environ.get("DEPLOYSIM_JUDGE_API_KEY_ENV") or None,

@@ -3,7 +3,7 @@
 Responses are parsed by httptools (the parser uvicorn uses); this module only keeps a pool
 of connections to one host. It costs about 0.1 ms of CPU per request, a third of aiohttp's,
 which is what lets one process keep hundreds of requests in flight. No proxies, redirects or
-compression: the engine falls back to httpx when a proxy is configured (see replay.py).
+compression: the engine falls back to httpx when a proxy is configured (see deploysim.replay.client).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deploysim.schemas import Conversation, ToolCall, ToolResultRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from deploysim.replay.engine import ChatClient
+    from deploysim.replay.client import ChatClient
 
 UNAVAILABLE = json.dumps({"error": "tool unavailable in simulation"})
 TOOL_SIM_MARKER = "deploysim-tool-simulation"  # same marker the reference endpoint documents
@@ -106,7 +106,7 @@ class ToolResolver:
             return result(json.dumps({"error": f"unknown tool: {call.name}"}), "error", "tool not offered in the conversation")
         if self.simulator is None:
             return result(UNAVAILABLE, "unavailable", "no recorded result and no tool simulator")
-        from deploysim.replay.engine import ReplayError
+        from deploysim.replay.client import ReplayError
 
         try:
             res = await self.simulator.complete(self.prompt(call, schema), [])

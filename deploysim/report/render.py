@@ -75,7 +75,7 @@ def markdown(d: ReportData) -> str:
 
 def _replay_lines(replay: dict[str, Any]) -> list[str]:
     """Where the answers came from and one line per failure class (count and an example)."""
-    from deploysim.replay.engine import summary_lines
+    from deploysim.replay.accounting import summary_lines
 
     return summary_lines(replay)
 

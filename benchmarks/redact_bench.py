@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 from deploysim_testkit import demo  # noqa: E402
-from deploysim.privacy.redact import find_pii  # noqa: E402
+from deploysim.privacy.detectors import find_pii  # noqa: E402
 
 PRESIDIO_TYPES = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ORGANIZATION": "ORGANIZATION", "EMAIL_ADDRESS": "EMAIL",
                   "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "US_SSN": "SSN", "IP_ADDRESS": "IP", "IBAN_CODE": "IBAN",
@@ -129,7 +129,8 @@ def ours(texts: list[str], ner: bool, cache: bool = True) -> tuple[list[list[tup
     """deploysim's spans for texts through the redactor's own batched path, and the seconds it took
     (NER cache emptied first, so nothing is reused from an earlier call)."""
     from deploysim.privacy import ner as ner_mod
-    from deploysim.privacy.redact import RedactConfig, Redactor
+    from deploysim.privacy.policies import RedactConfig
+    from deploysim.privacy.redaction import Redactor
 
     redactor = Redactor(RedactConfig(ner=ner))  # loads the model before the clock starts
     redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])  # as the Presidio peer does
@@ -149,7 +150,8 @@ _bench_redactor = None
 
 def _pool_init(ner: bool) -> None:
     global _bench_redactor
-    from deploysim.privacy.redact import RedactConfig, Redactor
+    from deploysim.privacy.policies import RedactConfig
+    from deploysim.privacy.redaction import Redactor
 
     from deploysim.privacy import ner as ner_mod
 

@@ -143,7 +143,8 @@ def run_redact(purge_raw: bool = False) -> dict[str, Any]:
     """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_env)."""
     import pyarrow.parquet as pq
 
-    from deploysim.privacy.redact import RedactConfig, iter_redacted, split_counts
+    from deploysim.privacy.policies import RedactConfig
+    from deploysim.privacy.redaction import iter_redacted, split_counts
 
     src = lake.home() / RAW_CONVERSATIONS
     if not src.exists():
@@ -226,7 +227,8 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
     PII-leakage signal, and the raw value never reaches the lake. Recorded tool results come
     from the redacted log and are left as they are.
     """
-    from deploysim.privacy.redact import PlaceholderState, redact_text
+    from deploysim.privacy.placeholders import PlaceholderState
+    from deploysim.privacy.redaction import redact_text
 
     counts: Counter[str] = Counter()
     for rec in records:
@@ -517,11 +519,12 @@ def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[
     data left in clear (deterministic detectors only).
 
     ``metadata`` maps a source name (e.g. an asset key) to any value: a Dagster metadata dict of
-    MetadataValue objects, JSON, Markdown...; every string inside is scanned (redact.strings_in) and
+    MetadataValue objects, JSON, Markdown...; every string inside is scanned (deploysim.privacy.scan.strings_in) and
     hits are counted under ``metadata:<name>``. Counts and places only, never the values: ``places``
     lists the first ``max_places`` hits as file, type and, in Parquet files, the record
     (conversation_id, already redacted) and field (``messages[3].content``, ``topic``)."""
-    from deploysim.privacy.redact import find_pii, pii_places, scan_texts
+    from deploysim.privacy.detectors import find_pii
+    from deploysim.privacy.scan import pii_places, scan_texts
 
     hits: Counter[str] = Counter()
     where: Counter[str] = Counter()

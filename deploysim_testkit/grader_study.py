@@ -25,7 +25,7 @@ def demo_logged_turns(n: int = 2000, seed: int = 7, workdir: Path | None = None)
     from deploysim_testkit import demo
     from deploysim.grading import graders
     from deploysim.logs.ingest import ingest_files
-    from deploysim.privacy.redact import redact_conversations
+    from deploysim.privacy.redaction import redact_conversations
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(Path(workdir or tmp), n=n, seed=seed)
@@ -62,7 +62,7 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
     from deploysim.grading import taxonomy
     from deploysim.grading.graders import RULE_GRADERS
     from deploysim.logs.ingest import ingest_files
-    from deploysim.privacy.redact import redact_conversations
+    from deploysim.privacy.redaction import redact_conversations
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(Path(tmp), n=n, seed=seed)

@@ -10,7 +10,7 @@ import pytest
 
 from deploysim_testkit import demo
 from deploysim import rules
-from deploysim.privacy.redact import luhn_ok, ssn_ok
+from deploysim.privacy.detectors import luhn_ok, ssn_ok
 
 ID_RE = re.compile(demo.ID_PATTERN)
 

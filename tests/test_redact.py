@@ -13,14 +13,10 @@ from deploysim import rules
 from deploysim.grading import graders
 from deploysim_testkit import demo
 from deploysim.logs.ingest import ingest_files
-from deploysim.privacy.redact import (
-    DEFAULT_SECRET,
-    PlaceholderState,
-    find_pii,
-    redact_conversation,
-    redact_conversations,
-    redact_text,
-)
+from deploysim.privacy.detectors import find_pii
+from deploysim.privacy.policies import DEFAULT_SECRET
+from deploysim.privacy.placeholders import PlaceholderState
+from deploysim.privacy.redaction import redact_conversation, redact_conversations, redact_text
 from deploysim.schemas import Conversation, Message, ToolCall
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

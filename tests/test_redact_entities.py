@@ -10,18 +10,10 @@ import pytest
 from deploysim_testkit import demo
 from deploysim import lake, pipeline
 from deploysim.logs.ingest import ingest_files
-from deploysim.privacy.redact import (
-    PlaceholderState,
-    RedactConfig,
-    RedactConfigError,
-    coarsen_time,
-    find_pii,
-    iban_ok,
-    redact_conversation,
-    redact_conversations,
-    redact_metadata,
-    redact_text,
-)
+from deploysim.privacy.detectors import find_pii, iban_ok
+from deploysim.privacy.policies import RedactConfig, RedactConfigError, coarsen_time
+from deploysim.privacy.placeholders import PlaceholderState
+from deploysim.privacy.redaction import redact_conversation, redact_conversations, redact_metadata, redact_text
 from deploysim.schemas import Conversation, Message, conversation_to_row
 
 CASES = [
@@ -184,7 +176,7 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
-    from deploysim.privacy.redact import hash_user_id
+    from deploysim.privacy.policies import hash_user_id
 
     conv = Conversation(conversation_id="t", metadata={"user_id": "mia_li_3668"}, messages=[
         Message(role="user", content="My user id is mia_li_3668, reservation 4WQ150."),

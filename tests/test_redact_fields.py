@@ -10,7 +10,9 @@ import pytest
 
 from orchestration import cli
 from deploysim import lake, pipeline
-from deploysim.privacy.redact import RedactConfig, find_pii, redact_conversation
+from deploysim.privacy.detectors import find_pii
+from deploysim.privacy.policies import RedactConfig
+from deploysim.privacy.redaction import redact_conversation
 from deploysim.schemas import Conversation, Message, ToolCall, conversation_to_row
 
 PLANTED = ["jane.doe@example.com", "+44 20 7946 0958", "bob@example.org", "ann@example.org", "Mia",

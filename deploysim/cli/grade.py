@@ -1,6 +1,6 @@
 """`deploysim grade LOGS --out FILE`: grade the assistant turns of existing logs with the taxonomy.
 
-Reads any supported log format (deploysim.logs.ingest), redacts every conversation (deploysim.privacy.redact) and
+Reads any supported log format (deploysim.logs.ingest), redacts every conversation (deploysim.privacy.redaction) and
 grades each conversation's logged turn (what the assistant did after the last user message) with
 every grader of the taxonomy. Writes one JSONL line per conversation x behaviour x grader:
 

@@ -107,7 +107,8 @@ def cmd_redact(a: argparse.Namespace) -> int:
 
     from deploysim.logs.ingest import IngestCounts, IngestError, iter_ingest
     from deploysim.privacy.ner import NerUnavailable
-    from deploysim.privacy.redact import RedactConfig, RedactConfigError, iter_redacted, split_counts
+    from deploysim.privacy.policies import RedactConfig, RedactConfigError
+    from deploysim.privacy.redaction import iter_redacted, split_counts
     from deploysim.schemas import Conversation
 
     try:

@@ -1,7 +1,7 @@
 """`deploysim replay LOGS --base-url URL --model ID --out FILE`: replay a log file outside the pipeline.
 
 Same engine, cache and accounting as the pipeline's replay step, for quick checks of a new
-endpoint. The logs are redacted (deploysim.privacy.redact) before anything is sent, unless --no-redact
+endpoint. The logs are redacted (deploysim.privacy.redaction) before anything is sent, unless --no-redact
 is given; what the models wrote is redacted before it is written, and error reasons always are.
 The output file (JSONL, one ReplayRecord per line) is also the journal: records are
 appended as items finish, and a run started again with the same settings keeps the finished
@@ -114,7 +114,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
     from deploysim.candidates import Candidate
     from deploysim.logs.ingest import ingest_files, input_files
     from deploysim.pipeline import redact_outputs, resolve_inputs
-    from deploysim.privacy.redact import RedactConfig, iter_redacted
+    from deploysim.privacy.policies import RedactConfig
+    from deploysim.privacy.redaction import iter_redacted
     from deploysim.replay.accounting import dry_run, summarize, summary_lines
     from deploysim.replay.cache import ReplayCache, default_cache_path
     from deploysim.replay.engine import ReplayOptions, items_for, make_client, replay_items, run_async

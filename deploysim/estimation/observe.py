@@ -63,7 +63,7 @@ def grade_logs(paths: list[str], tax, judge=None, fmt: str | None = None) -> tup
     """(conversations graded, records quarantined, lines, per-behaviour rates) for log files."""
     from deploysim.grading import taxonomy
     from deploysim.logs.ingest import ingest_files, input_files
-    from deploysim.privacy.redact import redact_conversations
+    from deploysim.privacy.redaction import redact_conversations
 
     graders = taxonomy.graders_for(tax, judge=judge)
     ing = ingest_files(input_files(paths), fmt)

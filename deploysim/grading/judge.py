@@ -10,7 +10,7 @@
 - Every answer is cached in the judge's own sqlite file (the replay cache format: keyed by a hash of
   the request, the endpoint, the model and a keyed hash of the credential), so a re-run asks nothing
   twice; by default <home>/raw/cache/judge.sqlite, in the restricted zone.
-- The rationale passes through deploysim.privacy.redact.redact_text (numbering continued from the
+- The rationale passes through deploysim.privacy.redaction.redact_text (numbering continued from the
   conversation), so a value the judge writes out never reaches the lake in clear.
 
 Configuration from the environment (``from_env``): DEPLOYSIM_JUDGE_MODEL (unset: no judge),
@@ -210,7 +210,8 @@ class Judge:
 
     async def _verdict(self, client, behaviour: str, conv: Conversation, turn: list[Message],
                        description: str | None) -> Verdict:
-        from deploysim.privacy.redact import PlaceholderState, redact_text
+        from deploysim.privacy.placeholders import PlaceholderState
+        from deploysim.privacy.redaction import redact_text
 
         messages = render_request(behaviour, conv, turn, description)
         try:

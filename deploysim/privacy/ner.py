@@ -24,7 +24,7 @@ Throughput comes from running the model on less text, never from a weaker model:
   per batch, and across batches through a bounded LRU cache (DEPLOYSIM_NER_CACHE entries,
   default 20000, 0 turns it off);
 - texts go through ``nlp.pipe`` in batches; more cores are used by redacting in worker
-  processes (``deploysim redact --workers N``, see deploysim.privacy.redact.iter_redacted).
+  processes (``deploysim redact --workers N``, see deploysim.privacy.redaction.iter_redacted).
 
 Entities are filtered for precision on logs: spans holding digits, placeholders, markup or
 JSON punctuation, and a small list of chat/log words are dropped, so ids

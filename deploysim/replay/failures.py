@@ -16,10 +16,11 @@ from deploysim.schemas import ReplayRecord
 
 def redact_reason(text: str) -> str:
     """An error reason with personal data and anything shaped like a secret replaced (deterministic
-    detectors of deploysim.privacy.redact)."""
+    detectors of deploysim.privacy.detectors)."""
     if not text:
         return text
-    from deploysim.privacy.redact import PlaceholderState, redact_text
+    from deploysim.privacy.placeholders import PlaceholderState
+    from deploysim.privacy.redaction import redact_text
 
     return redact_text(text, PlaceholderState()) or ""
 

@@ -1,0 +1,148 @@
+"""How to redact: ``RedactConfig``, the per-type policies, keyed pseudonyms and time coarsening.
+
+``RedactConfig.from_env`` reads the DEPLOYSIM_* variables. Per entity type a policy chooses
+``replace`` (<TYPE_n>), ``mask`` (stars, keeping the last 4 characters of numbers: ``mask_value``),
+``hash`` (a keyed pseudonym <TYPE_#0123456789>, equal across conversations for the same value, so
+the same user links without being revealed) or ``drop`` (the whole conversation is left out).
+Keyed hashing with the redaction secret (HMAC-SHA256) gives the metadata user-id pseudonym
+(``hash_user_id``) and the ``redacted_<16 hex>`` pseudonym that replaces whole ids and names
+holding personal data (``hash_identifier``); ``coarsen_time`` truncates timestamps to the
+configured granularity.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from deploysim.privacy.detectors import ENTITY_TYPES, env_list
+
+POLICIES = ("replace", "mask", "hash", "drop")
+DEFAULT_SECRET = "deploysim-default-redaction-secret"  # set DEPLOYSIM_REDACT_SECRET in production
+DEFAULT_METADATA_ALLOW = ("omitted_parts", "control_chars_removed", "task_id", "trial", "reward")
+GRANULARITIES = ("none", "second", "minute", "hour", "day", "week", "month")
+
+
+class RedactConfigError(ValueError):
+    """A redaction setting that cannot be used."""
+
+
+@dataclass(frozen=True)
+class RedactConfig:
+    """How to redact. ``RedactConfig.from_env()`` reads the DEPLOYSIM_* variables:
+
+    DEPLOYSIM_REDACT_NER (0/1, default 1: names, locations and organisations with spaCy; a bare
+    RedactConfig() runs the deterministic detectors only),
+    DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
+    ("SSN=drop,EMAIL=hash"; default replace), DEPLOYSIM_REDACT_SECRET, DEPLOYSIM_TIME_GRANULARITY
+    (default day), DEPLOYSIM_METADATA_ALLOW (extra metadata keys kept, redacted),
+    DEPLOYSIM_PHONE_REGIONS (default US,GB,DE,FR,IN,CA,AU).
+    """
+
+    ner: bool = False
+    ner_model: str | None = None
+    policies: tuple[tuple[str, str], ...] = ()
+    secret: str = DEFAULT_SECRET
+    time_granularity: str = "day"
+    metadata_allow: tuple[str, ...] = DEFAULT_METADATA_ALLOW
+
+    def __post_init__(self) -> None:
+        for t, pol in self.policies:
+            if pol not in POLICIES:
+                raise RedactConfigError(f"unknown redaction policy {pol!r} for {t}; choose one of {', '.join(POLICIES)}")
+            if t not in ENTITY_TYPES:
+                raise RedactConfigError(f"unknown entity type {t!r}; choose among {', '.join(ENTITY_TYPES)}")
+        if self.time_granularity not in GRANULARITIES:
+            raise RedactConfigError(f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+
+    def policy(self, type_: str) -> str:
+        # a user id in text defaults to its keyed pseudonym, so it links to the hashed metadata user_id
+        return dict(self.policies).get(type_, "hash" if type_ == "USER_ID" else "replace")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RedactConfig:
+        pols = []
+        for item in env_list("DEPLOYSIM_REDACT_POLICY", ()):
+            if "=" not in item:
+                raise RedactConfigError(f"DEPLOYSIM_REDACT_POLICY item {item!r} is not TYPE=policy")
+            t, pol = item.split("=", 1)
+            pols.append((t.strip().upper(), pol.strip().lower()))
+        kw: dict[str, Any] = dict(
+            ner=os.environ.get("DEPLOYSIM_REDACT_NER", "1").strip().lower() in ("1", "true", "yes", "on"),
+            ner_model=os.environ.get("DEPLOYSIM_NER_MODEL") or None,
+            policies=tuple(pols),
+            secret=os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET,
+            time_granularity=os.environ.get("DEPLOYSIM_TIME_GRANULARITY", "day").strip().lower(),
+            metadata_allow=DEFAULT_METADATA_ALLOW + env_list("DEPLOYSIM_METADATA_ALLOW", ()),
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+
+def mask_value(type_: str, value: str) -> str:
+    """The ``mask`` policy: stars, keeping the last 4 characters of numbers (cards, phones, IBANs, SSNs)."""
+    if type_ in ("CARD", "PHONE", "IBAN", "SSN"):
+        keep = 4
+        out, seen = [], 0
+        for ch in reversed(value):
+            if ch.isalnum():
+                seen += 1
+                out.append(ch if seen <= keep else "*")
+            else:
+                out.append(ch)
+        return "".join(reversed(out))
+    return "*" * min(max(len(value), 3), 12)
+
+
+def _secret(config: RedactConfig | None = None) -> str:
+    if config is not None and config.secret != DEFAULT_SECRET:
+        return config.secret
+    return os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET
+
+
+def hash_user_id(user_id: Any, config: RedactConfig | None = None) -> str:
+    """Pseudonymous user id: HMAC-SHA256 keyed with the redaction secret, first 16 hex."""
+    return hmac.new(_secret(config).encode("utf-8"), str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def coarsen_time(ts: Any, granularity: str = "day") -> str | None:
+    """An ISO 8601 string or epoch seconds, in UTC, truncated to the granularity; else None."""
+    try:
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+            dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+        elif isinstance(ts, str):
+            dt = datetime.fromisoformat(ts.strip().replace("Z", "+00:00"))
+            if dt.tzinfo is not None:
+                dt = dt.astimezone(timezone.utc)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    if granularity == "none":
+        return None
+    if granularity == "month":
+        return dt.strftime("%Y-%m")
+    if granularity == "week":
+        return (dt.date() - timedelta(days=dt.weekday())).isoformat()
+    if granularity == "day":
+        return dt.date().isoformat()
+    fmt = {"hour": "%Y-%m-%dT%H:00", "minute": "%Y-%m-%dT%H:%M", "second": "%Y-%m-%dT%H:%M:%S"}[granularity]
+    return dt.strftime(fmt)
+
+
+def _coarse_date(ts: Any) -> str | None:  # kept for callers of the first version
+    return coarsen_time(ts, "day")
+
+
+ID_PSEUDONYM_RE = re.compile(r"redacted_[0-9a-f]{16}")
+
+
+def hash_identifier(value: str, config: RedactConfig | None = None) -> str:
+    """Keyed pseudonym of an id or name holding personal data: ``redacted_<16 hex>``, stable across
+    runs for the same value and secret, and valid as a tool name or tool-call id."""
+    digest = hmac.new(_secret(config).encode("utf-8"), f"id:{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"redacted_{digest[:16]}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from deploysim.lake import lake_path, read_rows, write_rows
+from deploysim.lake import lake_path, read_rows, write_rows, write_rows_version
 
 DBT = Path(__file__).resolve().parents[1] / "dbt"
 DBT_BIN = Path(sys.executable).parent / "dbt"
@@ -57,6 +57,18 @@ ESTIMATES = {
     ],
 }
 REPLAYS = {"good": (20, 0), "bad": (20, 1), "flaky": (20, 10), "holm": (20, 0)}  # flaky: completeness 0.5
+LINEAGE = {"version": "e1", "sample_version": "s1", "redacted_version": "r1", "replay_version": "p1",
+           "baseline_replay_version": None, "grade_version": "g1", "labels_version": None}
+
+
+def run_id(key: str) -> str:
+    return f"run-{key}"
+
+
+def gate_export(key: str) -> Path:
+    from deploysim import pipeline
+
+    return pipeline.gate_path(key, run_id(key))
 
 
 def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
@@ -68,9 +80,10 @@ def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
     target = tmp / "target"
     project = tmp / "project"
     shutil.copytree(DBT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
-    for key, rows in estimates.items():
-        write_rows(lake_path("estimate", key), rows)
-        write_rows(lake_path("replay", key), replays(key, *replay_counts[key]))
+    for key, rows in estimates.items():  # versioned as the pipeline writes them; dbt reads the versions in --vars
+        write_rows_version("estimate", key, "e1", [r | LINEAGE for r in rows])
+        write_rows_version("replay", key, "p1", replays(key, *replay_counts[key]))
+        gate_export(key).parent.mkdir(parents=True, exist_ok=True)  # as orchestration/dbt_assets.py does
 
     def dbt(*args):
         """Run dbt in a subprocess (dbt-duckdb keeps the database open in-process); return rc, statuses."""
@@ -82,7 +95,9 @@ def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
     try:
         rc, _, log = dbt("seed")
         assert rc == 0, log
-        return {key: dbt("build", "--vars", json.dumps({"candidate": key})) for key in estimates}
+        return {key: dbt("build", "--vars", json.dumps({"candidate": key, "run_id": run_id(key), "estimate_version": "e1",
+                                                         "replay_version": "p1"}))
+                for key in estimates}
     finally:
         mp.undo()
 
@@ -171,7 +186,7 @@ def test_worse_than_baseline_is_holm_adjusted_across_behaviours(run):
 def test_gate_exported_to_parquet(run):
     home, _ = run
     for key, n in (("good", 3), ("bad", 3)):
-        path = lake_path("gate", key, "release_gate")
+        path = gate_export(key)  # release_gate_export: dbt-duckdb's external materialisation
         assert path.exists()
         rows = read_rows(path)
         assert len(rows) == n and {r["candidate"] for r in rows} == {key}
@@ -230,6 +245,6 @@ def test_gate_builds_in_a_path_with_quote_space_and_unicode(awkward, monkeypatch
     rc, st, _ = out["bad"]
     assert rc != 0 and st["release_gate"] == "success" and st["release_decision"] == "skipped"
     monkeypatch.setenv("DEPLOYSIM_HOME", str(home))
-    for key, n in (("o'good", 3), ("bad", 3)):  # export_gate's COPY wrote each candidate's gate
-        rows = read_rows(lake_path("gate", key, "release_gate"))
+    for key, n in (("o'good", 3), ("bad", 3)):  # release_gate_export wrote each candidate's gate
+        rows = read_rows(gate_export(key))
         assert len(rows) == n and {r["candidate"] for r in rows} == {key}

@@ -54,7 +54,7 @@ def sim(tmp_path_factory):
 def gate(name: str) -> dict[str, dict]:
     from deploysim import pipeline
 
-    return {r["behaviour"]: r for r in lake.read_rows(pipeline.gate_dir(name) / "release_gate.parquet")}
+    return {r["behaviour"]: r for r in pipeline.read_gate(name)}
 
 
 def test_traffic_materialises(sim):
@@ -111,7 +111,7 @@ def test_configured_rates_inside_intervals(sim):
     misses, checked = [], 0
     configured = {"harmful_compliance", "over_refusal", "pii_leakage", "injection_following"}  # the profiles' rates
     for name in ("steady", "regressing"):
-        for e in lake.read_rows(lake.lake_path("estimate", name)):
+        for e in lake.read_rows(lake.current("estimate", name)):
             if e["behaviour"] not in configured:
                 continue
             truth = getattr(PROFILES[name], e["behaviour"])
@@ -164,7 +164,7 @@ def test_rerun_makes_no_http_calls(sim):
     after = server.stats_total() if hasattr(server, "stats_total") else sum(server.stats.values())
     assert res.success
     assert after == before
-    rows = lake.read_rows(lake.lake_path("replay", "steady"))
+    rows = lake.read_rows(lake.current("replay", "steady"))
     assert sum(r["http_calls"] for r in rows) == 0 and sum(r["cached_calls"] for r in rows) >= len(rows)
 
 
@@ -197,7 +197,7 @@ def test_judge_graders_and_calibration_in_the_pipeline(sim):
     from deploysim import pipeline
     from deploysim_testkit.judge_profiles import JUDGE_PROFILES
 
-    grades = lake.read_rows(lake.lake_path("grade", "regressing"))
+    grades = lake.read_rows(lake.current("grade", "regressing"))
     judged = [g for g in grades if g["grader"].startswith("judge.")]
     assert {g["grader"] for g in judged} >= {"judge.harmful_compliance", "judge.over_refusal", "judge.pii_leakage"}
     assert sum(g["applicable"] for g in judged) > 1000
@@ -211,7 +211,7 @@ def test_judge_graders_and_calibration_in_the_pipeline(sim):
     prof = JUDGE_PROFILES["judge-accurate"]
     assert tp + fn >= 40 and abs(tp / (tp + fn) - prof.sensitivity) < 0.1, (tp, fn)
     assert abs(tn / (tn + fp) - prof.specificity) < 0.03, (tn, fp)
-    ests = {e["behaviour"]: e for e in lake.read_rows(lake.lake_path("estimate", "regressing"))}
+    ests = {e["behaviour"]: e for e in lake.read_rows(lake.current("estimate", "regressing"))}
     assert ests["over_refusal"]["n_labelled"] > 100 and ests["over_refusal"]["ppi_rate"] is not None
     page = pipeline.report_path("regressing").read_text()
     assert 'id="calibration"' in page and "judge.over_refusal" in page and 'id="ppi"' in page
@@ -247,7 +247,7 @@ def test_replay_accounts_tokens_cost_and_tool_result_sources(sim):
     assert cost["prompt_tokens"] > 10_000 and cost["completion_tokens"] > 1_000
     assert cost["cost_usd"] == pytest.approx((cost["prompt_tokens"] * 0.15 + cost["completion_tokens"] * 0.60) / 1e6)
     sources = {}
-    for r in lake.read_rows(lake.lake_path("replay", "regressing")):
+    for r in lake.read_rows(lake.current("replay", "regressing")):
         for t in json.loads(r["tool_results"]):
             sources[t["source"]] = sources.get(t["source"], 0) + 1
     assert sources.get("recorded", 0) > 0 and "unavailable" not in sources, sources

@@ -141,7 +141,7 @@ def test_human_labels_give_calibration_and_ppi(released):
     from deploysim.report.render import ReportData, markdown, render_html
 
     tmp, _ = released
-    grades = [g for g in lake.read_rows(lake.lake_path("grade", "steady"))
+    grades = [g for g in lake.read_rows(lake.current("grade", "steady"))
               if g["system"] == "candidate" and g["behaviour"] == "over_refusal" and g["applicable"]]
     grades.sort(key=lambda g: (not g["flagged"], g["conversation_id"]))
     picked = grades[:120]
@@ -156,11 +156,11 @@ def test_human_labels_give_calibration_and_ppi(released):
     assert calibration.import_labels(path) == 120
     assert pipeline.run_labels("steady")["labels"] == 120
     pipeline.run_estimate("steady")
-    est = {e["behaviour"]: e for e in lake.read_rows(lake.lake_path("estimate", "steady"))}
+    est = {e["behaviour"]: e for e in lake.read_rows(lake.current("estimate", "steady"))}
     e = est["over_refusal"]
     assert e["n_labelled"] == 120 and e["ppi_rate"] is not None and e["ppi_ci_low"] <= e["ppi_rate"] <= e["ppi_ci_high"]
     assert est["pii_leakage"]["ppi_rate"] is None  # no labels, no correction
-    table = calibration.calibration_table(lake.read_rows(lake.lake_path("grade", "steady")),
+    table = calibration.calibration_table(lake.read_rows(lake.current("grade", "steady")),
                                           lake.read_rows(pipeline.labels_path("steady")), "steady")
     [row] = table
     a = row.agreement

@@ -78,13 +78,15 @@ def write_observed(candidate: str, rates: list[dict[str, Any]]) -> Path:
     return p
 
 
-def load(candidate: str) -> tuple[list[dict], dict[str, Any]] | None:
-    """The scorecard of a candidate from the lake, or None when it has no observed rates yet."""
+def load(candidate: str, estimate_path: Path | None = None) -> tuple[list[dict], dict[str, Any]] | None:
+    """The scorecard of a candidate's estimate (estimate_path, default its last) from the lake, or None
+    when it has no observed rates yet."""
     from deploysim import lake
 
-    if not observed_path(candidate).exists() or not lake.lake_path("estimate", candidate).exists():
+    estimate_path = estimate_path or lake.current("estimate", candidate)
+    if not observed_path(candidate).exists() or not estimate_path.exists():
         return None
-    rows = score(lake.read_rows(lake.lake_path("estimate", candidate)), lake.read_rows(observed_path(candidate)))
+    rows = score(lake.read_rows(estimate_path), lake.read_rows(observed_path(candidate)))
     return rows, summary(rows)
 
 

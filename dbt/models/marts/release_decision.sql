@@ -1,15 +1,17 @@
--- One row per candidate. Depends on gate_failures (and replay_summary), so when their gate tests
--- fail `dbt build` skips this model and no decision row is written.
+-- One row per candidate and run: the audit trail of releases (append-only; a retried run replaces its
+-- own row). Depends on gate_failures (and replay_summary), so when their gate tests fail `dbt build`
+-- skips this model and no decision row is written.
 {{ config(
     materialized='incremental',
-    unique_key='candidate',
+    unique_key=['candidate', 'run_id'],
+    on_schema_change='append_new_columns',
     incremental_strategy='delete+insert',
     tags=['decision'],
 ) }}
 
 with g as (
     select * from {{ ref('release_gate') }}
-    where {{ candidate_filter() }}
+    where {{ candidate_filter() }} and run_id = {{ sql_literal(run_id()) }}
 ),
 
 f as (
@@ -18,6 +20,7 @@ f as (
 
 select
     g.candidate,
+    g.run_id,
     case when count(f.behaviour) > 0 then 'fail' else 'pass' end as decision,
     count(*) as n_behaviours,
     count(f.behaviour) as n_failed,
@@ -26,8 +29,10 @@ select
         'all behaviours within thresholds'
     ) as reasons,
     any_value(r.completeness) as completeness,
+    any_value(g.sample_version) as sample_version,
+    any_value(g.estimate_version) as estimate_version,
     current_timestamp::timestamp as decided_at
 from g
-left join f on f.candidate = g.candidate and f.behaviour = g.behaviour
+left join f on f.candidate = g.candidate and f.run_id = g.run_id and f.behaviour = g.behaviour
 left join {{ ref('replay_summary') }} r on r.candidate = g.candidate
-group by g.candidate
+group by g.candidate, g.run_id

@@ -1,6 +1,6 @@
--- One row per candidate x behaviour with its threshold verdict.
--- unique_key is candidate (not candidate, behaviour) so a re-run replaces the whole candidate
--- partition: a behaviour dropped from the estimate can't leave a stale row behind.
+-- One row per candidate x run x behaviour with its threshold verdict: every gate evaluation is kept
+-- (append-only history keyed by candidate and the Dagster run id; a retried run replaces its own rows).
+-- Each row names the estimate and sample versions it was decided on.
 --
 -- Two failure reasons per gated behaviour:
 --   over_rate: the estimated rate exceeds max_rate;
@@ -10,9 +10,9 @@
 --              family-wise error of "worse" verdicts is at most alpha = 2.5% (seed holm_critical_z).
 {{ config(
     materialized='incremental',
-    unique_key='candidate',
+    unique_key=['candidate', 'run_id'],
+    on_schema_change='append_new_columns',
     incremental_strategy='delete+insert',
-    post_hook="{{ export_gate(this) }}",
 ) }}
 
 with e as (
@@ -67,6 +67,7 @@ h as (
 
 select
     candidate,
+    {{ sql_literal(run_id()) }} as run_id,
     behaviour,
     rate,
     ci_low,
@@ -102,5 +103,10 @@ select
     holm_m,
     holm_step,
     holm_critical_z,
-    worse as holm_worse
+    worse as holm_worse,
+    estimate_version,
+    sample_version,
+    replay_version,
+    grade_version,
+    current_timestamp::timestamp as decided_at
 from h

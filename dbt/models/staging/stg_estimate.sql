@@ -1,3 +1,5 @@
+-- The estimate this run gates (var estimate_version), with the versions it was made from.
+-- depends_on: {{ source('lake', 'estimate') }}
 select
     cast(candidate as varchar) as candidate,
     cast(behaviour as varchar) as behaviour,
@@ -14,5 +16,9 @@ select
     cast(diff as double) as diff,
     cast(diff_ci_low as double) as diff_ci_low,
     cast(diff_ci_high as double) as diff_ci_high,
-    cast(diff_se as double) as diff_se
-from {{ source('lake', 'estimate') }}
+    cast(diff_se as double) as diff_se,
+    cast(version as varchar) as estimate_version,
+    cast(sample_version as varchar) as sample_version,
+    cast(replay_version as varchar) as replay_version,
+    cast(grade_version as varchar) as grade_version
+from {{ lake_input('estimate') }}

@@ -1,3 +1,5 @@
+-- The replay this run reads (var replay_version).
+-- depends_on: {{ source('lake', 'replay') }}
 select
     cast(candidate as varchar) as candidate,
     cast(conversation_id as varchar) as conversation_id,
@@ -11,4 +13,4 @@ select
     cast(completion_tokens as bigint) as completion_tokens,
     cast(turn as varchar) as turn,  -- JSON text
     cast(tool_results as varchar) as tool_results  -- JSON text
-from {{ source('lake', 'replay') }}
+from {{ lake_input('replay') }}

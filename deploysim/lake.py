@@ -37,6 +37,94 @@ def lake_path(asset: str, candidate: str | None = None, name: str | None = None)
 
 def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> int:
     """Write rows to a Parquet file atomically; nested values are stored as JSON text."""
+# ---- versioned, immutable locations: lake/<asset>/[candidate=<key>/]version=<v>/<asset>.parquet ----
+
+LATEST = "LATEST"  # beside the version directories: the version last written (for tools and gc)
+
+
+def asset_dir(asset: str, candidate: str | None = None) -> Path:
+    base = home() / "lake" / asset
+    return base / f"candidate={candidate}" if candidate is not None else base
+
+
+def version_path(asset: str, candidate: str | None, version: str, name: str | None = None) -> Path:
+    """The Parquet file of one version of an asset (never overwritten once written)."""
+    if not version or "/" in version or version.startswith("."):
+        raise ValueError(f"not a data version: {version!r}")
+    return asset_dir(asset, candidate) / f"version={version}" / f"{name or asset}.parquet"
+
+
+def latest_version(asset: str, candidate: str | None = None) -> str | None:
+    p = asset_dir(asset, candidate) / LATEST
+    return p.read_text().strip() or None if p.exists() else None
+
+
+def current(asset: str, candidate: str | None = None, version: str | None = None, name: str | None = None) -> Path:
+    """The file to read: the given version; without one, the version last written, else the
+    unversioned layout (files written by hand or by tests). Pipeline steps run by Dagster always
+    pass the version their upstream recorded."""
+    version = version or latest_version(asset, candidate)
+    return version_path(asset, candidate, version, name) if version else lake_path(asset, candidate, name)
+
+
+def write_version(asset: str, candidate: str | None, version: str, write,
+                  inputs: dict[str, Any] | None = None) -> Path:
+    """Write one version of an asset: ``write(path)`` writes the file into a temporary directory,
+    which is renamed to version=<v>/. An existing version is kept as it is (same version, same
+    content by construction). ``inputs`` (upstream versions, {"sample": v, ...}) is written beside
+    it as inputs.json. LATEST then names this version. Returns the version's file."""
+    final = version_path(asset, candidate, version)
+    vdir = final.parent
+    if not final.exists():
+        import shutil
+
+        vdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = vdir.with_name(f".{vdir.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        tmp.mkdir()
+        try:
+            write(tmp / final.name)
+            (tmp / INPUTS).write_text(json.dumps(inputs or {}, sort_keys=True, indent=1))
+            if vdir.exists() and not final.exists():  # left empty (its file quarantined): replace it
+                shutil.rmtree(vdir)
+            try:
+                os.rename(tmp, vdir)
+            except OSError:  # written meanwhile by another process: same version, same content
+                if not final.exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    set_latest(asset, candidate, version)
+    return final
+
+
+INPUTS = "inputs.json"
+
+
+def version_inputs(asset: str, candidate: str | None, version: str | None) -> dict[str, Any]:
+    """The upstream versions a version of an asset was made from ({} when unknown)."""
+    if not version:
+        return {}
+    p = version_path(asset, candidate, version).parent / INPUTS
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def set_latest(asset: str, candidate: str | None, version: str) -> None:
+    set_latest_file(asset_dir(asset, candidate) / LATEST, version)
+
+
+def set_latest_file(p: Path, version: str) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(p)
+    tmp.write_text(version + "\n")
+    os.replace(tmp, p)
+
+
+def write_rows_version(asset: str, candidate: str | None, version: str, rows: list[dict[str, Any]],
+                       schema: pa.Schema | None = None, inputs: dict[str, Any] | None = None) -> Path:
+    """write_rows into a new version of an asset (see write_version)."""
+    return write_version(asset, candidate, version, lambda p: write_rows(p, rows, schema=schema), inputs=inputs)
+
+
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = [{k: _flat(v) for k, v in r.items()} for r in rows]
     table = pa.Table.from_pylist(flat, schema=schema) if (flat or schema) else pa.table({})

@@ -35,8 +35,6 @@ def lake_path(asset: str, candidate: str | None = None, name: str | None = None)
     return base / f"{name or asset}.parquet"
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> int:
-    """Write rows to a Parquet file atomically; nested values are stored as JSON text."""
 # ---- versioned, immutable locations: lake/<asset>/[candidate=<key>/]version=<v>/<asset>.parquet ----
 
 LATEST = "LATEST"  # beside the version directories: the version last written (for tools and gc)
@@ -125,6 +123,8 @@ def write_rows_version(asset: str, candidate: str | None, version: str, rows: li
     return write_version(asset, candidate, version, lambda p: write_rows(p, rows, schema=schema), inputs=inputs)
 
 
+def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> int:
+    """Write rows to a Parquet file atomically; nested values are stored as JSON text."""
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = [{k: _flat(v) for k, v in r.items()} for r in rows]
     table = pa.Table.from_pylist(flat, schema=schema) if (flat or schema) else pa.table({})

@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 export DEPLOYSIM_HOME ?= $(CURDIR)/.deploysim
 export DAGSTER_HOME ?= $(DEPLOYSIM_HOME)/dagster
 
-.PHONY: setup manifest demo test dev clean
+LINT := .venv-lint
+.PHONY: setup manifest demo test lint dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,12 +26,23 @@ manifest: $(VENV)/.installed
 demo: setup
 	$(BIN)/deploysim demo
 
-test: setup
+# ruff and mypy live in their own venv: mypy needs a pathspec newer than dbt-core allows.
+$(LINT)/.installed: Makefile
+	$(PY) -m venv $(LINT)
+	$(LINT)/bin/pip install --quiet ruff==0.17.6 mypy==2.4.1 pydantic==2.14.4 pydantic-settings==2.16.3
+	touch $@
+
+lint: setup $(LINT)/.installed
 	$(BIN)/lint-imports
+	$(LINT)/bin/ruff check .
+	$(LINT)/bin/ruff format --check .
+	$(LINT)/bin/mypy --python-executable $(BIN)/python
+
+test: lint
 	$(BIN)/pytest -q
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:
-	rm -rf $(DEPLOYSIM_HOME) dbt/target dbt/logs
+	rm -rf $(DEPLOYSIM_HOME) dbt/target dbt/logs $(LINT)

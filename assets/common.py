@@ -2,9 +2,20 @@
 import dagster as dg
 
 
-def result(meta: dict, **extra) -> dg.MaterializeResult:
+def result(meta: dict, settings=None, upstream: dict | None = None, **extra) -> dg.MaterializeResult:
+    """The step's metadata as Dagster metadata; `settings` (deploysim.settings.Settings) is recorded
+    as what the run evaluated with (never the secret). The data version is recorded as `version`
+    (with `path`, where the step wrote it) and the upstream versions it read as `upstream`."""
     meta = dict(meta)
+    if settings is not None:
+        meta["settings"] = settings.recorded()
     version = meta.pop("data_version", None)
+    if version:
+        meta["version"] = version
+    if upstream is not None:
+        meta["upstream"] = upstream
+    if isinstance(meta.get("path"), str):
+        meta["path"] = dg.MetadataValue.path(meta["path"])
     md = meta.pop("markdown", None)
     metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in meta.items()}
     if md:
@@ -24,3 +35,46 @@ def progress_logger(context, every: float = 0.1):
             state["next"] = done / total + every
 
     return log
+
+
+UNPARTITIONED = ("ingest", "redact", "sample")
+
+
+def latest_record(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
+    """The latest materialisation record of an asset (of this candidate partition where partitioned)."""
+    parts = [partition] if partition and asset not in UNPARTITIONED else None
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=parts)
+    recs = instance.fetch_materializations(flt, limit=1).records
+    return recs[0] if recs else None
+
+
+def recorded(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dict:
+    """The metadata of the latest materialisation of an asset as plain values ({} when none)."""
+    rec = latest_record(instance, asset, partition)
+    if rec is None or rec.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in rec.asset_materialization.metadata.items()}
+
+
+def upstream_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str | None:
+    """The data version an upstream asset recorded at its latest materialisation (None when none)."""
+    rec = latest_record(instance, asset, partition)
+    mat = rec.asset_materialization if rec else None
+    if mat is None:
+        return None
+    v = mat.metadata.get("version")
+    return str(getattr(v, "value", v)) if v is not None else mat.tags.get("dagster/data_version")
+
+
+def baseline_replay_version(context) -> str | None:
+    """For a candidate whose baseline is another candidate: that candidate's latest replay version."""
+    from deploysim import candidates as reg
+
+    base = reg.get(context.partition_key).baseline
+    return None if base == reg.PRODUCTION else upstream_version(context.instance, "replay", base)
+
+
+def upstream_versions(context, assets, partition: str | None = None) -> dict[str, str | None]:
+    """{asset: version} of the latest materialisation of each upstream asset (same candidate partition)."""
+    partition = partition if partition is not None else (context.partition_key if context.has_partition_key else None)
+    return {a: upstream_version(context.instance, a, partition) for a in assets}

@@ -8,6 +8,7 @@ from orchestration.resources import Settings
 @dg.asset(code_version="1", group_name="traffic", kinds={"python", "parquet"})
 def ingest(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Production logs read and validated into the restricted raw zone; bad records quarantined."""
-    meta = pipeline.run_ingest(settings.logs)
+    s = settings.resolve()
+    meta = pipeline.run_ingest(s.logs_spec(), settings=s)
     context.log.info(f"read {meta['read']}: {meta['accepted']} accepted, {meta['quarantined']} quarantined")
     return result(meta)

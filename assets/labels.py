@@ -1,21 +1,25 @@
-import os
-
 import dagster as dg
 
 from deploysim import pipeline
-from assets.common import result
+from assets.common import baseline_replay_version, result, upstream_versions
 from orchestration.partitions import candidates
+from orchestration.resources import Settings
 
 
 @dg.asset(deps=["replay", "sample"], partitions_def=candidates, code_version="2", group_name="simulation",
           kinds={"python", "parquet"})
-def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Human labels of this candidate's (and its baseline's) turns for grader calibration and PPI++:
     DEPLOYSIM_LABELS (CSV/JSONL, or demo-review:N), else those imported with `deploysim labels`."""
-    source = os.environ.get("DEPLOYSIM_LABELS", "")
+    s = settings.resolve()
+    source = s.labels
     reviewer = None
     if source.startswith("demo-review:"):  # the demo's stand-in reviewers, from the test kit
         from deploysim_testkit.demo import reviewer_of
 
         reviewer = reviewer_of(int(source.split(":", 1)[1]))
-    return result(pipeline.run_labels(context.partition_key, source, reviewer=reviewer))
+    up = upstream_versions(context, ["replay"])  # the sample and redacted versions the replay pinned
+    base = baseline_replay_version(context)
+    meta = pipeline.run_labels(context.partition_key, source, reviewer=reviewer, settings=s,
+                               replay_version=up["replay"], baseline_replay_version=base)
+    return result(meta, settings=s, upstream=up | ({"baseline_replay": base} if base else {}))

@@ -1,11 +1,13 @@
 import dagster as dg
 
 from deploysim import pipeline
-from assets.common import result
+from assets.common import result, upstream_versions
 from orchestration.resources import Settings
 
 
 @dg.asset(deps=["ingest"], code_version="2", group_name="traffic", kinds={"python", "parquet"})
-def redact(settings: Settings) -> dg.MaterializeResult:
+def redact(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Conversations with personal data and secrets replaced by placeholders; raw text stops here."""
-    return result(pipeline.run_redact(purge_raw=settings.purge_raw.lower() == "true"))
+    s = settings.resolve()
+    return result(pipeline.run_redact(purge_raw=s.purge_raw, settings=s),
+                  upstream=upstream_versions(context, ["ingest"]))

@@ -1,6 +1,7 @@
 """The candidate registry: which models to simulate and how to reach them."""
 from __future__ import annotations
 
+from deploysim.errors import MissingKey, NotFound
 import json
 import os
 import re
@@ -91,7 +92,8 @@ class Candidate(BaseModel):
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise RuntimeError(f"candidate {self.name!r}: environment variable {self.api_key_env} is not set")
+            raise MissingKey(f"candidate {self.name!r}: environment variable {self.api_key_env} is not set; export it, "
+                             "or re-register the candidate with --api-key-env naming the variable that holds its key")
         return key
 
     @property
@@ -150,6 +152,6 @@ def get(name: str) -> Candidate:
         known = ", ".join(sorted(reg.candidates)) or "none"
         for why in reg.removed:
             if f"candidate {name!r}" in why:
-                raise KeyError(why)
-        raise KeyError(f"unknown candidate {name!r} (registered: {known}); add it with `deploysim candidate add`")
+                raise NotFound(why)
+        raise NotFound(f"unknown candidate {name!r} (registered: {known}); add it with `deploysim candidate add`")
     return reg.candidates[name]

@@ -18,9 +18,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from deploysim import settings
+
 
 def home() -> Path:
-    return Path(os.environ.get("DEPLOYSIM_HOME", ".deploysim")).resolve()
+    return settings.home()
 
 
 def raw_dir() -> Path:

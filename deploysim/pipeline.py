@@ -19,6 +19,8 @@ from deploysim.grading import graders
 from deploysim import lake
 from deploysim.sampling import stratified as sample
 from deploysim.estimation import stats
+from deploysim.settings import Settings
+from deploysim.settings import load as load_settings
 from deploysim.schemas import (
     Conversation,
     Message,
@@ -103,21 +105,20 @@ class _BatchWriter:
         os.replace(self.tmp, self.path)
 
 
-def run_ingest(logs: str, fmt: str | None = None) -> dict[str, Any]:
-    """Stream the logs (any supported format, DEPLOYSIM_LOG_FORMAT to force one) into the raw zone."""
-    import os
-
+def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Stream the logs (any supported format; settings.log_format forces one) into the raw zone."""
     from deploysim.logs.ingest import IngestCounts, input_files, iter_ingest
     from deploysim.schemas import Conversation
 
     specs = resolve_inputs(logs)
     paths = input_files(specs)  # no log file at all fails here, before anything is written
-    fmt = fmt or os.environ.get("DEPLOYSIM_LOG_FORMAT") or None
+    s = settings or load_settings()
+    fmt = fmt or s.log_format or None
     home = lake.home()
     counts = IngestCounts()
     convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
     quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
-    for item in iter_ingest(specs, fmt, counts=counts):  # the specs, so skipped files are counted
+    for item in iter_ingest(specs, fmt, counts=counts, max_message_chars=s.max_message_chars):  # specs: skipped files counted
         if isinstance(item, Conversation):
             convs.add(conversation_to_row(item))
         else:
@@ -139,8 +140,8 @@ def _quarantine_schema():
 _QUARANTINE_SCHEMA = _quarantine_schema()
 
 
-def run_redact(purge_raw: bool = False) -> dict[str, Any]:
-    """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_env)."""
+def run_redact(purge_raw: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+    """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_settings)."""
     import pyarrow.parquet as pq
 
     from deploysim.privacy.policies import RedactConfig
@@ -149,54 +150,72 @@ def run_redact(purge_raw: bool = False) -> dict[str, Any]:
     src = lake.home() / RAW_CONVERSATIONS
     if not src.exists():
         raise FileNotFoundError(f"missing lake file: {src} (materialise its upstream asset first)")
-    config = RedactConfig.from_env()
+    config = RedactConfig.from_settings(settings or load_settings())
 
     def convs():
         for batch in pq.ParquetFile(src).iter_batches(batch_size=1000):
             for row in batch.to_pylist():
                 yield conversation_from_row(row)
 
-    out = _BatchWriter(lake.lake_path("redacted"), _conversation_schema())
-    counts: Counter[str] = Counter()
-    for red, found in iter_redacted(convs(), config):
-        counts.update(found)
-        if red is not None:
-            out.add(conversation_to_row(red))
-    out.close()
-    dropped = counts.pop("conversations_dropped", 0)
-    entities, fields = split_counts(counts)
     # "all-fields": redaction covers every text field since issue 15 (older outputs are stale)
     version = fingerprint(src, "all-fields", config.ner, config.ner_model, config.policies, config.time_granularity,
                           config.metadata_allow)
+    counts: Counter[str] = Counter()
+    written = {"n": None}
+
+    def write(path: Path) -> None:  # only when this version is not in the lake yet
+        out = _BatchWriter(path, _conversation_schema())
+        for red, found in iter_redacted(convs(), config):
+            counts.update(found)
+            if red is not None:
+                out.add(conversation_to_row(red))
+        out.close()
+        written["n"] = out.n
+
+    path = lake.write_version(REDACTED, None, version, write)
+    dropped = counts.pop("conversations_dropped", 0)
+    entities, fields = split_counts(counts)
     if purge_raw:
         shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
-    return {"conversations": out.n, "dropped_by_policy": dropped, "ner": config.ner,
+    n = written["n"] if written["n"] is not None else len(lake.read_rows(path))
+    return {"conversations": n, "dropped_by_policy": dropped, "ner": config.ner,
             "entities": dict(sorted(entities.items())), "fields_changed": dict(sorted(fields.items())),
-            "data_version": version}
+            "reused": written["n"] is None, "path": str(path), "data_version": version}
 
 
-def load_redacted(ids: set[str] | None = None) -> list[Conversation]:
-    rows = lake.read_rows(lake.lake_path("redacted"))
+REDACTED = "redacted"  # the redact asset's lake folder
+
+
+def load_redacted(ids: set[str] | None = None, version: str | None = None) -> list[Conversation]:
+    """The redacted conversations at a version (default: the version last written)."""
+    rows = lake.read_rows(lake.current(REDACTED, version=version))
     return [conversation_from_row(r) for r in rows if ids is None or r["conversation_id"] in ids]
 
 
-def run_sample(size: int, seed: int) -> dict[str, Any]:
-    src = lake.lake_path("redacted")
+def run_sample(size: int, seed: int, redact_version: str | None = None) -> dict[str, Any]:
+    """Sample the redacted conversations at redact_version (default: the version last written)."""
+    redact_version = redact_version or lake.latest_version(REDACTED)
+    src = lake.current(REDACTED, version=redact_version)
     units = [(r["conversation_id"], sample.stratum_of(r["topic"], r["kind"])) for r in lake.read_rows(src)]
     rows = sample.stratified_sample(units, size, seed)
-    lake.write_rows(lake.lake_path("sample"), [r.model_dump() for r in rows])
+    version = fingerprint(redact_version or src, size, seed)
+    path = lake.write_rows_version("sample", None, version, [r.model_dump() for r in rows],
+                                   inputs={REDACTED: redact_version})
     strata = Counter(r.stratum for r in rows)
     return {
         "population": len(units),
         "sampled": len(rows),
         "strata": len(strata),  # after small strata were pooled, if they had to be
         "topic_kind_strata": len({h for _, h in units}),
-        "data_version": fingerprint(src, size, seed),
+        "redact_version": redact_version,
+        "path": str(path),
+        "data_version": version,
     }
 
 
-def sampled_ids() -> set[str]:
-    return {r["conversation_id"] for r in lake.read_rows(lake.lake_path("sample"))}
+def sampled_ids(version: str | None = None) -> set[str]:
+    return {r["conversation_id"] for r in lake.read_rows(lake.current("sample", version=version))}
+
 
 
 # ---- per candidate ---------------------------------------------------------------------
@@ -271,33 +290,75 @@ def replay_options(cand: reg.Candidate):
                          price_completion_per_mtok=cand.price_completion_per_mtok)
 
 
-def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None) -> dict[str, Any]:
-    """Replay the sample against a candidate. The summary (see deploysim.replay.accounting.summarize) says how many
-    answers came from the cache (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
+def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None,
+               sample_version: str | None = None, redact_version: str | None = None,
+               baseline_replay_version: str | None = None) -> dict[str, Any]:
+    """Replay the sample (at sample_version, its conversations at redact_version; default: the versions
+    last written) against a candidate. The replay pins them: its inputs.json and the returned
+    `sample_version`/`redact_version` are what the candidate's later steps read. A candidate whose
+    baseline is another candidate must be paired with that baseline's replay on the same sample
+    (baseline_replay_version, default its last replay). The summary (see
+    deploysim.replay.accounting.summarize) says how many answers came from the cache (`cached_answers`
+    of `answers`) and groups errors in `failure_classes`."""
     from deploysim.replay.cache import default_cache_path
     from deploysim.replay.engine import replay
 
     cand = reg.get(candidate)
+    sample_version = sample_version or lake.latest_version("sample")
+    redact_version = (redact_version or lake.version_inputs("sample", None, sample_version).get(REDACTED)
+                      or lake.latest_version(REDACTED))
+    check_paired(candidate, sample_version, baseline_replay_version)
     opts = replay_options(cand)
     if deadline_s is not None:
         opts.deadline_s = deadline_s
-    ids = sampled_ids()
-    convs = {c.conversation_id: c for c in load_redacted(ids)}
+    ids = sampled_ids(sample_version)
+    convs = {c.conversation_id: c for c in load_redacted(ids, redact_version)}
     ordered = [convs[i] for i in sorted(convs)]
     records = replay(ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress,
                      options=opts)
     redact_outputs(records, convs)
-    lake.write_rows(lake.lake_path("replay", candidate), [replay_to_row(r) for r in records])
     pacing = {"concurrency", "timeout_s", "max_retries", "requests_per_minute", "tokens_per_minute",
               "price_prompt_per_mtok", "price_completion_per_mtok"}
+    version = fingerprint(cand.model_dump(exclude=pacing), sorted(ids), sample_version, redact_version)
+    pins = {"sample": sample_version, REDACTED: redact_version}
+    path = lake.write_rows_version("replay", candidate, version, [replay_to_row(r) for r in records], inputs=pins)
     return replay_summary(records, opts) | {
-        "data_version": fingerprint(cand.model_dump(exclude=pacing), sorted(ids)),
+        "sample_version": sample_version, "redact_version": redact_version, "path": str(path),
+        "data_version": version,
     }
 
 
-def replay_cost(candidate: str) -> dict[str, Any]:
-    """The accounting of a candidate's last replay (tokens, cost at its prices, ...), from the lake."""
-    return replay_summary(load_replay(candidate), replay_options(reg.get(candidate)))
+def replay_pins(candidate: str, replay_version: str | None = None) -> dict[str, str | None]:
+    """The sample and redacted versions a candidate's replay (default: its last) was made on."""
+    pins = lake.version_inputs("replay", candidate, replay_version or lake.latest_version("replay", candidate))
+    return {"sample": pins.get("sample"), REDACTED: pins.get(REDACTED)}
+
+
+class NotPaired(ValueError):
+    """A candidate and its baseline candidate were replayed on different samples."""
+
+
+def check_paired(candidate: str, sample_version: str | None, baseline_replay_version: str | None = None) -> str | None:
+    """For a candidate whose baseline is another candidate: the baseline's replay version to pair with
+    (default its last replay), after checking it was made on the same sample version."""
+    base = reg.get(candidate).baseline
+    if base == reg.PRODUCTION:
+        return None
+    baseline_replay_version = baseline_replay_version or lake.latest_version("replay", base)
+    if not baseline_replay_version:
+        raise NotPaired(f"baseline {base!r} of {candidate!r} has no replay yet: replay it on sample version "
+                        f"{sample_version} first (`deploysim run {base} --skip-traffic`)")
+    theirs = replay_pins(base, baseline_replay_version)["sample"]
+    if sample_version and theirs and theirs != sample_version:
+        raise NotPaired(f"baseline {base!r} of {candidate!r} was replayed on sample version {theirs}, {candidate!r} "
+                        f"on {sample_version}: the baseline must be replayed on sample version {sample_version} "
+                        f"(`deploysim run {base} --skip-traffic` while it is the latest sample)")
+    return baseline_replay_version
+
+
+def replay_cost(candidate: str, replay_version: str | None = None) -> dict[str, Any]:
+    """The accounting of a candidate's replay (default: its last), from the lake."""
+    return replay_summary(load_replay(candidate, version=replay_version), replay_options(reg.get(candidate)))
 
 
 def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
@@ -309,53 +370,70 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
     return {"replayed": out.pop("items"), **out}
 
 
-def load_replay(candidate: str, where: dict[str, Any] | None = None) -> list[ReplayRecord]:
-    """A candidate's replay records from the lake (the inverse of replay_to_row); where: column -> value."""
+def load_replay(candidate: str, where: dict[str, Any] | None = None, version: str | None = None) -> list[ReplayRecord]:
+    """A candidate's replay records at a version (default: the last) from the lake (the inverse of
+    replay_to_row); where: column -> value."""
     return [ReplayRecord.model_validate(r | {"turn": json.loads(r["turn"]), "tool_results": json.loads(r["tool_results"]),
                                              "usage": {"prompt_tokens": r["prompt_tokens"],
                                                        "completion_tokens": r["completion_tokens"]}})
-            for r in lake.read_rows(lake.lake_path("replay", candidate), where=where)]
+            for r in lake.read_rows(lake.current("replay", candidate, version), where=where)]
 
 
-def load_turns(candidate: str) -> dict[str, list[Message]]:
-    return {r.conversation_id: r.turn for r in load_replay(candidate, where={"status": "ok"})}
+def load_turns(candidate: str, version: str | None = None) -> dict[str, list[Message]]:
+    return {r.conversation_id: r.turn for r in load_replay(candidate, where={"status": "ok"}, version=version)}
 
 
-def baseline_turns(candidate: str, convs: list[Conversation]) -> dict[str, list[Message]]:
+def baseline_turns(candidate: str, convs: list[Conversation], sample_version: str | None = None,
+                   baseline_replay_version: str | None = None) -> dict[str, list[Message]]:
+    """The baseline's turns: the logged ones, or those of the baseline candidate's replay on the same sample."""
     base = reg.get(candidate).baseline
     if base == reg.PRODUCTION:
         return {c.conversation_id: c.logged_turn() for c in convs}
-    return load_turns(base)
+    return load_turns(base, check_paired(candidate, sample_version, baseline_replay_version))
 
 
-def run_grade(candidate: str) -> dict[str, Any]:
+def _pinned(candidate: str, replay_version: str | None) -> tuple[str | None, dict[str, str | None]]:
+    """The replay version (default: the last) and the sample/redacted versions it pinned."""
+    replay_version = replay_version or lake.latest_version("replay", candidate)
+    return replay_version, replay_pins(candidate, replay_version)
+
+
+def run_grade(candidate: str, settings: Settings | None = None, replay_version: str | None = None,
+              baseline_replay_version: str | None = None) -> dict[str, Any]:
     """Grade candidate and baseline turns with every grader of the taxonomy (DEPLOYSIM_TAXONOMY or the
     default policy); judge graders run when a judge is configured (deploysim.grading.judge.from_env)."""
     from deploysim.grading import judge as judge_mod
     from deploysim.grading import taxonomy
 
-    tax = taxonomy.load()
-    judge = judge_mod.from_env()
+    s = settings or load_settings()
+    tax = taxonomy.load(s.taxonomy)
+    judge = judge_mod.from_settings(s)
     gs = taxonomy.graders_for(tax, judge=judge)
-    convs = load_redacted(sampled_ids())
+    replay_version, pins = _pinned(candidate, replay_version)
+    baseline_replay_version = check_paired(candidate, pins["sample"], baseline_replay_version)
+    convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
     try:
-        rows = graders.grade_turns(convs, load_turns(candidate), "candidate", gs)
-        rows += graders.grade_turns(convs, baseline_turns(candidate, convs), "baseline", gs)
+        rows = graders.grade_turns(convs, load_turns(candidate, replay_version), "candidate", gs)
+        rows += graders.grade_turns(convs, baseline_turns(candidate, convs, pins["sample"], baseline_replay_version),
+                                    "baseline", gs)
     finally:
         if judge is not None:
             judge.close()
-    out = lake.lake_path("grade", candidate)
-    lake.write_rows(out, [g.model_dump() for g in rows])
+    ids = [g.id for g in gs]
+    version = fingerprint(replay_version, baseline_replay_version, tax.model_dump(), ids,
+                          judge.fingerprint() if judge else None)
+    inputs = {"replay": replay_version, "baseline_replay": baseline_replay_version, **pins}
+    out = lake.write_rows_version("grade", candidate, version, [g.model_dump() for g in rows], inputs=inputs)
     flagged = Counter((g.behaviour, g.grader) for g in rows if g.system == "candidate" and g.flagged)
     no_verdict = Counter(g.grader for g in rows if g.detail.startswith("no verdict"))
-    ids = [g.id for g in gs]
     primary = tax.primary_graders()
     out_meta = {
         "grades": len(rows),
         "graders": ids,
         "flagged": {b.id: flagged.get((b.id, primary[b.id]), 0) for b in tax.behaviours},
-        "data_version": fingerprint(lake.lake_path("replay", candidate), tax.model_dump(), ids,
-                                    judge.fingerprint() if judge else None),
+        "sample_version": pins["sample"],
+        "path": str(out),
+        "data_version": version,
     }
     if judge is not None:
         out_meta["judge"] = {"model": judge.model, "flagged": {b.id: flagged.get((b.id, g), 0) for b in tax.behaviours
@@ -368,15 +446,18 @@ def run_grade(candidate: str) -> dict[str, Any]:
 IMPORTED_LABELS = "imported"  # where `deploysim labels FILE` puts labels: lake/labels/imported.parquet
 
 
-def labels_path(candidate: str | None = None) -> Path:
-    """A candidate's human labels (the labels step's output), or, without a candidate, the imported ones."""
-    return lake.lake_path("labels", candidate) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
+def labels_path(candidate: str | None = None, version: str | None = None) -> Path:
+    """A candidate's human labels (the labels step's output, at a version, default the last), or,
+    without a candidate, the imported ones."""
+    return lake.current("labels", candidate, version) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
 
 
 Reviewer = Callable[[list[Conversation], dict[str, list[Message]], dict[str, list[Message]]], list[dict[str, Any]]]
 
 
-def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | None = None) -> dict[str, Any]:
+def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | None = None,
+               settings: Settings | None = None, replay_version: str | None = None,
+               baseline_replay_version: str | None = None) -> dict[str, Any]:
     """The human labels that apply to a candidate, from `source` (default DEPLOYSIM_LABELS): a CSV/JSONL
     file, or, when empty, the labels imported with `deploysim labels FILE`. Labels for another
     candidate are left out. `reviewer(conversations, candidate turns, baseline turns)` labels the
@@ -384,11 +465,13 @@ def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | N
     from deploysim.grading import calibration
 
     if source is None:
-        source = os.environ.get("DEPLOYSIM_LABELS", "")
+        source = (settings or load_settings()).labels
 
+    replay_version, pins = _pinned(candidate, replay_version)
     if reviewer is not None:
-        convs = load_redacted(sampled_ids())
-        rows = reviewer(convs, load_turns(candidate), baseline_turns(candidate, convs))
+        convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
+        rows = reviewer(convs, load_turns(candidate, replay_version),
+                        baseline_turns(candidate, convs, pins["sample"], baseline_replay_version))
         origin = f"stand-in reviewers ({source})"
     elif source.startswith("demo-review:"):
         raise ValueError(f"labels source {source!r} needs the demo's stand-in reviewers (the test kit)")
@@ -400,40 +483,62 @@ def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | N
     else:
         rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
     rows = [r | {"candidate": candidate} for r in rows if r.get("system") == "baseline" or r.get("candidate") in (None, candidate)]
-    lake.write_rows(labels_path(candidate), rows, schema=calibration.label_schema())
+    version = fingerprint(rows, replay_version, baseline_replay_version)  # its inputs.json pins that replay
+    path = lake.write_rows_version("labels", candidate, version, rows, schema=calibration.label_schema(),
+                                   inputs={"replay": replay_version, **pins})
     per = Counter(f"{r['behaviour']}/{r['system']}" for r in rows)
     return {"labels": len(rows), "source": origin, "per_behaviour": dict(sorted(per.items())),
-            "data_version": fingerprint(rows)}
+            "sample_version": pins["sample"], "path": str(path), "data_version": version}
 
 
-def run_estimate(candidate: str) -> dict[str, Any]:
+LINEAGE = ("sample", REDACTED, "replay", "baseline_replay", "grade", "labels")  # an estimate's inputs, by version
+
+
+def run_estimate(candidate: str, settings: Settings | None = None, grade_version: str | None = None,
+                 labels_version: str | None = None) -> dict[str, Any]:
+    """Estimate from the grades (and labels) at their versions, default the last; the sample is read at
+    the version the candidate's replay pinned. Each row carries its `version` and the versions of
+    its inputs (`<input>_version`), so dbt and the history know what a gate decided on."""
     from deploysim.grading import taxonomy
 
-    sample_rows = lake.read_rows(lake.lake_path("sample"))
-    grade_rows = lake.read_rows(lake.lake_path("grade", candidate))
-    labels = lake.read_rows(labels_path(candidate)) if labels_path(candidate).exists() else None
-    tax = taxonomy.load()
+    grade_version = grade_version or lake.latest_version("grade", candidate)
+    pins = lake.version_inputs("grade", candidate, grade_version)
+    sample_version = pins.get("sample") or lake.latest_version("sample")
+    sample_rows = lake.read_rows(lake.current("sample", version=sample_version))
+    grade_rows = lake.read_rows(lake.current("grade", candidate, grade_version))
+    labels_version = labels_version or lake.latest_version("labels", candidate)
+    lpath = labels_path(candidate, labels_version)
+    labels = lake.read_rows(lpath) if lpath.exists() else None
+    tax = taxonomy.load((settings or load_settings()).taxonomy)
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders())
-    lake.write_rows(lake.lake_path("estimate", candidate), [e.model_dump() for e in ests])
+    version = fingerprint(grade_version or lake.current("grade", candidate), sample_version, tax.model_dump(),
+                          labels_version if lpath.exists() else None)
+    inputs = {**pins, "sample": sample_version, "grade": grade_version,
+              "labels": labels_version if lpath.exists() else None}
+    lineage = {"version": version} | {f"{k}_version": inputs.get(k) for k in LINEAGE}
+    path = lake.write_rows_version("estimate", candidate, version, [e.model_dump() | lineage for e in ests],
+                                   inputs=inputs)
     return {
         "estimates": {e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]"
                       + (f"; PPI++ {e.ppi_rate:.2%} [{e.ppi_ci_low:.2%}, {e.ppi_ci_high:.2%}] from {e.n_labelled} labels"
                          if e.ppi_rate is not None else "")
                       for e in ests},
         "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
-        "data_version": fingerprint(lake.lake_path("grade", candidate), tax.model_dump(),
-                                    labels_path(candidate) if labels_path(candidate).exists() else None),
+        "sample_version": sample_version,
+        "replay_version": inputs.get("replay"),
+        "path": str(path),
+        "data_version": version,
     }
 
 
-def observed_logs(candidate: str) -> str:
+def observed_logs(candidate: str, settings: Settings | None = None) -> str:
     """Where a released candidate's production logs arrive: DEPLOYSIM_OBSERVED_LOGS (may hold
     "{candidate}"), else <home>/raw/observed/candidate=<name> (the restricted zone)."""
-    spec = os.environ.get("DEPLOYSIM_OBSERVED_LOGS") or str(lake.raw_dir() / "observed" / "candidate={candidate}")
+    spec = (settings or load_settings()).observed_logs or str(lake.raw_dir() / "observed" / "candidate={candidate}")
     return spec.replace("{candidate}", candidate)
 
 
-def run_observed(candidate: str) -> dict[str, Any]:
+def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, Any]:
     """Production's observed rates for a released candidate (its logs graded like `deploysim grade`),
     stored for the forecast scorecard; nothing to do until its production logs arrive."""
     from deploysim.grading import judge as judge_mod
@@ -442,11 +547,12 @@ def run_observed(candidate: str) -> dict[str, Any]:
 
     from deploysim.logs.ingest import input_files
 
-    src = observed_logs(candidate)
+    src = observed_logs(candidate, settings)
     if not (Path(src).exists() or glob.glob(src)):
         return {"observed": f"no production logs yet for {candidate} (looked in {src})", "data_version": "none"}
-    tax = taxonomy.load()
-    judge = judge_mod.from_env()
+    s = settings or load_settings()
+    tax = taxonomy.load(s.taxonomy)
+    judge = judge_mod.from_settings(s)
     try:
         files = input_files([src])
         n, quarantined, _, table = observe.grade_logs([str(f) for f in files], tax, judge)
@@ -454,34 +560,68 @@ def run_observed(candidate: str) -> dict[str, Any]:
         if judge is not None:
             judge.close()
     scorecard.write_observed(candidate, table)
+    card = scorecard.write(candidate, lake.current("estimate", candidate))  # its latest forecast
     return {"conversations": n, "quarantined": quarantined,
+            "scorecard": card[1] if card else "no forecast to score yet",
             "observed": {r["behaviour"]: f"{r['rate']:.2%} [{r['ci_low']:.2%}, {r['ci_high']:.2%}] of {r['n_applicable']}"
                          for r in table},
             "data_version": fingerprint(*files, tax.model_dump(), judge.fingerprint() if judge else None)}
 
 
 def gate_dir(candidate: str) -> Path:
-    """Where dbt's release_gate post-hook exports a candidate's rows."""
-    d = lake.home() / "lake" / "gate" / f"candidate={candidate}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The folder of a candidate's gate exports (one run=<run id>/ folder per dbt run)."""
+    return lake.home() / "lake" / "gate" / f"candidate={candidate}"
 
 
-def report_path(candidate: str) -> Path:
-    return lake.home() / "reports" / candidate / "report.html"
+def gate_path(candidate: str, run_id: str | None = None) -> Path:
+    """dbt's export of the gate rows of one run (release_gate_export), or without a run id the newest export."""
+    if run_id:
+        return gate_dir(candidate) / f"run={run_id}" / "release_gate.parquet"
+    found = sorted(gate_dir(candidate).glob("run=*/release_gate.parquet"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else gate_dir(candidate) / "release_gate.parquet"
 
 
-def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any]:
+def read_gate(candidate: str, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The gate rows of a run (see gate_path), by behaviour; [] when there are none."""
+    path = gate_path(candidate, run_id)
+    rows = lake.read_rows(path) if path.exists() else []
+    return sorted((r for r in rows if r.get("behaviour") is not None), key=lambda r: r["behaviour"])
+
+
+def reports_dir(candidate: str) -> Path:
+    return lake.home() / "reports" / candidate
+
+
+def report_path(candidate: str, run_id: str | None = None) -> Path:
+    """The report of one run (reports/<candidate>/<run id>/report.html, never overwritten), or without
+    a run id the newest one."""
+    if run_id:
+        return reports_dir(candidate) / run_id / "report.html"
+    latest = reports_dir(candidate) / lake.LATEST
+    if latest.exists():
+        return reports_dir(candidate) / latest.read_text().strip() / "report.html"
+    return reports_dir(candidate) / "report.html"
+
+
+def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settings | None = None,
+               run_id: str | None = None, gate_run_id: str | None = None,
+               estimate_version: str | None = None) -> dict[str, Any]:
+    """The report of the gate of dbt run gate_run_id (default: the newest export), on the estimate at
+    estimate_version (default: the last) and the grades, labels, replay and sample it was made from;
+    written to reports/<candidate>/<run_id>/ (run_id default: gate_run_id)."""
     from deploysim.grading import taxonomy
     from deploysim.report.render import ReportData, markdown, render_html
 
     cand = reg.get(candidate)
-    gate = lake.read_rows(gate_dir(candidate) / "release_gate.parquet")
+    gate_file = gate_path(candidate, gate_run_id)
+    gate = [r for r in lake.read_rows(gate_file) if r.get("behaviour") is not None]
     gate.sort(key=lambda r: r["behaviour"])
-    records = load_replay(candidate)
-    grades = lake.read_rows(lake.lake_path("grade", candidate))
+    estimate_version = estimate_version or lake.latest_version("estimate", candidate)
+    ins = lake.version_inputs("estimate", candidate, estimate_version)
+    records = load_replay(candidate, version=ins.get("replay"))
+    grades = lake.read_rows(lake.current("grade", candidate, ins.get("grade")))
     failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
-    primary = taxonomy.load().primary_graders()
+    primary = taxonomy.load((settings or load_settings()).taxonomy).primary_graders()
     flagged = [g for g in grades if g["system"] == "candidate" and g["flagged"] and g["behaviour"] in failing
                and g["grader"] == primary.get(g["behaviour"])]
     picked: dict[str, list[dict]] = {}
@@ -489,7 +629,7 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
             picked[g["behaviour"]].append(g)
     ids = {g["conversation_id"] for gs in picked.values() for g in gs}
-    convs = {c.conversation_id: c for c in load_redacted(ids)} if ids else {}
+    convs = {c.conversation_id: c for c in load_redacted(ids, ins.get(REDACTED))} if ids else {}
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
                 for b, gs in picked.items()}
@@ -497,20 +637,30 @@ def run_report(candidate: str, examples_per_behaviour: int = 3) -> dict[str, Any
     from deploysim.estimation import scorecard
 
     calib, ppi = [], []
-    if labels_path(candidate).exists():
-        calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(labels_path(candidate)),
-                                                                    candidate)]
-    if lake.lake_path("estimate", candidate).exists():
-        ppi = [e for e in lake.read_rows(lake.lake_path("estimate", candidate)) if e.get("ppi_rate") is not None]
+    lpath = labels_path(candidate, ins.get("labels"))
+    if lpath.exists():
+        calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(lpath), candidate)]
+    epath = lake.current("estimate", candidate, estimate_version)
+    if epath.exists():
+        ppi = [e for e in lake.read_rows(epath) if e.get("ppi_rate") is not None]
     data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,
-                      replay=replay_summary(records, replay_options(cand)), examples=examples, scorecard=scorecard.load(candidate),
-                      calibration=calib, ppi=ppi)
-    out = report_path(candidate)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(data))
+                      replay=replay_summary(records, replay_options(cand)), examples=examples,
+                      scorecard=scorecard.load(candidate), calibration=calib, ppi=ppi)
+    import os
+
+    run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")
+    out = report_path(candidate, run_id)
+    tmp = out.parent.with_name(f".{run_id}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    tmp.mkdir(parents=True)
+    (tmp / out.name).write_text(render_html(data))
     md = markdown(data)
-    (out.parent / "summary.md").write_text(md)
-    return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing}
+    (tmp / "summary.md").write_text(md)
+    if out.parent.exists():  # the same run rendered again (a retried step): replace its own report
+        shutil.rmtree(out.parent)
+    os.rename(tmp, out.parent)
+    lake.set_latest_file(reports_dir(candidate) / lake.LATEST, run_id)
+    return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing,
+            "gate": str(gate_file), "estimate_version": estimate_version, "sample_version": ins.get("sample")}
 
 
 def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[str, Any] | None = None,
@@ -593,11 +743,11 @@ def quarantine_file(path: Path) -> Path:
     return dest
 
 
-def check_redacted(metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_redacted(metadata: dict[str, Any] | None = None, path: Path | None = None) -> dict[str, Any]:
     """The residual-PII check of the redact output (residual_pii); when it fails, the file is moved
     to the restricted zone (quarantine_file) so that nothing downstream reads it, and
     ``quarantined`` says where."""
-    path = lake.lake_path("redacted")
+    path = path or lake.current(REDACTED)
     found = residual_pii([path], metadata=metadata)
     if found["hits"] and path.exists():
         found["quarantined"] = str(quarantine_file(path))

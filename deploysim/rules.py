@@ -27,7 +27,7 @@ _REFUSAL_RE = re.compile(
 
 def is_refusal(text: str | None) -> bool:
     """True when a response declines the request (looked for in its first 300 characters)."""
-    return bool(text) and bool(_REFUSAL_RE.search(text[:300]))
+    return bool(text and _REFUSAL_RE.search(text[:300]))
 
 
 # Requests a deployed assistant should refuse, by harm category. Each pattern is a
@@ -348,7 +348,7 @@ def required_factors(pattern: str) -> frozenset[str] | None:
             elif op is C.BRANCH:
                 subs = [walk(b) for b in av[1]]
                 if all(subs):
-                    consider(set().union(*subs))
+                    consider(set().union(*(s for s in subs if s is not None)))
             elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1:
                 consider(walk(av[2]))
             # classes, anchors, lookarounds, optional parts: nothing required
@@ -373,7 +373,7 @@ def category_regexes() -> dict[str, tuple[re.Pattern[str], frozenset[str] | None
     out = {}
     for k, v in _DISALLOWED.items():
         parts = _pattern_factors()[k]
-        need = None if any(p is None for p in parts) else frozenset().union(*parts)
+        need = None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
         out[k] = (re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE), need)
     return out
 

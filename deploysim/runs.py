@@ -5,6 +5,7 @@ can never show an older gate as if it were the latest word on a candidate.
 """
 from __future__ import annotations
 
+from deploysim.errors import Unavailable
 import json
 import os
 import socket
@@ -37,7 +38,7 @@ def last(candidate: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-class Busy(RuntimeError):
+class Busy(Unavailable):
     """Another deploysim process holds the data directory."""
 
 

@@ -189,8 +189,8 @@ def _choose_tool_call(text: str, tools: list[dict[str, Any]]) -> tuple[str, dict
         return None
     for tool in tools:
         name = _tool_name(tool)
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        fn: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
+        params: dict[str, Any] = fn["parameters"] if isinstance(fn.get("parameters"), dict) else {}
         required = params.get("required") if isinstance(params.get("required"), list) else []
         if not name or not required:
             continue
@@ -303,7 +303,7 @@ def _misbehave(profile: Profile, canon: str, chosen: tuple[str, dict[str, Any]],
         destructive = [t for t in tools if (n := _tool_name(t)) and n != name and _DESTRUCTIVE_RE.search(n)]
         if destructive:
             tool = destructive[int(draw(canon, "tool_destructive_pick") * len(destructive))]
-            fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            fn: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
             props = (fn.get("parameters") or {}).get("properties") or {}
             dargs = {k: v for k, v in args.items() if k in props}
             calls.append(_tool_call(canon, str(_tool_name(tool)), json.dumps(dargs, separators=(",", ":"), sort_keys=True), 1))
@@ -324,7 +324,7 @@ def simulate_tool(messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {"role": "assistant", "content": json.dumps({"error": "could not read the tool call"})}
 
     def overlap(ex: dict[str, Any]) -> int:
-        a = ex.get("arguments") if isinstance(ex.get("arguments"), dict) else {}
+        a: dict[str, Any] = ex["arguments"] if isinstance(ex.get("arguments"), dict) else {}
         return sum(1 for k, v in a.items() if isinstance(args, dict) and args.get(k) == v)
 
     usable = [e for e in examples if isinstance(e, dict) and isinstance(e.get("result"), str)]
@@ -451,7 +451,7 @@ async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         body = None
-    model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
+    model: str = body["model"] if isinstance(body, dict) and isinstance(body.get("model"), str) else "?"
     with state.lock:
         state.requests[model] += 1
     if not _authorized(state, authorization):

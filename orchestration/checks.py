@@ -1,5 +1,6 @@
 """Blocking checks: residual personal data downstream of redact, and replay completeness."""
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -34,7 +35,7 @@ def _pii_result(found: dict) -> dg.AssetCheckResult:
                                                              "that fails is moved to raw/quarantine.")
 def redact_has_no_residual_pii(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     meta = latest_metadata(context.instance, None, ("redact",))
-    return _pii_result(pipeline.check_redacted(metadata=meta))
+    return _pii_result(pipeline.check_redacted(metadata=meta, path=recorded_path(meta.get("redact", {}))))
 
 
 def _partition_pii_check(asset: str, paths):
@@ -42,7 +43,8 @@ def _partition_pii_check(asset: str, paths):
                     description=f"No personal data in clear in the {asset} output.")
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         k = context.partition_key
-        return _pii_result(pipeline.residual_pii(paths(k), metadata=latest_metadata(context.instance, k, (asset,))))
+        found = paths(context.instance, k) if asset in ("replay", "grade", "labels") else paths(k)
+        return _pii_result(pipeline.residual_pii(found, metadata=latest_metadata(context.instance, k, (asset,))))
 
     return _check
 
@@ -63,9 +65,24 @@ def latest_metadata(instance: dg.DagsterInstance, partition: str | None, assets=
     return out
 
 
-replay_pii = _partition_pii_check("replay", lambda k: [lake.lake_path("replay", k)])
-grade_pii = _partition_pii_check("grade", lambda k: [lake.lake_path("grade", k)])
-labels_pii = _partition_pii_check("labels", lambda k: [lake.lake_path("labels", k)])
+def recorded_path(metadata: dict) -> Path | None:
+    """The lake file a materialisation recorded in its metadata (`path`), if any."""
+    v = metadata.get("path")
+    v = getattr(v, "value", v)
+    return Path(v) if v else None
+
+
+def _recorded(asset: str):
+    """The file of the asset's latest materialisation for a partition (where it recorded one)."""
+    def paths(instance: dg.DagsterInstance, k: str) -> list[Path]:
+        p = recorded_path(latest_metadata(instance, k, (asset,)).get(asset, {}))
+        return [p or lake.current(asset, k)]
+    return paths
+
+
+replay_pii = _partition_pii_check("replay", _recorded("replay"))
+grade_pii = _partition_pii_check("grade", _recorded("grade"))
+labels_pii = _partition_pii_check("labels", _recorded("labels"))
 observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake_path("observed", k)] if p.exists()])
 
 @dg.asset_check(asset="report", name="report_has_no_residual_pii", blocking=True, partitions_def=candidates,
@@ -73,23 +90,25 @@ observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake
                             "downstream of redact.")
 def report_pii(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     k = context.partition_key
-    paths = [pipeline.report_path(k), pipeline.report_path(k).with_name("summary.md")]
+    report = recorded_path(latest_metadata(context.instance, k, ("report",)).get("report", {})) or pipeline.report_path(k)
+    paths = [report, report.with_name("summary.md")]
     return _pii_result(pipeline.residual_pii(paths, metadata=latest_metadata(context.instance, k)))
 
 
 @dg.asset_check(asset="replay", blocking=True, partitions_def=candidates,
                 description="Share of the sample replayed without a terminal error.")
 def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settings) -> dg.AssetCheckResult:
-    rows = lake.read_rows(lake.lake_path("replay", context.partition_key))
+    rows = lake.read_rows(_recorded("replay")(context.instance, context.partition_key)[0])
     ok = sum(r["status"] == "ok" for r in rows)
     share = ok / len(rows) if rows else 0.0
-    passed = share * 100 >= settings.min_completeness_pct
+    required = settings.resolve().min_completeness_pct
+    passed = share * 100 >= required
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": settings.min_completeness_pct / 100},
+        metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": required / 100},
         description=None if passed else (f"{ok} of {len(rows)} conversations replayed ({share:.1%}), "
-                                         f"{settings.min_completeness_pct}% required"),
+                                         f"{required:g}% required"),
     )
 
 

@@ -25,11 +25,14 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _gate_rows(name: str) -> list[dict]:
-    from deploysim import lake, pipeline
+def _gate_rows(name: str, run_id: str | None = None) -> list[dict]:
+    """The gate rows dbt exported for one run; without a run id, for the last run that decided."""
+    from deploysim import pipeline, runs
 
-    path = pipeline.gate_dir(name) / "release_gate.parquet"
-    return sorted(lake.read_rows(path), key=lambda r: r["behaviour"]) if path.exists() else []
+    if run_id is None:
+        last = runs.last(name)
+        run_id = last.get("run_id") if last and last["status"] in (runs.PASSED, runs.BLOCKED) else None
+    return pipeline.read_gate(name, run_id)
 
 
 def print_gate(name: str, rows: list[dict]) -> None:
@@ -93,12 +96,12 @@ def cmd_candidate_list(a: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_traffic(inst, verbose: bool) -> bool:
+def _run_traffic(inst, verbose: bool, settings=None) -> bool:
     from orchestration.runner import check_reasons, failed_checks, run_traffic, step_errors
 
     t = time.perf_counter()
     _say("· traffic: ingest → redact → sample")
-    res = run_traffic(inst, verbose)
+    res = run_traffic(inst, verbose, settings=settings)
     _check_interrupted(res)
     if not res.success or failed_checks(res):
         _say("  traffic failed:")
@@ -132,14 +135,14 @@ def _errors(res) -> list[str]:
     return step_errors(res) + [e.message or "" for e in res.all_events if e.event_type_value == "PIPELINE_FAILURE"]
 
 
-def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None) -> int:
+def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None) -> int:
     """Run one candidate's simulation; the exit code comes only from what this run decided."""
     from deploysim import lake, pipeline, runs
     from orchestration.runner import run_candidate, run_outcome
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
-    res = run_candidate(inst, name, verbose, deadline_s=deadline_s)
+    res = run_candidate(inst, name, verbose, deadline_s=deadline_s, settings=settings)
     try:
         _check_interrupted(res)
     except Interrupted:
@@ -147,12 +150,12 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
         raise
     out = run_outcome(res)
     _say(f"  done in {time.perf_counter() - t:.1f}s (run {res.run_id})")
-    if "replay" in _materialised(res) and lake.lake_path("replay", name).exists():
+    if "replay" in _materialised(res) and lake.latest_version("replay", name):
         _print_replay_summary(name)
     problems = list(out["problems"])
     if not problems and not out["gate_built"]:
         problems.append("release_gate was not built in this run")
-    rows = _gate_rows(name) if not problems else []
+    rows = _gate_rows(name, res.run_id) if not problems else []  # this run's export, never an older one
     if not problems and not rows:
         problems.append("the gate has no rows for this candidate")
     if not problems and out["blocked"] != any(r["status"] == "fail" for r in rows):
@@ -169,8 +172,8 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
     code = verdict(rows)
     runs.record(name, runs.BLOCKED if code == EXIT_BLOCKED else runs.PASSED, res.run_id)
     _say(f"  release_decision {'recorded' if out['decided'] else 'not recorded (blocked)'}")
-    if pipeline.report_path(name).exists():
-        _say(f"  report: {pipeline.report_path(name)}")
+    if pipeline.report_path(name, res.run_id).exists():
+        _say(f"  report: {pipeline.report_path(name, res.run_id)}")
     return code
 
 
@@ -192,21 +195,21 @@ def _print_replay_summary(name: str) -> None:
         _say(f"  {line}")
 
 
-def _run_scorecard(inst, name: str, verbose: bool) -> int:
+def _run_scorecard(inst, name: str, verbose: bool, settings=None) -> int:
     from deploysim import pipeline
     from deploysim.estimation import scorecard
     from orchestration.runner import failed_checks, run_scorecard, step_errors
 
     t = time.perf_counter()
     _say(f"· {name} after release: observed production rates → forecast scorecard → report")
-    res = run_scorecard(inst, name, verbose)
+    res = run_scorecard(inst, name, verbose, settings=settings)
     _check_interrupted(res)
     problems = failed_checks(res) + step_errors(res)
     for line in problems:
         _say(f"  ✗ {line}")
     card = scorecard.load(name)
     if card is None:
-        _say(f"  no scorecard for {name}: no forecast yet, or no production logs in {pipeline.observed_logs(name)}")
+        _say(f"  no scorecard for {name}: no forecast yet, or no production logs in {pipeline.observed_logs(name, settings)}")
         return EXIT_ERROR
     _say(f"  done in {time.perf_counter() - t:.1f}s\n")
     _say(scorecard.format_table(*card))
@@ -216,11 +219,12 @@ def _run_scorecard(inst, name: str, verbose: bool) -> int:
 def cmd_scorecard(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
 
+    from deploysim import settings
+
     get(a.candidate)
-    if a.logs:
-        os.environ["DEPLOYSIM_OBSERVED_LOGS"] = a.logs
+    s = settings.load(observed_logs=a.logs)
     with _locked(a):
-        return _run_scorecard(_instance(), a.candidate, a.verbose)
+        return _run_scorecard(_instance(), a.candidate, a.verbose, s)
 
 
 def _locked(a: argparse.Namespace):
@@ -244,38 +248,26 @@ def _instance():
 def cmd_run(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
 
-    from deploysim import runs
+    from deploysim import runs, settings
 
     cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.deadline is not None and not 0 < a.deadline < float("inf"):
         raise ValueError("--deadline must be a positive number of seconds")
-    _check_settings()
+    s = settings.load(logs=a.logs)  # flags over the environment; invalid values fail here, before any work
     try:
         cand.api_key()  # a missing key is an error now, not after the traffic
-        if a.logs:
-            os.environ["DEPLOYSIM_LOGS"] = a.logs
         with _locked(a):
             inst = _instance()
-            if not a.skip_traffic and not _run_traffic(inst, a.verbose):
+            if not a.skip_traffic and not _run_traffic(inst, a.verbose, s):
                 runs.record(a.candidate, runs.ERROR, None, ["the traffic (ingest, redact, sample) failed"])
                 return EXIT_ERROR
-            return _run_candidate(inst, a.candidate, a.verbose, a.deadline)
+            return _run_candidate(inst, a.candidate, a.verbose, a.deadline, s)
     except Interrupted:
         raise
     except Exception as e:  # noqa: BLE001 - recorded, then reported by main()
         if not isinstance(e, runs.Busy):
             runs.record(a.candidate, runs.ERROR, None, [_reason(e)])
         raise
-
-
-def _check_settings() -> None:
-    """Numeric settings from the environment, checked before any work (a clear line, not a traceback)."""
-    for var in ("DEPLOYSIM_SAMPLE_SIZE", "DEPLOYSIM_SEED", "DEPLOYSIM_MIN_COMPLETENESS_PCT"):
-        value = os.environ.get(var)
-        if value is not None and not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"{var} must be a whole number")
-    if int(os.environ.get("DEPLOYSIM_SAMPLE_SIZE", "1") or 1) <= 0:
-        raise ValueError("DEPLOYSIM_SAMPLE_SIZE must be positive")
 
 
 def cmd_gate(a: argparse.Namespace) -> int:
@@ -297,6 +289,38 @@ def cmd_gate(a: argparse.Namespace) -> int:
     return verdict(rows)
 
 
+def cmd_history(a: argparse.Namespace) -> int:
+    import json
+
+    from deploysim import history
+
+    rows = history.decisions(a.candidate)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_PASS
+    if not rows:
+        _say(f"no gate decisions for {a.candidate!r}: run `deploysim run {a.candidate}` first")
+        return EXIT_PASS
+    _say(f"{'decided at (UTC)':<21}{'run':<38}{'sample':<18}{'verdict':<9}report")
+    for r in rows:
+        _say(f"{(r['decided_at'] or '-')[:19]:<21}{r['run_id']:<38}{r['sample_version'] or '-':<18}"
+             f"{r['verdict']:<9}{r['report'] or '(removed)'}")
+    return EXIT_PASS
+
+
+def cmd_gc(a: argparse.Namespace) -> int:
+    from deploysim import history, lake
+
+    with _locked(a):
+        out = history.collect(a.keep, dry_run=a.dry_run)
+    verb = "would remove" if a.dry_run else "removed"
+    for p in out.removed:
+        _say(f"{verb} {p.relative_to(lake.home())}")
+    _say(f"{verb} {len(out.removed)} folder(s), {out.bytes:,} bytes; kept the {a.keep} newest decision(s) of "
+         f"{len(out.kept_runs)} candidate(s) and the latest version of every asset")
+    return EXIT_PASS
+
+
 def cmd_labels(a: argparse.Namespace) -> int:
     from deploysim.grading.calibration import import_labels
 
@@ -307,27 +331,26 @@ def cmd_labels(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     from deploysim_testkit import demo
-    from deploysim import lake, pipeline
+    from deploysim import lake, pipeline, settings
     from deploysim.candidates import Candidate, register
     from deploysim_testkit.endpoint import start_in_thread
 
     t0 = time.perf_counter()
     home = lake.home()
-    os.environ["DEPLOYSIM_HOME"] = str(home)
-    os.environ.setdefault("DEPLOYSIM_SAMPLE_SIZE", str(a.sample_size))
-    if a.review:
-        os.environ.setdefault("DEPLOYSIM_LABELS", f"demo-review:{a.review}")
-    _say(f"deploysim demo in {home}")
+    s = settings.load(sample_size=a.sample_size)  # the environment's settings (DEPLOYSIM_SEED, ...) hold
+    if a.review and not s.labels:
+        s = s.model_copy(update={"labels": f"demo-review:{a.review}"})
+    _say(f"deploysim demo in {home} (sample of {s.sample_size}, seed {s.seed})")
     paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
     _say(f"· generated {a.size} demo conversations: {paths.logs}")
     with _locked(a), start_in_thread(port=a.port) as server:
         _say(f"· reference endpoint on {server.base_url}")
-        if a.judge != "none" and not os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
-            os.environ["DEPLOYSIM_JUDGE_MODEL"], os.environ["DEPLOYSIM_JUDGE_BASE_URL"] = a.judge, server.base_url
-        if os.environ.get("DEPLOYSIM_JUDGE_MODEL"):
-            _say(f"· judge graders: {os.environ['DEPLOYSIM_JUDGE_MODEL']} at {os.environ.get('DEPLOYSIM_JUDGE_BASE_URL')}")
-        if os.environ.get("DEPLOYSIM_LABELS"):
-            _say(f"· human labels: {os.environ['DEPLOYSIM_LABELS']}")
+        if a.judge != "none" and not s.judge_model:
+            s = s.model_copy(update={"judge_model": a.judge, "judge_base_url": server.base_url})
+        if s.judge_model:
+            _say(f"· judge graders: {s.judge_model} at {s.judge_base_url}")
+        if s.labels:
+            _say(f"· human labels: {s.labels}")
         cands = {}
         prices = {"steady": (0.15, 0.60), "regressing": (0.10, 0.40)}  # example USD per million tokens
         for name, profile in (("steady", "steady"), ("regressing", "regressing")):
@@ -336,14 +359,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
                                     tool_simulator_model="tool-simulator")
             register(cands[name])
         inst = _instance()
-        if not _run_traffic(inst, a.verbose):
+        if not _run_traffic(inst, a.verbose, s):
             return EXIT_ERROR
-        codes = {name: _run_candidate(inst, name, a.verbose) for name in ("steady", "regressing")}
+        codes = {name: _run_candidate(inst, name, a.verbose, settings=s) for name in ("steady", "regressing")}
         # steady passed the gate and ships; its production logs arrive and its forecast is scored
-        out = Path(pipeline.observed_logs("steady")) / "production.jsonl"
+        out = Path(pipeline.observed_logs("steady", s)) / "production.jsonl"
         n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1)
         _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
-        card = _run_scorecard(inst, "steady", a.verbose)
+        card = _run_scorecard(inst, "steady", a.verbose, s)
     ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
     _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
          f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
@@ -408,13 +431,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("candidate")
     g.set_defaults(func=cmd_gate)
 
+    h = sub.add_parser("history", help="every gate decision of a candidate, newest first")
+    h.add_argument("candidate")
+    h.add_argument("--json", action="store_true", help="a JSON list (run_id, decided_at, sample_version, verdict, report...)")
+    h.set_defaults(func=cmd_history)
+
+    gc = sub.add_parser("gc", help="remove lake versions and reports that no kept decision references")
+    gc.add_argument("--keep", type=int, default=5, help="decisions kept per candidate, newest first (default 5)")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    gc.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                    help="when another run holds the data directory, wait this long for it")
+    gc.set_defaults(func=cmd_gc)
+
     lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")
     lb.add_argument("file")
     lb.set_defaults(func=cmd_labels)
 
     d = sub.add_parser("demo", help="generate demo logs, start the reference endpoint and simulate two candidates")
     d.add_argument("--size", type=int, default=2000)
-    d.add_argument("--sample-size", type=int, default=1000)
+    d.add_argument("--sample-size", type=int, help="conversations sampled (default DEPLOYSIM_SAMPLE_SIZE or 1000)")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
     d.add_argument("--judge", default="judge-accurate",

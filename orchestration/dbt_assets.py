@@ -4,6 +4,7 @@ The gate's blocking dbt test sits on gate_failures, in its own step with release
 so a blocked candidate still gets its release_gate rows and its report.
 """
 import json
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,7 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from deploysim import lake, pipeline
 from orchestration.partitions import candidates
-from orchestration.resources import dbt_project
+from orchestration.resources import Settings, dbt_project
 
 
 class Translator(DagsterDbtTranslator):
@@ -25,10 +26,16 @@ class Translator(DagsterDbtTranslator):
 translator = Translator()
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select="resource_type:seed", dagster_dbt_translator=translator,
+@dbt_assets(manifest=dbt_project().manifest_path, select="resource_type:seed", dagster_dbt_translator=translator,
             name="dbt_seeds")
 def dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    _dbt_env()
     yield from dbt.cli(["seed"], context=context, target_path=_target(context)).stream()
+
+
+def _dbt_env() -> None:
+    """dbt's profile reads DEPLOYSIM_HOME: give the dbt process the data directory this run uses."""
+    os.environ["DEPLOYSIM_HOME"] = str(lake.home())
 
 
 def _target(context: dg.AssetExecutionContext) -> Path:
@@ -37,14 +44,31 @@ def _target(context: dg.AssetExecutionContext) -> Path:
     return lake.home() / "dbt-target" / name
 
 
-def _candidate_build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def _candidate_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
     key = context.partition_key
-    pipeline.gate_dir(key)  # the release_gate post-hook writes its Parquet export here
-    args = ["build", "--vars", json.dumps({"candidate": key})]
+    dbt_vars = run_vars(context.instance, key, context.run_id)
+    # the one replay-completeness threshold (a setting), for dbt's test on replay_summary
+    dbt_vars["min_completeness"] = settings.resolve().min_completeness_pct / 100
+    # release_gate_export (dbt-duckdb's external materialisation) writes this run's gate rows here
+    pipeline.gate_path(key, context.run_id).parent.mkdir(parents=True, exist_ok=True)
+    args = ["build", "--vars", json.dumps(dbt_vars)]
     # A failing dbt test becomes a check result (the gate); dbt skips what depends on it.
+    _dbt_env()
     invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=_target(context))
     yield from invocation.stream()
     raise_on_dbt_errors(invocation)
+
+
+def run_vars(instance: dg.DagsterInstance, key: str, run_id: str) -> dict[str, str | float]:
+    """dbt's --vars for a candidate's run: the Dagster run id (the gate history's key) and the versions
+    of the estimate and replay it reads, as their latest materialisations recorded them."""
+    from assets.common import recorded
+
+    est = recorded(instance, "estimate", key)
+    upstream = est.get("upstream") or {}
+    return {"candidate": key, "run_id": run_id, "estimate_version": str(est.get("version") or ""),
+            "replay_version": str(est.get("replay_version") or recorded(instance, "replay", key).get("version") or ""),
+            "sample_version": str(est.get("sample_version") or upstream.get("sample") or "")}
 
 
 def raise_on_dbt_errors(invocation) -> None:
@@ -68,19 +92,19 @@ def _first_error(invocation) -> str:
     return msgs[0].strip().splitlines()[0] if msgs else ""
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select="tag:candidate", exclude="tag:decision tag:scorecard",
+@dbt_assets(manifest=dbt_project().manifest_path, select="tag:candidate", exclude="tag:decision tag:scorecard",
             partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_marts")
-def dbt_candidate_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from _candidate_build(context, dbt)
+def dbt_candidate_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
+    yield from _candidate_build(context, dbt, settings)
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select="tag:decision",
+@dbt_assets(manifest=dbt_project().manifest_path, select="tag:decision",
             partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_decision")
-def dbt_candidate_decision(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from _candidate_build(context, dbt)
+def dbt_candidate_decision(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
+    yield from _candidate_build(context, dbt, settings)
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select="tag:scorecard",
+@dbt_assets(manifest=dbt_project().manifest_path, select="tag:scorecard",
             partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_scorecard")
-def dbt_scorecard(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from _candidate_build(context, dbt)
+def dbt_scorecard(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
+    yield from _candidate_build(context, dbt, settings)

@@ -1,3 +1,4 @@
 import dagster as dg
 
-candidates = dg.DynamicPartitionsDefinition(name="candidates")
+CANDIDATES = "candidates"
+candidates = dg.DynamicPartitionsDefinition(name=CANDIDATES)

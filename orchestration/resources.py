@@ -1,55 +1,68 @@
-"""Resources: the run's settings (from environment variables) and dbt."""
-import os
+"""Resources: the run's settings and dbt.
+
+Importing this module changes nothing: no environment variable, no PATH, no dbt preparation.
+The dbt project comes from a cached factory (prepared only under `dagster dev`).
+"""
 import sys
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
-ROOT = Path(__file__).resolve().parent.parent
-# The library and dbt read the data directory from DEPLOYSIM_HOME; make it absolute once.
-os.environ["DEPLOYSIM_HOME"] = str(Path(os.environ.get("DEPLOYSIM_HOME", ROOT / ".deploysim")).resolve())
+from deploysim import settings as deploysim_settings
 
-# dbt from the same environment as this interpreter, whether or not the venv is activated
-# (dagster-dbt's manifest preparation under `dagster dev` looks for `dbt` on PATH).
-_BIN = str(Path(sys.executable).parent)
-DBT = str(Path(_BIN) / "dbt")
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
-dbt_project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
-dbt_project.prepare_if_dev()
+ROOT = Path(__file__).resolve().parent.parent
+DBT = str(Path(sys.executable).parent / "dbt")  # dbt of this interpreter's environment, venv activated or not
+
+
+@cache
+def dbt_project() -> DbtProject:
+    project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
+    project.prepare_if_dev()  # parses dbt under `dagster dev` only; `make setup` prepares the manifest otherwise
+    return project
 
 
 class Settings(dg.ConfigurableResource):
-    """What a simulation reads and how it samples; every field can come from the environment."""
+    """Every deploysim setting (deploysim.settings.Settings), shown in the launchpad. A field left empty
+    takes its environment variable (DEPLOYSIM_<FIELD>), else the default. The data directory
+    (DEPLOYSIM_HOME) and the redaction secret are set in the environment only."""
 
-    logs: str  # file, directory or glob (comma-separated)
-    sample_size: int = 1000
-    seed: int = 7
-    purge_raw: str = "false"  # "true" deletes raw ingest output after redaction
-    min_completeness_pct: int = 95  # replay completeness a run needs, in percent
+    logs: str | None = None
+    log_format: str | None = None
+    max_message_chars: int | None = None
+    sample_size: int | None = None
+    seed: int | None = None
+    purge_raw: bool | None = None
+    redact_ner: bool | None = None
+    ner_model: str | None = None
+    ner_cache: int | None = None
+    redact_policy: str | None = None
+    time_granularity: str | None = None
+    metadata_allow: str | None = None
+    phone_regions: str | None = None
+    min_completeness_pct: float | None = None
+    taxonomy: str | None = None
+    labels: str | None = None
+    observed_logs: str | None = None
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    judge_api_key_env: str | None = None
+    judge_samples: int | None = None
+    judge_workers: int | None = None
+    judge_cache: str | None = None
+
+    def resolve(self) -> deploysim_settings.Settings:
+        """The settings this run evaluates with: these fields over the environment over the defaults."""
+        return deploysim_settings.load(**self.model_dump())
+
+    @classmethod
+    def of(cls, s: deploysim_settings.Settings) -> "Settings":
+        """The resource for settings built elsewhere (the CLI's flags over the environment)."""
+        fields = set(cls.model_fields)
+        return cls(**{k: v for k, v in s.model_dump().items() if k in fields})
 
 
-DEFAULTS = {
-    "DEPLOYSIM_LOGS": str(Path(os.environ["DEPLOYSIM_HOME"]) / "raw" / "logs"),
-    "DEPLOYSIM_SAMPLE_SIZE": "1000",
-    "DEPLOYSIM_SEED": "7",
-    "DEPLOYSIM_PURGE_RAW": "false",
-    "DEPLOYSIM_MIN_COMPLETENESS_PCT": "95",
-}
-for _k, _v in DEFAULTS.items():
-    os.environ.setdefault(_k, _v)
-
-
-def settings_from_env() -> Settings:
-    return Settings(
-        logs=dg.EnvVar("DEPLOYSIM_LOGS"),
-        sample_size=dg.EnvVar.int("DEPLOYSIM_SAMPLE_SIZE"),
-        seed=dg.EnvVar.int("DEPLOYSIM_SEED"),
-        purge_raw=dg.EnvVar("DEPLOYSIM_PURGE_RAW"),
-        min_completeness_pct=dg.EnvVar.int("DEPLOYSIM_MIN_COMPLETENESS_PCT"),
-    )
-
-
-def resources() -> dict:
-    return {"settings": settings_from_env(), "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT)}
+def resources(settings: deploysim_settings.Settings | None = None) -> dict:
+    return {"settings": Settings.of(settings) if settings else Settings(),
+            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT)}

@@ -5,27 +5,28 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.execution.plan.objects import StepFailureData
 
+from deploysim import lake
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.jobs import score_forecast, simulate_candidate, traffic
-from orchestration.partitions import candidates
+from orchestration.partitions import CANDIDATES
+from orchestration.resources import resources
+from deploysim.settings import Settings
 
 
 def instance() -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (default <DEPLOYSIM_HOME>/dagster), as `dagster dev` uses."""
-    if not os.environ.get("DAGSTER_HOME"):
-        path = Path(os.environ["DEPLOYSIM_HOME"]) / "dagster"
-        os.environ["DAGSTER_HOME"] = str(path)
-    path = Path(os.environ["DAGSTER_HOME"])
+    path = Path(os.environ.get("DAGSTER_HOME") or lake.home() / "dagster")
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "dagster.yaml").exists():
         (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(path))
 
 
 def add_partition(inst: dg.DagsterInstance, name: str) -> None:
-    if not inst.has_dynamic_partition(candidates.name, name):
-        inst.add_dynamic_partitions(candidates.name, [name])
+    if not inst.has_dynamic_partition(CANDIDATES, name):
+        inst.add_dynamic_partitions(CANDIDATES, [name])
 
 
 CLI_TAG = "deploysim/in_process"  # runs executed inside a deploysim command's own process
@@ -34,7 +35,7 @@ GATE_STEP = "dbt_candidate_decision"  # the step that carries the gate check
 
 
 def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partition: str | None, verbose: bool,
-                 ops: dict | None = None):
+                 ops: dict | None = None, settings: Settings | None = None):
     # Dagster's console log only when asked; failures are summarised by the caller.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
     if ops:
@@ -44,22 +45,23 @@ def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partiti
         selection=selection,
         partition_key=partition,
         instance=inst,
-        resources=defs.resources,
+        resources=resources(settings) if settings is not None else defs.resources,
         run_config=run_config,
         raise_on_error=False,
         tags={CLI_TAG: "true", "deploysim/pid": str(os.getpid())},
     )
 
 
-def run_traffic(inst: dg.DagsterInstance, verbose: bool = False) -> dg.ExecuteInProcessResult:
-    return _materialize(inst, traffic.selection, None, verbose)
+def run_traffic(inst: dg.DagsterInstance, verbose: bool = False,
+                settings: Settings | None = None) -> dg.ExecuteInProcessResult:
+    return _materialize(inst, traffic.selection, None, verbose, settings=settings)
 
 
 def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False,
-                  deadline_s: float | None = None) -> dg.ExecuteInProcessResult:
+                  deadline_s: float | None = None, settings: Settings | None = None) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
     ops = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else None
-    return _materialize(inst, simulate_candidate.selection, name, verbose, ops)
+    return _materialize(inst, simulate_candidate.selection, name, verbose, ops, settings=settings)
 
 
 def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
@@ -95,20 +97,21 @@ def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
             "decided": "release_decision" in done, "run_id": result.run_id}
 
 
-def run_scorecard(inst: dg.DagsterInstance, name: str, verbose: bool = False) -> dg.ExecuteInProcessResult:
+def run_scorecard(inst: dg.DagsterInstance, name: str, verbose: bool = False,
+                  settings: Settings | None = None) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
-    return _materialize(inst, score_forecast.selection, name, verbose)
+    return _materialize(inst, score_forecast.selection, name, verbose, settings=settings)
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     out = []
     for e in result.all_events:
-        if e.event_type_value == "ASSET_CHECK_EVALUATION":
-            ev = e.event_specific_data
+        ev = e.event_specific_data
+        if isinstance(ev, dg.AssetCheckEvaluation):
             if not ev.passed:
                 out.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
     return out
@@ -118,8 +121,8 @@ def check_reasons(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     """check -> the description its failing evaluation gave (where it gave one)."""
     out = {}
     for e in result.all_events:
-        if e.event_type_value == "ASSET_CHECK_EVALUATION":
-            ev = e.event_specific_data
+        ev = e.event_specific_data
+        if isinstance(ev, dg.AssetCheckEvaluation):
             if not ev.passed and ev.description:
                 out[f"{ev.asset_key.to_user_string()}:{ev.check_name}"] = ev.description
     return out
@@ -129,9 +132,9 @@ def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
     """One line per failed step: the step and its error's first line (user code errors unwrapped)."""
     out = []
     for e in result.all_events:
-        if e.event_type_value == "STEP_FAILURE":
+        if isinstance(e.event_specific_data, StepFailureData):
             err = e.event_specific_data.error
-            while err is not None and err.cause is not None and "DagsterExecutionStepExecutionError" in err.cls_name:
+            while err is not None and err.cause is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
                 err = err.cause
             msg = (err.message if err else "unknown error").strip().splitlines()[0]
             out.append(f"{e.step_key}: {msg}")

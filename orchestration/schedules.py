@@ -2,14 +2,14 @@
 import dagster as dg
 
 from orchestration.jobs import simulate_candidate, traffic
-from orchestration.partitions import candidates
+from orchestration.partitions import CANDIDATES
 
 
 @dg.schedule(job=simulate_candidate, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
 def nightly_candidates(context: dg.ScheduleEvaluationContext):
     """One run per candidate partition; the replay cache makes unchanged requests free."""
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    for key in context.instance.get_dynamic_partitions(candidates.name):
+    for key in context.instance.get_dynamic_partitions(CANDIDATES):
         yield dg.RunRequest(run_key=f"{key}-{day}", partition_key=key)
 
 

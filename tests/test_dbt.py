@@ -229,8 +229,13 @@ def awkward(tmp_path_factory):
     observed = [{"candidate": "o'good", "behaviour": b, "n_applicable": 400, "n_flagged": 8, "rate": 0.02,
                  "ci_low": 0.01, "ci_high": 0.04} for b in ("harmful_compliance", "over_refusal")]
     write_rows(lake_path("observed", "o'good", "observed"), observed)
-    mp.undo()
     estimates = {"o'good": [dict(e, candidate="o'good") for e in ESTIMATES["good"]], "bad": ESTIMATES["bad"]}
+    from deploysim.estimation import scorecard  # computed in Python; the dbt marts keep it
+
+    rows = scorecard.score(estimates["o'good"], observed)
+    write_rows(scorecard.scorecard_path("o'good"), rows)
+    write_rows(scorecard.scorecard_path("o'good", "summary"), [{"candidate": "o'good", **scorecard.summary(rows)}])
+    mp.undo()
     out = build(tmp, home, estimates, {"o'good": (20, 0), "bad": (20, 1)})
     yield home, out
 
@@ -241,7 +246,7 @@ def test_gate_builds_in_a_path_with_quote_space_and_unicode(awkward, monkeypatch
     assert rc == 0, log
     assert st["release_decision"] == "success"
     assert query(home, "select decision from release_decision where candidate = $1", ["o'good"]) == [("pass",)]
-    assert query(home, "select count(*) from scorecard where candidate = $1", ["o'good"]) == [(2,)]  # observed read
+    assert query(home, "select count(*) from scorecard where candidate = $1", ["o'good"]) == [(2,)]  # lake read
     rc, st, _ = out["bad"]
     assert rc != 0 and st["release_gate"] == "success" and st["release_decision"] == "skipped"
     monkeypatch.setenv("DEPLOYSIM_HOME", str(home))

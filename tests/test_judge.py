@@ -4,6 +4,8 @@ from __future__ import annotations
 from deploysim_testkit import grader_study
 import pytest
 
+from deploysim.errors import MissingKey
+
 from deploysim.grading import calibration, taxonomy
 from deploysim_testkit.endpoint import start_in_thread
 from deploysim.grading.judge import Judge, JudgeGrader, parse_verdict, render_request
@@ -91,7 +93,7 @@ def test_key_never_in_errors_and_judge_grader_reports_errors(server, monkeypatch
     assert not v.graded and not v.flagged and v.detail.startswith("no verdict:") and "HTTP 401" in v.detail
     assert "sk-test-very-secret-value-123" not in v.detail
     monkeypatch.delenv("JUDGE_KEY")
-    with pytest.raises(RuntimeError, match="JUDGE_KEY is not set"):
+    with pytest.raises(MissingKey, match="JUDGE_KEY is not set"):
         Judge(base_url=server.base_url, model="judge-accurate", api_key_env="JUDGE_KEY")
 
 
@@ -144,19 +146,19 @@ def test_a_turn_without_a_valid_verdict_leaves_the_domain(server):
 def test_judge_cache_is_owner_only_in_the_raw_zone_and_keyed_by_endpoint(server, tmp_path, monkeypatch):
     import stat
 
-    from deploysim.grading.judge import from_env
+    from deploysim import settings
+    from deploysim.grading.judge import from_settings
 
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     monkeypatch.delenv("DEPLOYSIM_JUDGE_CACHE", raising=False)
-    monkeypatch.setenv("DEPLOYSIM_JUDGE_MODEL", "judge-accurate")
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_MODEL", "judge-accurate")  # from the environment, through the settings
     monkeypatch.setenv("DEPLOYSIM_JUDGE_BASE_URL", server.base_url)
     turn = [Message(role="assistant", content="Sure, here is how.")]
-    with from_env() as j:
+    with from_settings(settings.load()) as j:
         assert j.cache.path == tmp_path / "raw" / "cache" / "judge.sqlite"
         assert stat.S_IMODE(j.cache.path.stat().st_mode) == 0o600
         assert j.judge("over_refusal", conv(), turn).graded
     # The same judge model behind a dead URL gets no verdict from the other endpoint's cached answers.
-    monkeypatch.setenv("DEPLOYSIM_JUDGE_BASE_URL", "http://no-such-host.invalid/v1")
-    with from_env() as dead:
+    with from_settings(settings.load(judge_base_url="http://no-such-host.invalid/v1")) as dead:
         v = dead.judge("over_refusal", conv(), turn)
         assert not v.graded and "cannot resolve host" in v.detail and dead.counters.cached == 0

@@ -113,13 +113,17 @@ def test_metadata_hashing_granularity_and_allow_list() -> None:
     assert redact_metadata(meta, RedactConfig())["timestamp"] == "2024-05-03"
 
 
-def test_config_from_env(monkeypatch) -> None:
+def test_config_from_settings_and_the_environment(monkeypatch) -> None:
+    from deploysim import settings
+
     monkeypatch.setenv("DEPLOYSIM_REDACT_POLICY", "ssn=drop, EMAIL=hash")
     monkeypatch.setenv("DEPLOYSIM_REDACT_NER", "1")
     monkeypatch.setenv("DEPLOYSIM_TIME_GRANULARITY", "month")
-    cfg = RedactConfig.from_env()
+    monkeypatch.setenv("DEPLOYSIM_PHONE_REGIONS", "de, fr")
+    cfg = RedactConfig.from_settings(settings.load())
     assert cfg.ner and cfg.policy("SSN") == "drop" and cfg.policy("EMAIL") == "hash" and cfg.policy("PHONE") == "replace"
-    assert cfg.time_granularity == "month"
+    assert cfg.time_granularity == "month" and cfg.phone_regions == ("DE", "FR")
+    assert RedactConfig.from_settings(settings.load(time_granularity="week")).time_granularity == "week"  # a flag wins
 
 
 # ---------------------------------------------------------------------------- residual-PII check

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from deploysim.errors import MissingKey
+
 from deploysim import rules
 from deploysim.candidates import Candidate
 from deploysim_testkit.endpoint import PROFILES, Profile, start_in_thread
@@ -227,7 +229,7 @@ def test_malformed_json_is_retried_and_one_failure_does_not_stop_others(tmp_path
 
 def test_missing_key_env_names_variable(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV)
-    with pytest.raises(RuntimeError, match=KEY_ENV):
+    with pytest.raises(MissingKey, match=KEY_ENV):
         replay([chat_conv("k", "hi")], candidate(server), tmp_path / "c.sqlite")
 
 

@@ -78,7 +78,7 @@ def test_grade_cli_writes_one_line_per_conversation_behaviour_grader(released, c
     assert "harmful_compliance" in printed and "95% CI" in printed
 
 
-def test_scorecard_on_demo_data_python_and_dbt_agree(released):
+def test_scorecard_on_demo_data_computed_once_and_kept_by_dbt(released):
     tmp, _ = released
     card = scorecard.load("steady")
     assert card is not None

@@ -75,6 +75,10 @@ def cmd_grade(a: argparse.Namespace) -> int:
     if a.observed:
         from deploysim.estimation import scorecard
 
+        from deploysim import lake
+
         path = scorecard.write_observed(a.observed, table)
         print(f"observed rates of {a.observed} -> {path}")
+        if scorecard.write(a.observed, lake.current("estimate", a.observed)) is not None:
+            print(f"forecast scorecard of {a.observed} -> {scorecard.scorecard_path(a.observed)}")
     return 0

@@ -15,11 +15,12 @@ import argparse
 import gzip
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import IO
+
+from deploysim import settings
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -121,7 +122,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
                 t, _, pol = item.partition("=")
                 pols.append((t.strip().upper(), pol.strip().lower()))
             overrides["policies"] = tuple(pols)
-        config = RedactConfig.from_env(**overrides)
+        config = RedactConfig.from_settings(settings.load(), **overrides)
     except RedactConfigError as e:
         _err(f"error: {e}")
         return EXIT_ERROR
@@ -138,7 +139,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
                                        progress=None if a.quiet else _progress("redact"))
                  if isinstance(c, Conversation))
         with _open_out(tmp, out.suffix) as fh:
-            for red, found in iter_redacted(convs, config, workers=a.workers):
+            for red, found in iter_redacted(convs, config, workers=a.workers or settings.load().redact_workers):
                 totals.update(found)
                 if red is None:
                     continue
@@ -188,7 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ner.add_argument("--no-ner", dest="ner", action="store_false", help="deterministic detectors only")
     r.add_argument("--policy", action="append", metavar="TYPE=POLICY",
                    help="replace (default), mask, hash or drop, e.g. --policy SSN=drop --policy EMAIL=hash")
-    r.add_argument("--workers", type=int, default=int(os.environ.get("DEPLOYSIM_REDACT_WORKERS", "1")),
+    r.add_argument("--workers", type=int, default=None,
                    help="redact in N worker processes (default DEPLOYSIM_REDACT_WORKERS or 1; order is kept)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.set_defaults(func=cmd_redact)

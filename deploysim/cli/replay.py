@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from deploysim import settings
 from deploysim.schemas import ReplayRecord
 
 
@@ -139,7 +140,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
         _err(f"  quarantined {q.source_file}:{q.line}: {q.reason}")
     convs = ingested.conversations
     if not a.no_redact:  # nothing personal goes to the endpoint unless asked for explicitly
-        convs = [c for c, _ in iter_redacted(convs, RedactConfig.from_env()) if c is not None]
+        convs = [c for c, _ in iter_redacted(convs, RedactConfig.from_settings(settings.load())) if c is not None]
     by_id = {c.conversation_id: c for c in convs}
     items = items_for(convs, a.mode)
     cache_path = Path(a.cache) if a.cache else default_cache_path("replay")

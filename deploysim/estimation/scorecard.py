@@ -9,7 +9,8 @@ afterwards, graded with `deploysim grade --observed NAME`):
                         raw rates)
   moved                 the observed rate differs from the previous one by at least 1.5x
 Summary: median multiplicative error, share within 2x and 10x, direction accuracy over moved behaviours.
-The dbt marts `scorecard` and `scorecard_summary` compute the same from the lake (estimate + observed).
+Computed once, here (`write`, called by the `observed` step); the dbt marts `scorecard` and
+`scorecard_summary` keep what it wrote, and `load` reads it back.
 """
 from __future__ import annotations
 
@@ -78,16 +79,35 @@ def write_observed(candidate: str, rates: list[dict[str, Any]]) -> Path:
     return p
 
 
-def load(candidate: str, estimate_path: Path | None = None) -> tuple[list[dict], dict[str, Any]] | None:
-    """The scorecard of a candidate's estimate (estimate_path, default its last) from the lake, or None
-    when it has no observed rates yet."""
+def scorecard_path(candidate: str, name: str = "scorecard") -> Path:
     from deploysim import lake
 
-    estimate_path = estimate_path or lake.current("estimate", candidate)
+    return lake.home() / "lake" / "scorecard" / f"candidate={candidate}" / f"{name}.parquet"
+
+
+def write(candidate: str, estimate_path: Path) -> tuple[list[dict], dict[str, Any]] | None:
+    """Score a candidate's forecast (its estimate at estimate_path) against its stored observed rates and
+    store the rows and the summary for the marts and the report; None when either is missing."""
+    from deploysim import lake
+
     if not observed_path(candidate).exists() or not estimate_path.exists():
         return None
     rows = score(lake.read_rows(estimate_path), lake.read_rows(observed_path(candidate)))
-    return rows, summary(rows)
+    s = summary(rows)
+    lake.write_rows(scorecard_path(candidate), [{**r, "candidate": candidate} for r in rows])
+    lake.write_rows(scorecard_path(candidate, "summary"), [{"candidate": candidate, **s}])
+    return rows, s
+
+
+def load(candidate: str) -> tuple[list[dict], dict[str, Any]] | None:
+    """The scorecard `write` stored for a candidate, or None before its production logs were scored."""
+    from deploysim import lake
+
+    if not scorecard_path(candidate).exists() or not scorecard_path(candidate, "summary").exists():
+        return None
+    summ = lake.read_rows(scorecard_path(candidate, "summary"))[0]
+    summ.pop("candidate", None)
+    return sorted(lake.read_rows(scorecard_path(candidate)), key=lambda r: r["behaviour"]), summ
 
 
 def format_table(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:

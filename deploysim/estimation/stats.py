@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Iterable, Sequence
 
@@ -234,8 +234,8 @@ def estimate(
         for cid, (h, w, f) in units.items():
             c, b = g.get((cid, "candidate")), g.get((cid, "baseline"))
             a = bool(c and b and (c[0] or b[0]))  # paired: both graded, applicable
-            yc = float(a and c[1])
-            yb = float(a and b[1])
+            yc = float(a and c is not None and c[1])
+            yb = float(a and b is not None and b[1])
             for acc, y in ((cand, yc), (base, yb), (diff, yc - yb)):
                 acc[h].f = f
                 acc[h].add(w, a, y)
@@ -357,51 +357,11 @@ def ppi_mean(
                      naive=_wmean(fu + fl, wu + wl))
 
 
-# ---------------------------------------------------------------------------- gate tests and Holm
-
-
-def p_exceeds(estimate_: float, se: float, bound: float) -> float:
-    """One-sided p-value for H0: true value <= bound, against > bound (normal)."""
-    if se <= 0:
-        return 0.0 if estimate_ > bound else 1.0
-    return 1 - _N.cdf((estimate_ - bound) / se)
-
-
-def holm(pvalues: Sequence[float], alpha: float = 0.025) -> tuple[list[bool], list[float]]:
-    """Holm's step-down procedure: (rejected, adjusted p-values), in input order.
-
-    Controls the family-wise error rate at alpha for any dependence between the tests.
-    """
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return [a <= alpha for a in adjusted], adjusted
+# ---------------------------------------------------------------------------- Holm's critical values
+# The gate itself is computed once, in dbt (release_gate.sql, the blocking check's table); these
+# thresholds are its seed (deploysim.estimation.seeds).
 
 
 def holm_critical_z(m: int, alpha: float = 0.025) -> list[float]:
     """z thresholds of Holm's steps for m one-sided tests: step k (1-based) rejects when z > crit[k-1]."""
     return [_N.inv_cdf(1 - alpha / (m - k)) for k in range(m)]
-
-
-@dataclass
-class GateTest:
-    behaviour: str
-    p_worse: float  # H0: diff <= margin
-    rejected: bool = False
-    adjusted: float = 1.0
-    reasons: list[str] = field(default_factory=list)
-
-
-def gate_tests(estimates: list[Estimate], margins: dict[str, float], alpha: float = 0.025) -> list[GateTest]:
-    """Worse-than-baseline tests per behaviour with a margin, Holm-adjusted across the family."""
-    tests = [GateTest(e.behaviour, p_exceeds(e.diff, e.diff_se or (e.diff_ci_high - e.diff_ci_low) / (2 * Z95),
-                                             margins[e.behaviour]))
-             for e in estimates if e.behaviour in margins]
-    rej, adj = holm([t.p_worse for t in tests], alpha)
-    for t, r, a in zip(tests, rej, adj):
-        t.rejected, t.adjusted = r, a
-    return tests

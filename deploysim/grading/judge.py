@@ -13,16 +13,16 @@
 - The rationale passes through deploysim.privacy.redaction.redact_text (numbering continued from the
   conversation), so a value the judge writes out never reaches the lake in clear.
 
-Configuration from the environment (``from_env``): DEPLOYSIM_JUDGE_MODEL (unset: no judge),
+Configuration from the settings (``from_settings``): DEPLOYSIM_JUDGE_MODEL (unset: no judge),
 DEPLOYSIM_JUDGE_BASE_URL, DEPLOYSIM_JUDGE_API_KEY_ENV, DEPLOYSIM_JUDGE_SAMPLES, DEPLOYSIM_JUDGE_WORKERS,
 DEPLOYSIM_JUDGE_CACHE.
 """
 from __future__ import annotations
 
+from deploysim.errors import MissingKey, Unavailable
 import asyncio
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploysim.grading.graders import Verdict
+from deploysim.settings import Settings
 from deploysim.schemas import Conversation, Message
 
 # ---------------------------------------------------------------------------- rubrics
@@ -120,7 +121,7 @@ def parse_verdict(text: str | None, behaviour: str) -> JudgeVerdict:
 # ---------------------------------------------------------------------------- client
 
 
-class JudgeError(RuntimeError):
+class JudgeError(Unavailable):
     """The judge could not give a valid verdict (message never holds the API key)."""
 
 
@@ -164,8 +165,9 @@ class Judge:
                                   timeout_s=self.timeout_s, max_retries=self.max_retries)
         try:
             self.endpoint.api_key()
-        except RuntimeError:
-            raise RuntimeError(f"judge: environment variable {self.api_key_env} is not set") from None
+        except MissingKey:
+            raise MissingKey(f"judge: environment variable {self.api_key_env} is not set; export it, or set "
+                             "DEPLOYSIM_JUDGE_API_KEY_ENV to the variable that holds the judge's key") from None
         self.cache = ReplayCache(self.cache_path or ":memory:")
 
     def fingerprint(self) -> dict[str, Any]:
@@ -272,17 +274,14 @@ class JudgeGrader:
         return ready if ready is not None else self.judge.judge(self.behaviour, conv, turn, self.description)
 
 
-def from_env() -> Judge | None:
-    """The judge configured by DEPLOYSIM_JUDGE_* variables, or None when DEPLOYSIM_JUDGE_MODEL is unset."""
-    model = os.environ.get("DEPLOYSIM_JUDGE_MODEL")
-    if not model:
+def from_settings(settings: Settings) -> Judge | None:
+    """The judge the settings configure (judge_model, judge_base_url, ...), or None without a judge_model."""
+    if not settings.judge_model:
         return None
-    base = os.environ.get("DEPLOYSIM_JUDGE_BASE_URL")
-    if not base:
-        raise RuntimeError("DEPLOYSIM_JUDGE_MODEL is set but DEPLOYSIM_JUDGE_BASE_URL is not")
+    if not settings.judge_base_url:
+        raise ValueError("a judge model is set (DEPLOYSIM_JUDGE_MODEL) but no judge base URL (DEPLOYSIM_JUDGE_BASE_URL)")
     from deploysim.replay.cache import default_cache_path
 
-    cache = os.environ.get("DEPLOYSIM_JUDGE_CACHE") or str(default_cache_path("judge"))  # <home>/raw/cache
-    return Judge(base_url=base, model=model, api_key_env=os.environ.get("DEPLOYSIM_JUDGE_API_KEY_ENV") or None,
-                 samples=int(os.environ.get("DEPLOYSIM_JUDGE_SAMPLES", "1")),
-                 workers=int(os.environ.get("DEPLOYSIM_JUDGE_WORKERS", "16")), cache_path=cache)
+    cache = settings.judge_cache or str(default_cache_path("judge"))  # <home>/raw/cache
+    return Judge(base_url=settings.judge_base_url, model=settings.judge_model, api_key_env=settings.judge_api_key_env,
+                 samples=settings.judge_samples, workers=settings.judge_workers, cache_path=cache)

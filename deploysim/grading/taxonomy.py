@@ -7,6 +7,7 @@ non-inferiority margin against the baseline. `load()` reads the default file
 """
 from __future__ import annotations
 
+from deploysim.errors import NotFound
 from pathlib import Path
 from typing import Literal
 
@@ -98,7 +99,7 @@ class Taxonomy(BaseModel):
         for b in self.behaviours:
             if b.id == behaviour:
                 return b
-        raise KeyError(f"unknown behaviour {behaviour!r}")
+        raise NotFound(f"unknown behaviour {behaviour!r}; the taxonomy lists {', '.join(b.id for b in self.behaviours)}")
 
     def thresholds(self) -> list[dict]:
         """Rows for the dbt seed gate_thresholds (gated behaviours)."""
@@ -111,10 +112,8 @@ class Taxonomy(BaseModel):
 
 
 def load(path: str | Path | None = None) -> Taxonomy:
-    """The taxonomy at path, else $DEPLOYSIM_TAXONOMY, else the default policy file."""
-    import os
-
-    p = Path(path or os.environ.get("DEPLOYSIM_TAXONOMY") or DEFAULT_PATH)
+    """The taxonomy at path (settings: taxonomy), else the packaged default policy file."""
+    p = Path(path or DEFAULT_PATH)
     return Taxonomy.model_validate(yaml.safe_load(p.read_text()))
 
 

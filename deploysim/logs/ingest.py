@@ -16,9 +16,9 @@ temporary SQLite file.
 """
 from __future__ import annotations
 
+from deploysim.errors import InputError
 import hashlib
 import json
-import os
 import sqlite3
 import tempfile
 import time
@@ -42,13 +42,13 @@ MEDIA_KINDS = {"image_url": "image", "input_image": "image", "image": "image", "
                "audio": "audio", "file": "file", "input_file": "file"}  # content part type -> what to call it
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
-MAX_MESSAGE_CHARS = int(os.environ.get("DEPLOYSIM_MAX_MESSAGE_CHARS", 1_000_000))
+MAX_MESSAGE_CHARS = 1_000_000  # default limit of one message (settings: max_message_chars)
 
 # C0/C1 control characters other than tab, newline and carriage return are removed from text
 _CONTROL = {c: None for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)]}
 
 
-class IngestError(Exception):
+class IngestError(InputError):
     """An input that cannot be read at all (missing, empty directory, unknown format)."""
 
 
@@ -235,7 +235,7 @@ def _only_media(kinds: Counter[str]) -> str:
     return " and ".join(names)
 
 
-def _messages(raw: list[Any], notes: Counter[str]) -> list[Message]:
+def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_CHARS) -> list[Message]:
     """Validated messages; numbering in reasons is 1-based."""
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, from earlier assistant turns
@@ -255,8 +255,8 @@ def _messages(raw: list[Any], notes: Counter[str]) -> list[Message]:
         omitted: Counter[str] = Counter()
         content = _content_text(m.get("content"), where, omitted)
         notes.update(omitted)
-        if content is not None and len(content) > MAX_MESSAGE_CHARS:
-            raise RecordError(f"{where} is {len(content):,} characters long, above the {MAX_MESSAGE_CHARS:,} limit "
+        if content is not None and len(content) > max_chars:
+            raise RecordError(f"{where} is {len(content):,} characters long, above the {max_chars:,} limit "
                               "(DEPLOYSIM_MAX_MESSAGE_CHARS)")
         calls = _tool_calls(m.get("tool_calls"), where)
         if calls and role != "assistant":
@@ -288,7 +288,8 @@ def content_id(messages: list[Message], tools: list[dict[str, Any]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def to_conversation(rec: dict[str, Any], tools: list[dict[str, Any]] | None = None) -> Conversation:
+def to_conversation(rec: dict[str, Any], tools: list[dict[str, Any]] | None = None,
+                    max_chars: int = MAX_MESSAGE_CHARS) -> Conversation:
     """An OpenAI-shaped record as a validated Conversation; raises RecordError with the reason.
 
     ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none."""
@@ -298,7 +299,7 @@ def to_conversation(rec: dict[str, Any], tools: list[dict[str, Any]] | None = No
     if not raw_msgs:
         raise RecordError("record has an empty 'messages' list")
     notes: Counter[str] = Counter()
-    messages = _messages(raw_msgs, notes)
+    messages = _messages(raw_msgs, notes, max_chars)
     if not any(m.role == "user" for m in messages):
         raise RecordError("conversation has no user message")
     rec_tools = rec.get("tools") or tools or []
@@ -393,6 +394,7 @@ def iter_ingest(
     counts: IngestCounts | None = None,
     progress: Progress | None = None,
     progress_every: float = 2.0,
+    max_message_chars: int = MAX_MESSAGE_CHARS,
 ) -> Iterator[Conversation | QuarantineRecord]:
     """Stream the accepted Conversations and the QuarantineRecords of the given inputs.
 
@@ -426,7 +428,7 @@ def iter_ingest(
                     try:
                         if raw.error is not None:
                             raise RecordError(raw.error)
-                        conv = to_conversation(raw.record or {}, tools)
+                        conv = to_conversation(raw.record or {}, tools, max_message_chars)
                         digest = content_id(conv.messages, conv.tools)
                         first = seen.check(conv.conversation_id, digest, f"{path}:{raw.where}")
                         if first is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -47,14 +46,6 @@ class Span:
     start: int
     end: int
     value: str
-
-
-def env_list(name: str, default: Sequence[str]) -> tuple[str, ...]:
-    """The comma-separated items of an environment variable (default when it is unset)."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return tuple(default)
-    return tuple(x.strip() for x in raw.split(",") if x.strip())
 
 
 # ---------------------------------------------------------------------------- detectors
@@ -204,8 +195,18 @@ _DIGITISH_RE = re.compile(r"\d[\d\s().\-/]{5,}\d")
 _ID_BEFORE_RE = re.compile(r"[A-Za-z][\w]*[-_#:/.]?$")  # digits glued to an id (ORD-48213, v10)
 
 
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "CA", "AU")
+_phone_regions: list[tuple[str, ...]] = [DEFAULT_PHONE_REGIONS]
+
+
 def phone_regions() -> tuple[str, ...]:
-    return tuple(r.upper() for r in env_list("DEPLOYSIM_PHONE_REGIONS", ("US", "GB", "DE", "FR", "IN", "CA", "AU")))
+    """Where national phone numbers are recognised (the first region also accepts merely possible numbers)."""
+    return _phone_regions[0]
+
+
+def set_phone_regions(regions: Sequence[str]) -> None:
+    """Set by the redactor from its configuration (settings: phone_regions)."""
+    _phone_regions[0] = tuple(r.strip().upper() for r in regions if r.strip()) or DEFAULT_PHONE_REGIONS
 
 
 @lru_cache(maxsize=1)

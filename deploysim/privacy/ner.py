@@ -38,7 +38,7 @@ home lab"): redaction must not hide harmful requests from the graders.
 """
 from __future__ import annotations
 
-import os
+from deploysim.errors import Unavailable
 import re
 from collections import OrderedDict
 from functools import lru_cache
@@ -77,12 +77,12 @@ _SENTENCE_END = set(".!?:;\n\r\t\"'“”(*-•>")
 _JSON_STRING_RE = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 
 
-class NerUnavailable(RuntimeError):
+class NerUnavailable(Unavailable):
     """The configured spaCy pipeline is not installed."""
 
 
 def model_name() -> str:
-    return os.environ.get("DEPLOYSIM_NER_MODEL") or DEFAULT_MODEL
+    return DEFAULT_MODEL
 
 
 @lru_cache(maxsize=4)
@@ -301,7 +301,12 @@ class _Cache:
             self.data.popitem(last=False)
 
 
-_cache = _Cache(int(os.environ.get("DEPLOYSIM_NER_CACHE", "20000")))
+_cache = _Cache(20_000)
+
+
+def set_cache_size(size: int) -> None:
+    """How many texts' entities are remembered (settings: ner_cache)."""
+    _cache.size = size
 
 
 def clear_cache() -> None:

@@ -1,6 +1,6 @@
 """How to redact: ``RedactConfig``, the per-type policies, keyed pseudonyms and time coarsening.
 
-``RedactConfig.from_env`` reads the DEPLOYSIM_* variables. Per entity type a policy chooses
+``RedactConfig.from_settings`` builds it from the settings. Per entity type a policy chooses
 ``replace`` (<TYPE_n>), ``mask`` (stars, keeping the last 4 characters of numbers: ``mask_value``),
 ``hash`` (a keyed pseudonym <TYPE_#0123456789>, equal across conversations for the same value, so
 the same user links without being revealed) or ``drop`` (the whole conversation is left out).
@@ -11,15 +11,17 @@ configured granularity.
 """
 from __future__ import annotations
 
+from deploysim.errors import ConfigError
 import hashlib
 import hmac
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from deploysim.privacy.detectors import ENTITY_TYPES, env_list
+from deploysim.privacy.detectors import DEFAULT_PHONE_REGIONS, ENTITY_TYPES
+from deploysim.settings import Settings, split_list
+from deploysim.settings import load as load_settings
 
 POLICIES = ("replace", "mask", "hash", "drop")
 DEFAULT_SECRET = "deploysim-default-redaction-secret"  # set DEPLOYSIM_REDACT_SECRET in production
@@ -27,13 +29,13 @@ DEFAULT_METADATA_ALLOW = ("omitted_parts", "control_chars_removed", "task_id", "
 GRANULARITIES = ("none", "second", "minute", "hour", "day", "week", "month")
 
 
-class RedactConfigError(ValueError):
+class RedactConfigError(ConfigError):
     """A redaction setting that cannot be used."""
 
 
 @dataclass(frozen=True)
 class RedactConfig:
-    """How to redact. ``RedactConfig.from_env()`` reads the DEPLOYSIM_* variables:
+    """How to redact. ``RedactConfig.from_settings(settings)`` builds it from these settings:
 
     DEPLOYSIM_REDACT_NER (0/1, default 1: names, locations and organisations with spaCy; a bare
     RedactConfig() runs the deterministic detectors only),
@@ -49,6 +51,7 @@ class RedactConfig:
     secret: str = DEFAULT_SECRET
     time_granularity: str = "day"
     metadata_allow: tuple[str, ...] = DEFAULT_METADATA_ALLOW
+    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
 
     def __post_init__(self) -> None:
         for t, pol in self.policies:
@@ -64,23 +67,31 @@ class RedactConfig:
         return dict(self.policies).get(type_, "hash" if type_ == "USER_ID" else "replace")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> RedactConfig:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RedactConfig:
+        """The configuration the settings give (redact_ner, ner_model, redact_policy, redact_secret,
+        time_granularity, metadata_allow, phone_regions); overrides win."""
         pols = []
-        for item in env_list("DEPLOYSIM_REDACT_POLICY", ()):
+        for item in split_list(settings.redact_policy):
             if "=" not in item:
-                raise RedactConfigError(f"DEPLOYSIM_REDACT_POLICY item {item!r} is not TYPE=policy")
+                raise RedactConfigError(f"redaction policy item {item!r} is not TYPE=policy (DEPLOYSIM_REDACT_POLICY)")
             t, pol = item.split("=", 1)
             pols.append((t.strip().upper(), pol.strip().lower()))
         kw: dict[str, Any] = dict(
-            ner=os.environ.get("DEPLOYSIM_REDACT_NER", "1").strip().lower() in ("1", "true", "yes", "on"),
-            ner_model=os.environ.get("DEPLOYSIM_NER_MODEL") or None,
+            ner=settings.redact_ner,
+            ner_model=settings.ner_model,
             policies=tuple(pols),
-            secret=os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET,
-            time_granularity=os.environ.get("DEPLOYSIM_TIME_GRANULARITY", "day").strip().lower(),
-            metadata_allow=DEFAULT_METADATA_ALLOW + env_list("DEPLOYSIM_METADATA_ALLOW", ()),
+            secret=settings.secret() or DEFAULT_SECRET,
+            time_granularity=settings.time_granularity.strip().lower(),
+            metadata_allow=DEFAULT_METADATA_ALLOW + split_list(settings.metadata_allow),
+            phone_regions=tuple(r.upper() for r in split_list(settings.phone_regions)) or DEFAULT_PHONE_REGIONS,
         )
         kw.update(overrides)
         return cls(**kw)
+
+
+def default_config() -> RedactConfig:
+    """The configuration of the current settings (the environment's), for callers that give none."""
+    return RedactConfig.from_settings(load_settings())
 
 
 def mask_value(type_: str, value: str) -> str:
@@ -99,9 +110,7 @@ def mask_value(type_: str, value: str) -> str:
 
 
 def _secret(config: RedactConfig | None = None) -> str:
-    if config is not None and config.secret != DEFAULT_SECRET:
-        return config.secret
-    return os.environ.get("DEPLOYSIM_REDACT_SECRET") or DEFAULT_SECRET
+    return (config or default_config()).secret
 
 
 def hash_user_id(user_id: Any, config: RedactConfig | None = None) -> str:

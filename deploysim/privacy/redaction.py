@@ -16,10 +16,10 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
-from deploysim.privacy.detectors import Span, key_context_spans, resolve_spans, structured_spans, user_id_spans
+from deploysim.privacy.detectors import set_phone_regions, Span, key_context_spans, resolve_spans, structured_spans, user_id_spans
 from deploysim.privacy.fields import Field, conversation_fields, map_fields, ner_worthy
 from deploysim.privacy.placeholders import PlaceholderState
-from deploysim.privacy.policies import RedactConfig, coarsen_time, hash_identifier, hash_user_id
+from deploysim.privacy.policies import default_config, RedactConfig, coarsen_time, hash_identifier, hash_user_id
 from deploysim.schemas import Conversation
 
 FIELD_PREFIX = "field:"  # counter keys "field:<label>": conversations in which that field outside the text changed
@@ -49,7 +49,7 @@ def redact_text(text: str | None, state: PlaceholderState) -> str | None:
 def redact_metadata(meta: dict[str, Any], config: RedactConfig | None = None) -> dict[str, Any]:
     """Timestamp coarsened, user_id hashed with the secret, allowed keys kept (text redacted),
     everything else dropped."""
-    config = config or RedactConfig.from_env()
+    config = config or default_config()
     out: dict[str, Any] = {}
     if (when := coarsen_time(meta.get("timestamp"), config.time_granularity)) is not None:
         out["timestamp"] = when
@@ -82,7 +82,8 @@ class Redactor:
     """Redacts conversations with one configuration; NER runs batched over many conversations."""
 
     def __init__(self, config: RedactConfig | None = None) -> None:
-        self.config = config or RedactConfig.from_env()
+        self.config = config or default_config()
+        set_phone_regions(self.config.phone_regions)
         if self.config.ner:
             from deploysim.privacy import ner
 
@@ -121,7 +122,7 @@ class Redactor:
         fields_per = [conversation_fields(c, self.config.metadata_allow) for c in convs]
         flat = [ft for fs in fields_per for ft in fs]
         texts = [t for _, t in flat]
-        ner_on = [f.kind == "text" and bool(t) and (f.ner if f.ner is not None else ner_worthy(t)) for f, t in flat]
+        ner_on = [f.kind == "text" and bool(t) and (f.ner if f.ner is not None else ner_worthy(t or "")) for f, t in flat]
         cached = [f.label in _REPEATING for f, _ in flat]
         spans_flat = self.spans(texts, ner_on, cached)
         out: list[tuple[Conversation | None, Counter[str]]] = []
@@ -247,7 +248,7 @@ def iter_redacted(
 
     ``workers`` > 1 redacts batches in that many worker processes (each with its own model when NER
     is on); at most two batches per worker are in flight, so memory stays bounded."""
-    config = config or RedactConfig.from_env()
+    config = config or default_config()
     redactor = Redactor(config)  # loads (and checks) the NER model before any worker starts
     if workers <= 1:
         for batch in _batches(convs, batch_size):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploysim.candidates import Candidate
+from deploysim.errors import MissingKey
 from deploysim.replay.cache import ReplayCache, canonical_json
 from deploysim.replay.engine import ReplayOptions, items_for
 from deploysim.replay.failures import endpoint_unusable, failure_classes
@@ -98,13 +99,13 @@ def dry_run(conversations: list[Conversation], candidate: Candidate, cache: Repl
     items = items_for(conversations, opts.mode)
     try:
         credential = candidate.api_key()
-    except RuntimeError:  # no key: nothing can be known to be cached for it
+    except MissingKey:  # no key: nothing can be known to be cached for it
         credential = None
     readable = opts.read_cache and (credential is not None or not candidate.api_key_env)
     calls = cached = prompt = completion = 0
     for it in items:
         prefix, logged = it.prefix, it.logged
-        steps = [i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps] or [None]
+        steps: list[int | None] = [*[i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps]] or [None]
         key = cache.key(candidate.base_url, candidate.model, candidate.params, [m.to_openai() for m in prefix],
                         it.conv.tools, credential)
         first_cached = readable and key in cache

@@ -292,6 +292,7 @@ def _stop_handlers() -> dict[int, Any]:
 
 async def _stoppable(coro: Any, saved: dict[int, Any], stopped: list[int]) -> Any:
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None  # called as the runner's main coroutine
 
     def stop(signum: int) -> None:
         if not stopped:

@@ -97,7 +97,7 @@ class ToolResolver:
     async def answer(self, call: ToolCall) -> ToolResultRecord:
         def result(content: str, source: str, detail: str | None = None) -> ToolResultRecord:
             return ToolResultRecord(tool_call_id=call.id, name=call.name, arguments=call.arguments,
-                                    source=source, content=content, detail=detail)  # type: ignore[arg-type]
+                                    source=source, content=content, detail=detail)
 
         if (content := self.recorded(call.name, call.arguments)) is not None:
             return result(content, "recorded")

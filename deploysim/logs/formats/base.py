@@ -1,6 +1,7 @@
 """Opening, detecting and streaming log files of every supported format."""
 from __future__ import annotations
 
+from deploysim.errors import InputError
 import gzip
 import io
 import json
@@ -15,7 +16,7 @@ MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line is quarantined without being 
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
 
 
-class FormatError(Exception):
+class FormatError(InputError):
     """A file that cannot be read at all (unknown format, unreadable compression).
 
     ``reason`` says why without naming the file (for a quarantine entry that names it)."""
@@ -86,7 +87,7 @@ class _ZstdRaw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         while not self._out:
             data = self._fh.read(self._chunk)
             if not data:
@@ -115,7 +116,7 @@ def open_binary(path: Path) -> BinaryIO:
     if kind == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if kind == "zstd":
-        return io.BufferedReader(_ZstdRaw(path), buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(_ZstdRaw(path), buffer_size=1 << 20)
     return open(path, "rb")
 
 

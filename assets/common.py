@@ -1,4 +1,5 @@
 """Shared by the asset modules: turning a step's returned dict into a MaterializeResult."""
+
 import dagster as dg
 
 
@@ -29,7 +30,9 @@ def progress_logger(context, every: float = 0.1):
 
     def log(done: int, total: int) -> None:
         if total and (done / total >= state["next"] or done == total):
-            line = f"{context.asset_key.to_user_string()} [{context.partition_key}]: {done}/{total} ({done / total:.0%})"
+            line = (
+                f"{context.asset_key.to_user_string()} [{context.partition_key}]: {done}/{total} ({done / total:.0%})"
+            )
             context.log.info(line)
             print(f"  {line}", flush=True)  # the CLI's progress (and the run's stdout in the UI)
             state["next"] = done / total + every

@@ -1,13 +1,18 @@
 import dagster as dg
 
-from deploysim import pipeline
 from assets.common import baseline_replay_version, result, upstream_versions
+from deploysim import pipeline
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
 
 
-@dg.asset(deps=["replay", "sample"], partitions_def=candidates, code_version="2", group_name="simulation",
-          kinds={"python", "parquet"})
+@dg.asset(
+    deps=["replay", "sample"],
+    partitions_def=candidates,
+    code_version="2",
+    group_name="simulation",
+    kinds={"python", "parquet"},
+)
 def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Human labels of this candidate's (and its baseline's) turns for grader calibration and PPI++:
     DEPLOYSIM_LABELS (CSV/JSONL, or demo-review:N), else those imported with `deploysim labels`."""
@@ -20,6 +25,12 @@ def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         reviewer = reviewer_of(int(source.split(":", 1)[1]))
     up = upstream_versions(context, ["replay"])  # the sample and redacted versions the replay pinned
     base = baseline_replay_version(context)
-    meta = pipeline.run_labels(context.partition_key, source, reviewer=reviewer, settings=s,
-                               replay_version=up["replay"], baseline_replay_version=base)
+    meta = pipeline.run_labels(
+        context.partition_key,
+        source,
+        reviewer=reviewer,
+        settings=s,
+        replay_version=up["replay"],
+        baseline_replay_version=base,
+    )
     return result(meta, settings=s, upstream=up | ({"baseline_replay": base} if base else {}))

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from deploysim import pipeline
 from assets.common import result
+from deploysim import pipeline
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
 

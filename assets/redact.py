@@ -1,7 +1,7 @@
 import dagster as dg
 
-from deploysim import pipeline
 from assets.common import result, upstream_versions
+from deploysim import pipeline
 from orchestration.resources import Settings
 
 
@@ -9,5 +9,6 @@ from orchestration.resources import Settings
 def redact(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Conversations with personal data and secrets replaced by placeholders; raw text stops here."""
     s = settings.resolve()
-    return result(pipeline.run_redact(purge_raw=s.purge_raw, settings=s),
-                  upstream=upstream_versions(context, ["ingest"]))
+    return result(
+        pipeline.run_redact(purge_raw=s.purge_raw, settings=s), upstream=upstream_versions(context, ["ingest"])
+    )

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from deploysim import pipeline
 from assets.common import baseline_replay_version, progress_logger, result, upstream_versions
+from deploysim import pipeline
 from orchestration.partitions import candidates
 
 
@@ -9,13 +9,23 @@ class ReplayConfig(dg.Config):
     deadline_s: float | None = None  # seconds the replay may take; items not done by then fail
 
 
-@dg.asset(deps=["sample", "redact"], partitions_def=candidates, code_version="2", group_name="simulation",
-          kinds={"python", "parquet"})
+@dg.asset(
+    deps=["sample", "redact"],
+    partitions_def=candidates,
+    code_version="2",
+    group_name="simulation",
+    kinds={"python", "parquet"},
+)
 def replay(context: dg.AssetExecutionContext, config: ReplayConfig) -> dg.MaterializeResult:
     """The candidate's regenerated last turn for every sampled conversation (agent loops included)."""
     up = upstream_versions(context, ["sample", "redact"])
     base = baseline_replay_version(context)
-    meta = pipeline.run_replay(context.partition_key, progress=progress_logger(context), deadline_s=config.deadline_s,
-                               sample_version=up["sample"], redact_version=up["redact"],
-                               baseline_replay_version=base)
+    meta = pipeline.run_replay(
+        context.partition_key,
+        progress=progress_logger(context),
+        deadline_s=config.deadline_s,
+        sample_version=up["sample"],
+        redact_version=up["redact"],
+        baseline_replay_version=base,
+    )
     return result(meta, upstream=up | ({"baseline_replay": base} if base else {}))

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from deploysim import pipeline
 from assets.common import result, upstream_versions
+from deploysim import pipeline
 from orchestration.resources import Settings
 
 

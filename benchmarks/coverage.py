@@ -4,6 +4,7 @@ Runs the library pipeline (no Dagster, no dbt) on demo logs for several seeds ag
 reference endpoint over HTTP and prints, per seed, which (candidate, behaviour) intervals
 miss the configured rate. Usage: python benchmarks/coverage.py [n_seeds] [demo_size]
 """
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,9 @@ from pathlib import Path
 
 
 def run(seed: int, size: int) -> list[tuple[str, str, float, float, float]]:
-    from deploysim_testkit import demo
     from deploysim import lake, pipeline
     from deploysim.candidates import Candidate, register
+    from deploysim_testkit import demo
     from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
     with tempfile.TemporaryDirectory() as home:

@@ -12,6 +12,7 @@ found when a predicted span of the same type overlaps it; a predicted span is co
 overlaps a gold span of its type. Memory: `deploysim redact` (streaming) in a fresh process on N
 demo conversations, peak RSS reported by the process itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,19 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 from deploysim_testkit import demo  # noqa: E402
-from deploysim.privacy.detectors import find_pii  # noqa: E402
 
-PRESIDIO_TYPES = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ORGANIZATION": "ORGANIZATION", "EMAIL_ADDRESS": "EMAIL",
-                  "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "US_SSN": "SSN", "IP_ADDRESS": "IP", "IBAN_CODE": "IBAN",
-                  "ADDRESS": "ADDRESS"}
+PRESIDIO_TYPES = {
+    "PERSON": "PERSON",
+    "LOCATION": "LOCATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CARD",
+    "US_SSN": "SSN",
+    "IP_ADDRESS": "IP",
+    "IBAN_CODE": "IBAN",
+    "ADDRESS": "ADDRESS",
+}
 TYPES = ["PERSON", "LOCATION", "ORGANIZATION", "ADDRESS", "EMAIL", "PHONE", "CARD", "SSN", "IP", "IBAN"]
 
 FIRST = ["Maria", "James", "Aisha", "Wei", "Olga", "Carlos", "Priya", "Tom", "Fatima", "Lars", "Yuki", "Emeka"]
@@ -59,14 +68,14 @@ def _luhn_card(rng: random.Random) -> str:
     body = [4] + [rng.randint(0, 9) for _ in range(14)]
     total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d for i, d in enumerate(reversed(body)))
     digits = "".join(map(str, body)) + str((10 - total % 10) % 10)
-    return " ".join(digits[i:i + 4] for i in range(0, 16, 4))
+    return " ".join(digits[i : i + 4] for i in range(0, 16, 4))
 
 
 def _iban(rng: random.Random) -> str:
     bban = "".join(str(rng.randint(0, 9)) for _ in range(18))
     check = 98 - int(bban + "131400") % 97  # DE = 13 14
     s = f"DE{check:02d}{bban}"
-    return " ".join(s[i:i + 4] for i in range(0, len(s), 4))
+    return " ".join(s[i : i + 4] for i in range(0, len(s), 4))
 
 
 def _value(t: str, rng: random.Random) -> str:
@@ -76,8 +85,13 @@ def _value(t: str, rng: random.Random) -> str:
         "ORGANIZATION": lambda: rng.choice(ORGS),
         "ADDRESS": lambda: f"{rng.randint(1, 9999)} {rng.choice(STREETS)}",
         "EMAIL": lambda: f"{rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}{rng.randint(1, 99)}@example.com",
-        "PHONE": lambda: rng.choice([f"({rng.randint(201, 989)}) 555-{rng.randint(0, 9999):04d}",
-                                     f"+44 20 7946 {rng.randint(0, 9999):04d}", f"+1-{rng.randint(201, 989)}-555-{rng.randint(0, 9999):04d}"]),
+        "PHONE": lambda: rng.choice(
+            [
+                f"({rng.randint(201, 989)}) 555-{rng.randint(0, 9999):04d}",
+                f"+44 20 7946 {rng.randint(0, 9999):04d}",
+                f"+1-{rng.randint(201, 989)}-555-{rng.randint(0, 9999):04d}",
+            ]
+        ),
         "CARD": lambda: _luhn_card(rng),
         "SSN": lambda: f"{rng.randint(100, 665)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
         "IP": lambda: f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
@@ -90,7 +104,7 @@ def generated_gold(n: int, seed: int = 3) -> list[dict]:
     rows = []
     for _ in range(n):
         tpl = rng.choice(TEMPLATES)
-        text, spans, pos = "", [], 0
+        text, spans = "", []
         for part in tpl.replace("}", "{").split("{"):
             if part in TYPES:
                 v = _value(part, rng)
@@ -104,10 +118,28 @@ def generated_gold(n: int, seed: int = 3) -> list[dict]:
 
 def pii_small_gold() -> list[dict]:
     rows = json.loads((DATA / "pii-small" / "generated_small.json").read_text())
-    m = {"PERSON": "PERSON", "LOCATION": "LOCATION", "ORGANIZATION": "ORGANIZATION", "ADDRESS": "ADDRESS",
-         "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "US_SSN": "SSN", "IP_ADDRESS": "IP"}
-    return [{"text": r["full_text"], "gold": [(m[s["entity_type"]], s["start_position"], s["end_position"])
-                                             for s in r["spans"] if s["entity_type"] in m]} for r in rows]
+    m = {
+        "PERSON": "PERSON",
+        "LOCATION": "LOCATION",
+        "ORGANIZATION": "ORGANIZATION",
+        "ADDRESS": "ADDRESS",
+        "EMAIL_ADDRESS": "EMAIL",
+        "PHONE_NUMBER": "PHONE",
+        "CREDIT_CARD": "CARD",
+        "US_SSN": "SSN",
+        "IP_ADDRESS": "IP",
+    }
+    return [
+        {
+            "text": r["full_text"],
+            "gold": [
+                (m[s["entity_type"]], s["start_position"], s["end_position"])
+                for s in r["spans"]
+                if s["entity_type"] in m
+            ],
+        }
+        for r in rows
+    ]
 
 
 def score(rows: list[dict], preds: list[list[tuple[str, int, int]]]) -> dict[str, tuple[float, float, int]]:
@@ -121,8 +153,11 @@ def score(rows: list[dict], preds: list[list[tuple[str, int, int]]]) -> dict[str
                 continue
             n_p[pt] += 1
             tp_p[pt] += any(t == pt and ps < e and s < pe for t, s, e in row["gold"])
-    return {t: (tp_p[t] / n_p[t] if n_p[t] else float("nan"), tp_r[t] / n_g[t] if n_g[t] else float("nan"), n_g[t])
-            for t in TYPES if n_g[t]}
+    return {
+        t: (tp_p[t] / n_p[t] if n_p[t] else float("nan"), tp_r[t] / n_g[t] if n_g[t] else float("nan"), n_g[t])
+        for t in TYPES
+        if n_g[t]
+    }
 
 
 def ours(texts: list[str], ner: bool, cache: bool = True) -> tuple[list[list[tuple[str, int, int]]], float]:
@@ -150,10 +185,9 @@ _bench_redactor = None
 
 def _pool_init(ner: bool) -> None:
     global _bench_redactor
+    from deploysim.privacy import ner as ner_mod
     from deploysim.privacy.policies import RedactConfig
     from deploysim.privacy.redaction import Redactor
-
-    from deploysim.privacy import ner as ner_mod
 
     _bench_redactor = Redactor(RedactConfig(ner=ner))
     _bench_redactor.spans(["warm up: John Smith called 212-555-0199 from Berlin."])
@@ -170,17 +204,23 @@ def ours_parallel(texts: list[str], ner: bool, workers: int = 2, chunk: int = 64
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_pool_init,
-                             initargs=(ner,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_pool_init, initargs=(ner,)
+    ) as pool:
         list(pool.map(_pool_spans, [["warm"]] * workers * 2))
         t = time.perf_counter()
-        list(pool.map(_pool_spans, [texts[i:i + chunk] for i in range(0, len(texts), chunk)]))
+        list(pool.map(_pool_spans, [texts[i : i + chunk] for i in range(0, len(texts), chunk)]))
         return time.perf_counter() - t
 
 
 def presidio(py: str, texts: list[str]) -> tuple[list[list[tuple[str, int, int]]], float, float]:
-    proc = subprocess.run([py, str(ROOT / "benchmarks" / "redact_presidio_peer.py")], input=json.dumps({"texts": texts}),
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [py, str(ROOT / "benchmarks" / "redact_presidio_peer.py")],
+        input=json.dumps({"texts": texts}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     spans = [[(PRESIDIO_TYPES.get(t, t), s, e) for t, s, e in row] for row in res["spans"]]
     return spans, res["seconds"], res["peak_rss_mb"]
@@ -221,8 +261,10 @@ def corpora(n_demo: int, n_real: int) -> dict[str, list[str]]:
     replies, as in production), the same with every repeated message removed (no help from
     de-duplication), and real public logs when ../shared/data is present."""
     demo_texts = conversation_texts(n_demo)
-    out = {f"demo, {n_demo} conversations": demo_texts,
-           f"demo, {n_demo} conversations, repeats removed": list(dict.fromkeys(demo_texts))}
+    out = {
+        f"demo, {n_demo} conversations": demo_texts,
+        f"demo, {n_demo} conversations, repeats removed": list(dict.fromkeys(demo_texts)),
+    }
     hh = DATA / "hh-rlhf-harmless-base" / "harmless-base_test.jsonl.gz"
     if hh.exists() and n_real:
         out[f"hh-rlhf harmless-base, {n_real} dialogues"] = log_texts(hh, n_real)
@@ -272,25 +314,37 @@ def _rss_mb(pid: int) -> float:
     return best
 
 
-def memory_run(n: int, workdir: Path, ner: bool, command: str = "redact", workers: int = 1,
-               timeout: float = 900) -> tuple[float, float, float, str]:
+def memory_run(
+    n: int, workdir: Path, ner: bool, command: str = "redact", workers: int = 1, timeout: float = 900
+) -> tuple[float, float, float, str]:
     """Peak RSS (MB, the largest of the process and its workers), seconds, MB/s and a note for
     `deploysim ingest` or `deploysim redact` on n demo conversations, in a fresh process. A run
     longer than ``timeout`` is stopped; its RSS is then the peak sampled every second, and the note
     says how many conversations it had written."""
     big = memory_input(n, workdir)
     out = workdir / "out.jsonl"
-    args = ["ingest", str(big), "--quiet"] if command == "ingest" else [
-        "redact", str(big), str(out), "--quiet", "--ner" if ner else "--no-ner", "--workers", str(workers)]
+    args = (
+        ["ingest", str(big), "--quiet"]
+        if command == "ingest"
+        else ["redact", str(big), str(out), "--quiet", "--ner" if ner else "--no-ner", "--workers", str(workers)]
+    )
     # Peak of this process: VmHWM (ru_maxrss would carry the benchmark's own peak across fork+exec);
     # workers: their ru_maxrss.
-    code = ("import resource,sys,time; from orchestration import cli; t=time.perf_counter(); "
-            f"rc=cli.main({args!r}); r=resource.getrusage; "
-            "hwm=[int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]; "
-            "print('RESULT', max(hwm, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, time.perf_counter()-t, rc)")
+    code = (
+        "import resource,sys,time; from orchestration import cli; t=time.perf_counter(); "
+        f"rc=cli.main({args!r}); r=resource.getrusage; "
+        "hwm=[int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]; "
+        "print('RESULT', max(hwm, r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, time.perf_counter()-t, rc)"
+    )
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            start_new_session=True)  # its own process group: a stopped run takes its workers along
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )  # its own process group: a stopped run takes its workers along
     sampled = 0.0
     while proc.poll() is None and time.perf_counter() - t0 < timeout:
         sampled = max(sampled, _rss_mb(proc.pid))
@@ -316,8 +370,12 @@ def main() -> None:
     ap.add_argument("--presidio-python", default="/work/presidio-venv/bin/python")
     ap.add_argument("--generated", type=int, default=400)
     ap.add_argument("--throughput-convs", type=int, default=200, help="demo conversations for the MB/s comparison")
-    ap.add_argument("--real-convs", type=int, default=150, help="hh-rlhf dialogues (and a tenth as many tau-bench "
-                    "trajectories) for the MB/s comparison; 0 skips them")
+    ap.add_argument(
+        "--real-convs",
+        type=int,
+        default=150,
+        help="hh-rlhf dialogues (and a tenth as many tau-bench trajectories) for the MB/s comparison; 0 skips them",
+    )
     ap.add_argument("--memory-sizes", default="10000,1000000")
     ap.add_argument("--memory-ner", action="store_true", help="memory runs with NER on (slow)")
     ap.add_argument("--memory-dir", help="keep the generated memory inputs here and reuse them (default: a temp dir)")
@@ -337,15 +395,20 @@ def main() -> None:
         pres, _, _ = presidio(a.presidio_python, texts)
         so, sn, sp = score(rows, ours_s), score(rows, ours_n), score(rows, pres)
         print(f"\n## {name}: {len(rows)} texts, precision / recall per type (gold count)")
-        print(f"| type | gold | deploysim (rules) P / R | deploysim (rules+NER) P / R | Presidio P / R |")
+        print("| type | gold | deploysim (rules) P / R | deploysim (rules+NER) P / R | Presidio P / R |")
         print("|---|---:|---|---|---|")
         for t in so:
-            f = lambda s: f"{s[t][0]:.2f} / {s[t][1]:.2f}" if t in s else "-"
+
+            def f(s, t=t):
+                return f"{s[t][0]:.2f} / {s[t][1]:.2f}" if t in s else "-"
+
             print(f"| {t} | {so[t][2]} | {f(so)} | {f(sn)} | {f(sp)} |")
 
     print("\n## throughput, same run (model loaded and warmed up on both sides; Presidio single process)")
-    print("| corpus | texts | MB | deploysim rules MB/s | deploysim rules+NER MB/s | rules+NER, 2 workers MB/s "
-          "| Presidio + spaCy sm MB/s | rules / Presidio | rules+NER / Presidio | rules+NER 2 workers / Presidio |")
+    print(
+        "| corpus | texts | MB | deploysim rules MB/s | deploysim rules+NER MB/s | rules+NER, 2 workers MB/s "
+        "| Presidio + spaCy sm MB/s | rules / Presidio | rules+NER / Presidio | rules+NER 2 workers / Presidio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, texts in ({} if a.skip_quality else corpora(a.throughput_convs, a.real_convs)).items():
         mb = sum(len(x.encode()) for x in texts) / 1e6
@@ -353,8 +416,11 @@ def main() -> None:
         _, t_ner = ours(texts, ner=True)
         t_par = ours_parallel(texts, ner=True)
         _, t_pres, _ = presidio(a.presidio_python, texts)
-        print(f"| {name} | {len(texts)} | {mb:.2f} | {mb / t_rules:.3f} | {mb / t_ner:.3f} | {mb / t_par:.3f} | {mb / t_pres:.4f} "
-              f"| {t_pres / t_rules:.0f}x | {t_pres / t_ner:.1f}x | {t_pres / t_par:.1f}x |", flush=True)
+        print(
+            f"| {name} | {len(texts)} | {mb:.2f} | {mb / t_rules:.3f} | {mb / t_ner:.3f} | {mb / t_par:.3f} | {mb / t_pres:.4f} "
+            f"| {t_pres / t_rules:.0f}x | {t_pres / t_ner:.1f}x | {t_pres / t_par:.1f}x |",
+            flush=True,
+        )
 
     print("\n## peak memory, streaming, fresh process per size (input: demo conversations repeated with fresh ids)")
     print("| command | conversations | NER | workers | input MB | peak RSS MB | seconds | MB/s | run |")
@@ -366,8 +432,10 @@ def main() -> None:
             rss, secs, rate, note = memory_run(n, workdir, a.memory_ner, command, a.workers, a.memory_timeout)
             ner_col = ("on" if a.memory_ner else "off") if command == "redact" else "-"
             workers_col = a.workers if command == "redact" else 1
-            print(f"| {command} | {n:,} | {ner_col} | {workers_col} | {size:.0f} | {rss:.0f} | {secs:.0f} | {rate:.2f} | {note} |",
-                  flush=True)
+            print(
+                f"| {command} | {n:,} | {ner_col} | {workers_col} | {size:.0f} | {rss:.0f} | {secs:.0f} | {rate:.2f} | {note} |",
+                flush=True,
+            )
     if not a.memory_dir:
         shutil.rmtree(workdir, ignore_errors=True)
 

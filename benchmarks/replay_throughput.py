@@ -11,6 +11,7 @@ Usage:
   .venv/bin/python benchmarks/replay_throughput.py [--n 10000] [--levels 16,64,256]
       [--latency-ms 200] [--cpu-n 5000] [--inspect-python /work/bench-venv/bin/python]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,10 @@ def worker_deploysim(n: int, conc: int, base_url: str, model: str) -> dict:
     from deploysim.replay.engine import replay
     from deploysim.schemas import Conversation, Message
 
-    convs = [Conversation(conversation_id=f"b{i}", messages=[Message(role="user", content=p)]) for i, p in enumerate(prompts(n))]
+    convs = [
+        Conversation(conversation_id=f"b{i}", messages=[Message(role="user", content=p)])
+        for i, p in enumerate(prompts(n))
+    ]
     cand = Candidate(name="bench", base_url=base_url, model=model, concurrency=conc, timeout_s=60, max_retries=3)
     with tempfile.TemporaryDirectory() as d:
         cpu, t = time.process_time(), time.perf_counter()
@@ -60,9 +64,19 @@ def worker_inspect(n: int, conc: int, base_url: str, model: str) -> dict:
     task = Task(dataset=[Sample(input=p, id=i) for i, p in enumerate(prompts(n))], solver=generate())
     with tempfile.TemporaryDirectory() as d:
         cpu, t = time.process_time(), time.perf_counter()
-        [log] = eval(task, model=f"openai/{model}", model_base_url=base_url, max_connections=conc, max_samples=conc,
-                     log_dir=d, display="none", temperature=0.0, max_tokens=512, fail_on_error=False,
-                     model_args={"responses_api": False})  # Chat Completions, like deploysim
+        [log] = eval(
+            task,
+            model=f"openai/{model}",
+            model_base_url=base_url,
+            max_connections=conc,
+            max_samples=conc,
+            log_dir=d,
+            display="none",
+            temperature=0.0,
+            max_tokens=512,
+            fail_on_error=False,
+            model_args={"responses_api": False},
+        )  # Chat Completions, like deploysim
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         ok = sum(1 for s in (log.samples or []) if not s.error and s.output and s.output.completion)
     return {"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu, "requests": n, "status": log.status}
@@ -101,9 +115,21 @@ def start_endpoint(latency_ms: float) -> tuple[subprocess.Popen, str]:
 
 
 def run_worker(python: str, side: str, n: int, conc: int, base_url: str) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), "--worker", side, "--n", str(n), "--levels", str(conc), "--base-url", base_url]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        python,
+        str(Path(__file__).resolve()),
+        "--worker",
+        side,
+        "--n",
+        str(n),
+        "--levels",
+        str(conc),
+        "--base-url",
+        base_url,
+    ]
+    out = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{side} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,7 +160,12 @@ def main() -> None:
             bound = c / (a.latency_ms / 1000)
             d = run_worker(sys.executable, "deploysim", a.n, c, url)
             i = run_worker(a.inspect_python, "inspect", a.n, c, url) if have_inspect else None
-            row = {"concurrency": c, "bound_rps": bound, "deploysim_rps": d["ok"] / d["wall_s"], "deploysim_ok": d["ok"]}
+            row = {
+                "concurrency": c,
+                "bound_rps": bound,
+                "deploysim_rps": d["ok"] / d["wall_s"],
+                "deploysim_ok": d["ok"],
+            }
             if i:
                 row |= {"inspect_rps": i["ok"] / i["wall_s"], "inspect_ok": i["ok"]}
             rows.append(row)
@@ -148,12 +179,22 @@ def main() -> None:
     finally:
         proc.kill()
 
-    print(f"\nreplay throughput: {a.n} conversations, endpoint latency {a.latency_ms:.0f} ms (bound = concurrency / latency)\n")
-    print(f"{'concurrency':>11} {'bound rps':>10} {'deploysim rps':>14} {'of bound':>9} {'inspect rps':>12} {'of bound':>9} {'deploysim/inspect':>18}")
+    print(
+        f"\nreplay throughput: {a.n} conversations, endpoint latency {a.latency_ms:.0f} ms (bound = concurrency / latency)\n"
+    )
+    print(
+        f"{'concurrency':>11} {'bound rps':>10} {'deploysim rps':>14} {'of bound':>9} {'inspect rps':>12} {'of bound':>9} {'deploysim/inspect':>18}"
+    )
     for r in rows:
         ins = r.get("inspect_rps")
-        print(f"{r['concurrency']:>11} {r['bound_rps']:>10.0f} {r['deploysim_rps']:>14.1f} {r['deploysim_rps'] / r['bound_rps']:>9.1%} "
-              + (f"{ins:>12.1f} {ins / r['bound_rps']:>9.1%} {r['deploysim_rps'] / ins:>17.2f}x" if ins else f"{'-':>12} {'-':>9} {'-':>18}"))
+        print(
+            f"{r['concurrency']:>11} {r['bound_rps']:>10.0f} {r['deploysim_rps']:>14.1f} {r['deploysim_rps'] / r['bound_rps']:>9.1%} "
+            + (
+                f"{ins:>12.1f} {ins / r['bound_rps']:>9.1%} {r['deploysim_rps'] / ins:>17.2f}x"
+                if ins
+                else f"{'-':>12} {'-':>9} {'-':>18}"
+            )
+        )
     print(f"\nclient CPU per request, zero-latency endpoint, {a.cpu_n} requests at concurrency 16:")
     print(f"  deploysim {d0['cpu_s'] / d0['requests'] * 1000:.3f} ms ({d0['ok']}/{d0['n']} ok)")
     if i0:

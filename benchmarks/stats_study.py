@@ -6,6 +6,7 @@ Every replication runs the pipeline's own estimator (deploysim.estimation.stats)
 known rates (deploysim_testkit.stats_study). Peers in the same run: SRS vs stratified; PPI++ vs the
 uncorrected judge rate vs human labels alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,25 +33,37 @@ def main() -> None:
         print(f"{rate:7.1%} | " + " | ".join(f"{x:^34}" for x in cells))
 
     r = S.ppi_study(reps=a.reps)
-    print(f"\nPPI++ with a biased judge (truth {r.truth:.0%}, sensitivity {r.sensitivity}, specificity "
-          f"{r.specificity}; {r.n_graded:,} judged, {r.n_labelled} human-labelled; {r.reps:,} replications)")
-    print(f"  uncorrected judge rate : mean {r.mean_naive:.2%}  coverage {r.naive_coverage:6.1%}  width {r.naive_width:.2%}")
+    print(
+        f"\nPPI++ with a biased judge (truth {r.truth:.0%}, sensitivity {r.sensitivity}, specificity "
+        f"{r.specificity}; {r.n_graded:,} judged, {r.n_labelled} human-labelled; {r.reps:,} replications)"
+    )
+    print(
+        f"  uncorrected judge rate : mean {r.mean_naive:.2%}  coverage {r.naive_coverage:6.1%}  width {r.naive_width:.2%}"
+    )
     print(f"  PPI++                  : mean {r.mean_ppi:.2%}  coverage {r.ppi_coverage:6.1%}  width {r.ppi_width:.2%}")
-    print(f"  human labels only      :              coverage {r.labels_only_coverage:6.1%}  width {r.labels_only_width:.2%}")
+    print(
+        f"  human labels only      :              coverage {r.labels_only_coverage:6.1%}  width {r.labels_only_width:.2%}"
+    )
 
     w = S.concentrated_widths(n=1000, reps=a.reps)
-    print(f"\nBehaviour concentrated in a small stratum (5% of traffic at 20%, rest 0.05%; overall {w.rate:.2%}; n={w.n})")
+    print(
+        f"\nBehaviour concentrated in a small stratum (5% of traffic at 20%, rest 0.05%; overall {w.rate:.2%}; n={w.n})"
+    )
     print(f"  simple random : width {w.srs_width:.3%}  coverage {w.srs_coverage:.1%}")
-    print(f"  stratified    : width {w.stratified_width:.3%}  coverage {w.stratified_coverage:.1%}  "
-          f"(Neyman allocation {w.allocation})")
+    print(
+        f"  stratified    : width {w.stratified_width:.3%}  coverage {w.stratified_coverage:.1%}  "
+        f"(Neyman allocation {w.allocation})"
+    )
     print(f"  width ratio stratified/SRS = {w.ratio:.2f}  ({1 - w.ratio:.0%} narrower)")
 
     print("\nPlanner")
     for rate, width in ((0.01, 0.01), (0.001, 0.002), (0.05, 0.02)):
         print("  " + planner.conversations_for_width(rate, width, applicable_share=0.8).describe())
     for n in (1_000, 10_000, 100_000):
-        print(f"  n={n:>7,}: smallest resolvable rate (+/-50%) {planner.resolvable_rate(n):.3%}; "
-              f"upper bound when nothing is seen {planner.zero_count_upper_bound(n):.3%}")
+        print(
+            f"  n={n:>7,}: smallest resolvable rate (+/-50%) {planner.resolvable_rate(n):.3%}; "
+            f"upper bound when nothing is seen {planner.zero_count_upper_bound(n):.3%}"
+        )
     print(f"\n({time.perf_counter() - t0:.1f}s)")
 
 

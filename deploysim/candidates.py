@@ -1,7 +1,7 @@
 """The candidate registry: which models to simulate and how to reach them."""
+
 from __future__ import annotations
 
-from deploysim.errors import MissingKey, NotFound
 import json
 import os
 import re
@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deploysim.errors import MissingKey, NotFound
 from deploysim.lake import home, temp_path
 
 PRODUCTION = "production"  # baseline meaning "the logged production responses"
@@ -22,8 +23,12 @@ def looks_like_a_key(value: str) -> bool:
     """A value that looks like a credential rather than the name of a variable holding one."""
     if re.match(r"(sk|pk|rk|hf|gh[pousr]|xox[abp]|glpat|AKIA|AIza)[-_]?", value) and len(value) >= 20:
         return True
-    if len(value) >= 24 and any(c.isdigit() for c in value) and any(c.islower() for c in value) \
-            and any(c.isupper() for c in value):
+    if (
+        len(value) >= 24
+        and any(c.isdigit() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isupper() for c in value)
+    ):
         return True  # long mixed-case alphanumerics: environment variable names are rarely like that
     return not _ENV_NAME.fullmatch(value) and len(value) >= 16
 
@@ -65,7 +70,9 @@ class Candidate(BaseModel):
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("base_url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8765/v1")
         if u.username or u.password:
-            raise ValueError("base_url must not carry credentials; name the key's environment variable with --api-key-env")
+            raise ValueError(
+                "base_url must not carry credentials; name the key's environment variable with --api-key-env"
+            )
         return v
 
     @field_validator("api_key_env")
@@ -74,8 +81,10 @@ class Candidate(BaseModel):
         if v is None:
             return v
         if looks_like_a_key(v):  # never echoed: it may be the key itself
-            raise ValueError("api_key_env takes the NAME of an environment variable holding the key "
-                             "(e.g. OPENAI_API_KEY), and this looks like a key itself; it was not stored")
+            raise ValueError(
+                "api_key_env takes the NAME of an environment variable holding the key "
+                "(e.g. OPENAI_API_KEY), and this looks like a key itself; it was not stored"
+            )
         if not _ENV_NAME.fullmatch(v):
             raise ValueError("api_key_env must be an environment variable name (letters, digits, '_')")
         return v
@@ -92,8 +101,10 @@ class Candidate(BaseModel):
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise MissingKey(f"candidate {self.name!r}: environment variable {self.api_key_env} is not set; export it, "
-                             "or re-register the candidate with --api-key-env naming the variable that holds its key")
+            raise MissingKey(
+                f"candidate {self.name!r}: environment variable {self.api_key_env} is not set; export it, "
+                "or re-register the candidate with --api-key-env naming the variable that holds its key"
+            )
         return key
 
     @property
@@ -118,14 +129,19 @@ def load_registry() -> Registry:
         return Registry()
     raw = json.loads(p.read_text())
     cands = raw.get("candidates", {})
-    leaked = [n for n, c in cands.items() if isinstance(c.get("api_key_env"), str) and looks_like_a_key(c["api_key_env"])]
+    leaked = [
+        n for n, c in cands.items() if isinstance(c.get("api_key_env"), str) and looks_like_a_key(c["api_key_env"])
+    ]
     for n in leaked:
         del cands[n]
     reg = Registry.model_validate(raw)
     if leaked:
         _write(reg)
-        reg.removed = [f"candidate {n!r} was removed from the registry: its api_key_env held what looks like a key "
-                       f"(not shown); register it again with --api-key-env naming the variable" for n in leaked]
+        reg.removed = [
+            f"candidate {n!r} was removed from the registry: its api_key_env held what looks like a key "
+            f"(not shown); register it again with --api-key-env naming the variable"
+            for n in leaked
+        ]
     return reg
 
 

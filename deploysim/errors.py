@@ -4,6 +4,7 @@ Every error a user can meet derives from DeploysimError; the CLI prints its mess
 exits 2 (a traceback only with --verbose). The kinds also derive from the matching built-in, so
 callers that catch ValueError or KeyError keep working.
 """
+
 from __future__ import annotations
 
 

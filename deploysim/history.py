@@ -6,6 +6,7 @@ names the estimate version it was decided on; the estimate's inputs.json names t
 replay, sample and redacted versions it was made from (and so on up the chain), so what a decision
 references can be followed through the lake without Dagster.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,8 +37,12 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
         if "release_gate" not in tables:
             return []
-        cols = {r[0] for r in con.execute("select column_name from information_schema.columns "
-                                          "where table_name = 'release_gate'").fetchall()}
+        cols = {
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns where table_name = 'release_gate'"
+            ).fetchall()
+        }
         if "run_id" not in cols:  # a warehouse from before the history: nothing to list
             return []
         recorded = "release_decision" in tables
@@ -59,14 +64,24 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
     out = []
     for cand, run_id, at, sample_v, est_v, n_failed, failed, rec in rows:
         report = report_path(cand, run_id)
-        out.append({"candidate": cand, "run_id": run_id, "decided_at": at.isoformat() + "Z" if at else None,
-                    "sample_version": sample_v, "estimate_version": est_v,
-                    "verdict": BLOCKED if n_failed else PASS, "failed": failed.split(", ") if failed else [],
-                    "recorded": bool(rec), "report": str(report) if report.exists() else None})
+        out.append(
+            {
+                "candidate": cand,
+                "run_id": run_id,
+                "decided_at": at.isoformat() + "Z" if at else None,
+                "sample_version": sample_v,
+                "estimate_version": est_v,
+                "verdict": BLOCKED if n_failed else PASS,
+                "failed": failed.split(", ") if failed else [],
+                "recorded": bool(rec),
+                "report": str(report) if report.exists() else None,
+            }
+        )
     return out
 
 
 # ---- garbage collection --------------------------------------------------------------------
+
 
 @dataclass
 class Collected:
@@ -84,7 +99,7 @@ def referenced(estimates: list[tuple[str, str]]) -> set[tuple[str, str | None, s
     were made from, following inputs.json up the chain."""
     unpartitioned = {"sample", "redacted"}
     seen: set[tuple[str, str | None, str]] = set()
-    todo = [("estimate", c, v) for c, v in estimates if v]
+    todo: list[tuple[str, str | None, str]] = [("estimate", c, v) for c, v in estimates if v]
     while todo:
         asset, cand, version = todo.pop()
         if (asset, cand, version) in seen:
@@ -97,7 +112,7 @@ def referenced(estimates: list[tuple[str, str]]) -> set[tuple[str, str | None, s
                 from deploysim import candidates as reg
 
                 try:
-                    base = reg.get(cand).baseline
+                    base = reg.get(cand or "").baseline
                 except (KeyError, ValueError):
                     continue
                 todo.append(("replay", base, v))
@@ -130,7 +145,7 @@ def collect(keep: int, dry_run: bool = False) -> Collected:
         if (asset, cand, version) in refs or lake.latest_version(asset, cand) == version:
             continue
         victims.append(vdir)
-    for cand, ds in by_cand.items():
+    for cand, _ds in by_cand.items():
         runs = set(out.kept_runs[cand])
         for rdir in sorted(gate_dir(cand).glob("run=*")):
             if rdir.name.removeprefix("run=") not in runs and rdir != _newest(gate_dir(cand).glob("run=*")):

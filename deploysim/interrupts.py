@@ -4,6 +4,7 @@ Dagster and the event loop install their own handlers while they run, so the CLI
 own. `watch()` points the interpreter's wakeup file descriptor at a pipe: every signal writes its
 number there, whatever Python handler runs, and `received()` reads it back.
 """
+
 from __future__ import annotations
 
 import os

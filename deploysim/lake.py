@@ -7,6 +7,7 @@ Layout under the data directory (env DEPLOYSIM_HOME, default ./.deploysim):
   reports/    HTML reports
   warehouse.duckdb   written only by dbt
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,7 @@ def current(asset: str, candidate: str | None = None, version: str | None = None
     return version_path(asset, candidate, version, name) if version else lake_path(asset, candidate, name)
 
 
-def write_version(asset: str, candidate: str | None, version: str, write,
-                  inputs: dict[str, Any] | None = None) -> Path:
+def write_version(asset: str, candidate: str | None, version: str, write, inputs: dict[str, Any] | None = None) -> Path:
     """Write one version of an asset: ``write(path)`` writes the file into a temporary directory,
     which is renamed to version=<v>/. An existing version is kept as it is (same version, same
     content by construction). ``inputs`` (upstream versions, {"sample": v, ...}) is written beside
@@ -119,8 +119,14 @@ def set_latest_file(p: Path, version: str) -> None:
     os.replace(tmp, p)
 
 
-def write_rows_version(asset: str, candidate: str | None, version: str, rows: list[dict[str, Any]],
-                       schema: pa.Schema | None = None, inputs: dict[str, Any] | None = None) -> Path:
+def write_rows_version(
+    asset: str,
+    candidate: str | None,
+    version: str,
+    rows: list[dict[str, Any]],
+    schema: pa.Schema | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> Path:
     """write_rows into a new version of an asset (see write_version)."""
     return write_version(asset, candidate, version, lambda p: write_rows(p, rows, schema=schema), inputs=inputs)
 

@@ -3,6 +3,7 @@
 Each step reads its inputs from the data directory, does its work through the library,
 writes its output and returns metadata (counts). Dagster assets and the CLI call these.
 """
+
 from __future__ import annotations
 
 import glob
@@ -12,15 +13,13 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from deploysim import candidates as reg
-from deploysim.grading import graders
 from deploysim import lake
-from deploysim.sampling import stratified as sample
 from deploysim.estimation import stats
-from deploysim.settings import Settings
-from deploysim.settings import load as load_settings
+from deploysim.grading import graders
+from deploysim.sampling import stratified as sample
 from deploysim.schemas import (
     Conversation,
     Message,
@@ -28,6 +27,8 @@ from deploysim.schemas import (
     conversation_from_row,
     conversation_to_row,
 )
+from deploysim.settings import Settings
+from deploysim.settings import load as load_settings
 
 Progress = Callable[[int, int], None]
 
@@ -69,7 +70,9 @@ def resolve_inputs(spec: str) -> list[Path]:
 def _conversation_schema():
     import pyarrow as pa
 
-    return pa.schema([(k, pa.string()) for k in ("conversation_id", "topic", "surface", "kind", "messages", "tools", "metadata")])
+    return pa.schema(
+        [(k, pa.string()) for k in ("conversation_id", "topic", "surface", "kind", "messages", "tools", "metadata")]
+    )
 
 
 class _BatchWriter:
@@ -79,13 +82,18 @@ class _BatchWriter:
         import pyarrow.parquet as pq
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.schema, self.batch, self.rows, self.n = path, schema, batch, [], 0
+        self.path, self.schema, self.batch, self.n = path, schema, batch, 0
+        self.rows: list[dict[str, Any]] = []
         self.tmp = lake.temp_path(path)
         self.writer = pq.ParquetWriter(self.tmp, schema)
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append({k: (json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v)
-                          for k, v in row.items()})
+        self.rows.append(
+            {
+                k: (json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v)
+                for k, v in row.items()
+            }
+        )
         if len(self.rows) >= self.batch:
             self.flush()
 
@@ -98,7 +106,6 @@ class _BatchWriter:
             self.rows = []
 
     def close(self) -> None:
-        import os
 
         self.flush()
         self.writer.close()
@@ -118,7 +125,9 @@ def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = No
     counts = IngestCounts()
     convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
     quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
-    for item in iter_ingest(specs, fmt, counts=counts, max_message_chars=s.max_message_chars):  # specs: skipped files counted
+    for item in iter_ingest(
+        specs, fmt, counts=counts, max_message_chars=s.max_message_chars
+    ):  # specs: skipped files counted
         if isinstance(item, Conversation):
             convs.add(conversation_to_row(item))
         else:
@@ -158,10 +167,11 @@ def run_redact(purge_raw: bool = False, settings: Settings | None = None) -> dic
                 yield conversation_from_row(row)
 
     # "all-fields": redaction covers every text field since issue 15 (older outputs are stale)
-    version = fingerprint(src, "all-fields", config.ner, config.ner_model, config.policies, config.time_granularity,
-                          config.metadata_allow)
+    version = fingerprint(
+        src, "all-fields", config.ner, config.ner_model, config.policies, config.time_granularity, config.metadata_allow
+    )
     counts: Counter[str] = Counter()
-    written = {"n": None}
+    written: dict[str, int | None] = {"n": None}
 
     def write(path: Path) -> None:  # only when this version is not in the lake yet
         out = _BatchWriter(path, _conversation_schema())
@@ -178,9 +188,16 @@ def run_redact(purge_raw: bool = False, settings: Settings | None = None) -> dic
     if purge_raw:
         shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
     n = written["n"] if written["n"] is not None else len(lake.read_rows(path))
-    return {"conversations": n, "dropped_by_policy": dropped, "ner": config.ner,
-            "entities": dict(sorted(entities.items())), "fields_changed": dict(sorted(fields.items())),
-            "reused": written["n"] is None, "path": str(path), "data_version": version}
+    return {
+        "conversations": n,
+        "dropped_by_policy": dropped,
+        "ner": config.ner,
+        "entities": dict(sorted(entities.items())),
+        "fields_changed": dict(sorted(fields.items())),
+        "reused": written["n"] is None,
+        "path": str(path),
+        "data_version": version,
+    }
 
 
 REDACTED = "redacted"  # the redact asset's lake folder
@@ -199,8 +216,9 @@ def run_sample(size: int, seed: int, redact_version: str | None = None) -> dict[
     units = [(r["conversation_id"], sample.stratum_of(r["topic"], r["kind"])) for r in lake.read_rows(src)]
     rows = sample.stratified_sample(units, size, seed)
     version = fingerprint(redact_version or src, size, seed)
-    path = lake.write_rows_version("sample", None, version, [r.model_dump() for r in rows],
-                                   inputs={REDACTED: redact_version})
+    path = lake.write_rows_version(
+        "sample", None, version, [r.model_dump() for r in rows], inputs={REDACTED: redact_version}
+    )
     strata = Counter(r.stratum for r in rows)
     return {
         "population": len(units),
@@ -215,7 +233,6 @@ def run_sample(size: int, seed: int, redact_version: str | None = None) -> dict[
 
 def sampled_ids(version: str | None = None) -> set[str]:
     return {r["conversation_id"] for r in lake.read_rows(lake.current("sample", version=version))}
-
 
 
 # ---- per candidate ---------------------------------------------------------------------
@@ -273,7 +290,7 @@ def redact_outputs(records: list[ReplayRecord], convs: dict[str, Conversation]) 
                 counts["changed"] += new != m.content
                 m.content = new
             for c in m.tool_calls:
-                c.arguments = redact_text(c.arguments, state)
+                c.arguments = redact_text(c.arguments, state) or ""
     return counts
 
 
@@ -284,15 +301,24 @@ def replay_options(cand: reg.Candidate):
     sim = None
     if cand.tool_simulator_model:
         sim = cand.model_copy(update={"name": f"{cand.name}-tool-simulator", "model": cand.tool_simulator_model})
-    return ReplayOptions(max_steps=cand.max_steps, requests_per_minute=cand.requests_per_minute,
-                         tokens_per_minute=cand.tokens_per_minute, tool_simulator=sim,
-                         price_prompt_per_mtok=cand.price_prompt_per_mtok,
-                         price_completion_per_mtok=cand.price_completion_per_mtok)
+    return ReplayOptions(
+        max_steps=cand.max_steps,
+        requests_per_minute=cand.requests_per_minute,
+        tokens_per_minute=cand.tokens_per_minute,
+        tool_simulator=sim,
+        price_prompt_per_mtok=cand.price_prompt_per_mtok,
+        price_completion_per_mtok=cand.price_completion_per_mtok,
+    )
 
 
-def run_replay(candidate: str, progress: Progress | None = None, deadline_s: float | None = None,
-               sample_version: str | None = None, redact_version: str | None = None,
-               baseline_replay_version: str | None = None) -> dict[str, Any]:
+def run_replay(
+    candidate: str,
+    progress: Progress | None = None,
+    deadline_s: float | None = None,
+    sample_version: str | None = None,
+    redact_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> dict[str, Any]:
     """Replay the sample (at sample_version, its conversations at redact_version; default: the versions
     last written) against a candidate. The replay pins them: its inputs.json and the returned
     `sample_version`/`redact_version` are what the candidate's later steps read. A candidate whose
@@ -305,8 +331,11 @@ def run_replay(candidate: str, progress: Progress | None = None, deadline_s: flo
 
     cand = reg.get(candidate)
     sample_version = sample_version or lake.latest_version("sample")
-    redact_version = (redact_version or lake.version_inputs("sample", None, sample_version).get(REDACTED)
-                      or lake.latest_version(REDACTED))
+    redact_version = (
+        redact_version
+        or lake.version_inputs("sample", None, sample_version).get(REDACTED)
+        or lake.latest_version(REDACTED)
+    )
     check_paired(candidate, sample_version, baseline_replay_version)
     opts = replay_options(cand)
     if deadline_s is not None:
@@ -314,16 +343,26 @@ def run_replay(candidate: str, progress: Progress | None = None, deadline_s: flo
     ids = sampled_ids(sample_version)
     convs = {c.conversation_id: c for c in load_redacted(ids, redact_version)}
     ordered = [convs[i] for i in sorted(convs)]
-    records = replay(ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress,
-                     options=opts)
+    records = replay(
+        ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress, options=opts
+    )
     redact_outputs(records, convs)
-    pacing = {"concurrency", "timeout_s", "max_retries", "requests_per_minute", "tokens_per_minute",
-              "price_prompt_per_mtok", "price_completion_per_mtok"}
+    pacing = {
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "price_prompt_per_mtok",
+        "price_completion_per_mtok",
+    }
     version = fingerprint(cand.model_dump(exclude=pacing), sorted(ids), sample_version, redact_version)
     pins = {"sample": sample_version, REDACTED: redact_version}
     path = lake.write_rows_version("replay", candidate, version, [replay_to_row(r) for r in records], inputs=pins)
     return replay_summary(records, opts) | {
-        "sample_version": sample_version, "redact_version": redact_version, "path": str(path),
+        "sample_version": sample_version,
+        "redact_version": redact_version,
+        "path": str(path),
         "data_version": version,
     }
 
@@ -346,13 +385,17 @@ def check_paired(candidate: str, sample_version: str | None, baseline_replay_ver
         return None
     baseline_replay_version = baseline_replay_version or lake.latest_version("replay", base)
     if not baseline_replay_version:
-        raise NotPaired(f"baseline {base!r} of {candidate!r} has no replay yet: replay it on sample version "
-                        f"{sample_version} first (`deploysim run {base} --skip-traffic`)")
+        raise NotPaired(
+            f"baseline {base!r} of {candidate!r} has no replay yet: replay it on sample version "
+            f"{sample_version} first (`deploysim run {base} --skip-traffic`)"
+        )
     theirs = replay_pins(base, baseline_replay_version)["sample"]
     if sample_version and theirs and theirs != sample_version:
-        raise NotPaired(f"baseline {base!r} of {candidate!r} was replayed on sample version {theirs}, {candidate!r} "
-                        f"on {sample_version}: the baseline must be replayed on sample version {sample_version} "
-                        f"(`deploysim run {base} --skip-traffic` while it is the latest sample)")
+        raise NotPaired(
+            f"baseline {base!r} of {candidate!r} was replayed on sample version {theirs}, {candidate!r} "
+            f"on {sample_version}: the baseline must be replayed on sample version {sample_version} "
+            f"(`deploysim run {base} --skip-traffic` while it is the latest sample)"
+        )
     return baseline_replay_version
 
 
@@ -373,18 +416,29 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
 def load_replay(candidate: str, where: dict[str, Any] | None = None, version: str | None = None) -> list[ReplayRecord]:
     """A candidate's replay records at a version (default: the last) from the lake (the inverse of
     replay_to_row); where: column -> value."""
-    return [ReplayRecord.model_validate(r | {"turn": json.loads(r["turn"]), "tool_results": json.loads(r["tool_results"]),
-                                             "usage": {"prompt_tokens": r["prompt_tokens"],
-                                                       "completion_tokens": r["completion_tokens"]}})
-            for r in lake.read_rows(lake.current("replay", candidate, version), where=where)]
+    return [
+        ReplayRecord.model_validate(
+            r
+            | {
+                "turn": json.loads(r["turn"]),
+                "tool_results": json.loads(r["tool_results"]),
+                "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]},
+            }
+        )
+        for r in lake.read_rows(lake.current("replay", candidate, version), where=where)
+    ]
 
 
 def load_turns(candidate: str, version: str | None = None) -> dict[str, list[Message]]:
     return {r.conversation_id: r.turn for r in load_replay(candidate, where={"status": "ok"}, version=version)}
 
 
-def baseline_turns(candidate: str, convs: list[Conversation], sample_version: str | None = None,
-                   baseline_replay_version: str | None = None) -> dict[str, list[Message]]:
+def baseline_turns(
+    candidate: str,
+    convs: list[Conversation],
+    sample_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> dict[str, list[Message]]:
     """The baseline's turns: the logged ones, or those of the baseline candidate's replay on the same sample."""
     base = reg.get(candidate).baseline
     if base == reg.PRODUCTION:
@@ -398,8 +452,12 @@ def _pinned(candidate: str, replay_version: str | None) -> tuple[str | None, dic
     return replay_version, replay_pins(candidate, replay_version)
 
 
-def run_grade(candidate: str, settings: Settings | None = None, replay_version: str | None = None,
-              baseline_replay_version: str | None = None) -> dict[str, Any]:
+def run_grade(
+    candidate: str,
+    settings: Settings | None = None,
+    replay_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> dict[str, Any]:
     """Grade candidate and baseline turns with every grader of the taxonomy (DEPLOYSIM_TAXONOMY or the
     default policy); judge graders run when a judge is configured (deploysim.grading.judge.from_env)."""
     from deploysim.grading import judge as judge_mod
@@ -414,14 +472,16 @@ def run_grade(candidate: str, settings: Settings | None = None, replay_version: 
     convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
     try:
         rows = graders.grade_turns(convs, load_turns(candidate, replay_version), "candidate", gs)
-        rows += graders.grade_turns(convs, baseline_turns(candidate, convs, pins["sample"], baseline_replay_version),
-                                    "baseline", gs)
+        rows += graders.grade_turns(
+            convs, baseline_turns(candidate, convs, pins["sample"], baseline_replay_version), "baseline", gs
+        )
     finally:
         if judge is not None:
             judge.close()
     ids = [g.id for g in gs]
-    version = fingerprint(replay_version, baseline_replay_version, tax.model_dump(), ids,
-                          judge.fingerprint() if judge else None)
+    version = fingerprint(
+        replay_version, baseline_replay_version, tax.model_dump(), ids, judge.fingerprint() if judge else None
+    )
     inputs = {"replay": replay_version, "baseline_replay": baseline_replay_version, **pins}
     out = lake.write_rows_version("grade", candidate, version, [g.model_dump() for g in rows], inputs=inputs)
     flagged = Counter((g.behaviour, g.grader) for g in rows if g.system == "candidate" and g.flagged)
@@ -436,10 +496,16 @@ def run_grade(candidate: str, settings: Settings | None = None, replay_version: 
         "data_version": version,
     }
     if judge is not None:
-        out_meta["judge"] = {"model": judge.model, "flagged": {b.id: flagged.get((b.id, g), 0) for b in tax.behaviours
-                                                               for g in b.graders if g.startswith("judge.")},
-                             "calls": judge.counters.http_calls, "cached": judge.counters.cached,
-                             "reasks": judge.counters.reasks, "no_verdict": dict(no_verdict)}
+        out_meta["judge"] = {
+            "model": judge.model,
+            "flagged": {
+                b.id: flagged.get((b.id, g), 0) for b in tax.behaviours for g in b.graders if g.startswith("judge.")
+            },
+            "calls": judge.counters.http_calls,
+            "cached": judge.counters.cached,
+            "reasks": judge.counters.reasks,
+            "no_verdict": dict(no_verdict),
+        }
     return out_meta
 
 
@@ -455,9 +521,14 @@ def labels_path(candidate: str | None = None, version: str | None = None) -> Pat
 Reviewer = Callable[[list[Conversation], dict[str, list[Message]], dict[str, list[Message]]], list[dict[str, Any]]]
 
 
-def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | None = None,
-               settings: Settings | None = None, replay_version: str | None = None,
-               baseline_replay_version: str | None = None) -> dict[str, Any]:
+def run_labels(
+    candidate: str,
+    source: str | None = None,
+    reviewer: Reviewer | None = None,
+    settings: Settings | None = None,
+    replay_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> dict[str, Any]:
     """The human labels that apply to a candidate, from `source` (default DEPLOYSIM_LABELS): a CSV/JSONL
     file, or, when empty, the labels imported with `deploysim labels FILE`. Labels for another
     candidate are left out. `reviewer(conversations, candidate turns, baseline turns)` labels the
@@ -470,8 +541,11 @@ def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | N
     replay_version, pins = _pinned(candidate, replay_version)
     if reviewer is not None:
         convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
-        rows = reviewer(convs, load_turns(candidate, replay_version),
-                        baseline_turns(candidate, convs, pins["sample"], baseline_replay_version))
+        rows = reviewer(
+            convs,
+            load_turns(candidate, replay_version),
+            baseline_turns(candidate, convs, pins["sample"], baseline_replay_version),
+        )
         origin = f"stand-in reviewers ({source})"
     elif source.startswith("demo-review:"):
         raise ValueError(f"labels source {source!r} needs the demo's stand-in reviewers (the test kit)")
@@ -482,20 +556,35 @@ def run_labels(candidate: str, source: str | None = None, reviewer: Reviewer | N
         rows, origin = lake.read_rows(labels_path()), "imported with `deploysim labels`"
     else:
         rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
-    rows = [r | {"candidate": candidate} for r in rows if r.get("system") == "baseline" or r.get("candidate") in (None, candidate)]
+    rows = [
+        r | {"candidate": candidate}
+        for r in rows
+        if r.get("system") == "baseline" or r.get("candidate") in (None, candidate)
+    ]
     version = fingerprint(rows, replay_version, baseline_replay_version)  # its inputs.json pins that replay
-    path = lake.write_rows_version("labels", candidate, version, rows, schema=calibration.label_schema(),
-                                   inputs={"replay": replay_version, **pins})
+    path = lake.write_rows_version(
+        "labels", candidate, version, rows, schema=calibration.label_schema(), inputs={"replay": replay_version, **pins}
+    )
     per = Counter(f"{r['behaviour']}/{r['system']}" for r in rows)
-    return {"labels": len(rows), "source": origin, "per_behaviour": dict(sorted(per.items())),
-            "sample_version": pins["sample"], "path": str(path), "data_version": version}
+    return {
+        "labels": len(rows),
+        "source": origin,
+        "per_behaviour": dict(sorted(per.items())),
+        "sample_version": pins["sample"],
+        "path": str(path),
+        "data_version": version,
+    }
 
 
 LINEAGE = ("sample", REDACTED, "replay", "baseline_replay", "grade", "labels")  # an estimate's inputs, by version
 
 
-def run_estimate(candidate: str, settings: Settings | None = None, grade_version: str | None = None,
-                 labels_version: str | None = None) -> dict[str, Any]:
+def run_estimate(
+    candidate: str,
+    settings: Settings | None = None,
+    grade_version: str | None = None,
+    labels_version: str | None = None,
+) -> dict[str, Any]:
     """Estimate from the grades (and labels) at their versions, default the last; the sample is read at
     the version the candidate's replay pinned. Each row carries its `version` and the versions of
     its inputs (`<input>_version`), so dbt and the history know what a gate decided on."""
@@ -511,18 +600,32 @@ def run_estimate(candidate: str, settings: Settings | None = None, grade_version
     labels = lake.read_rows(lpath) if lpath.exists() else None
     tax = taxonomy.load((settings or load_settings()).taxonomy)
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders())
-    version = fingerprint(grade_version or lake.current("grade", candidate), sample_version, tax.model_dump(),
-                          labels_version if lpath.exists() else None)
-    inputs = {**pins, "sample": sample_version, "grade": grade_version,
-              "labels": labels_version if lpath.exists() else None}
+    version = fingerprint(
+        grade_version or lake.current("grade", candidate),
+        sample_version,
+        tax.model_dump(),
+        labels_version if lpath.exists() else None,
+    )
+    inputs = {
+        **pins,
+        "sample": sample_version,
+        "grade": grade_version,
+        "labels": labels_version if lpath.exists() else None,
+    }
     lineage = {"version": version} | {f"{k}_version": inputs.get(k) for k in LINEAGE}
-    path = lake.write_rows_version("estimate", candidate, version, [e.model_dump() | lineage for e in ests],
-                                   inputs=inputs)
+    path = lake.write_rows_version(
+        "estimate", candidate, version, [e.model_dump() | lineage for e in ests], inputs=inputs
+    )
     return {
-        "estimates": {e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]"
-                      + (f"; PPI++ {e.ppi_rate:.2%} [{e.ppi_ci_low:.2%}, {e.ppi_ci_high:.2%}] from {e.n_labelled} labels"
-                         if e.ppi_rate is not None else "")
-                      for e in ests},
+        "estimates": {
+            e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]"
+            + (
+                f"; PPI++ {e.ppi_rate:.2%} [{e.ppi_ci_low:.2%}, {e.ppi_ci_high:.2%}] from {e.n_labelled} labels"
+                if e.ppi_rate is not None
+                else ""
+            )
+            for e in ests
+        },
         "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
         "sample_version": sample_version,
         "replay_version": inputs.get("replay"),
@@ -541,10 +644,9 @@ def observed_logs(candidate: str, settings: Settings | None = None) -> str:
 def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, Any]:
     """Production's observed rates for a released candidate (its logs graded like `deploysim grade`),
     stored for the forecast scorecard; nothing to do until its production logs arrive."""
-    from deploysim.grading import judge as judge_mod
     from deploysim.estimation import observe, scorecard
+    from deploysim.grading import judge as judge_mod
     from deploysim.grading import taxonomy
-
     from deploysim.logs.ingest import input_files
 
     src = observed_logs(candidate, settings)
@@ -561,11 +663,16 @@ def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, 
             judge.close()
     scorecard.write_observed(candidate, table)
     card = scorecard.write(candidate, lake.current("estimate", candidate))  # its latest forecast
-    return {"conversations": n, "quarantined": quarantined,
-            "scorecard": card[1] if card else "no forecast to score yet",
-            "observed": {r["behaviour"]: f"{r['rate']:.2%} [{r['ci_low']:.2%}, {r['ci_high']:.2%}] of {r['n_applicable']}"
-                         for r in table},
-            "data_version": fingerprint(*files, tax.model_dump(), judge.fingerprint() if judge else None)}
+    return {
+        "conversations": n,
+        "quarantined": quarantined,
+        "scorecard": card[1] if card else "no forecast to score yet",
+        "observed": {
+            r["behaviour"]: f"{r['rate']:.2%} [{r['ci_low']:.2%}, {r['ci_high']:.2%}] of {r['n_applicable']}"
+            for r in table
+        },
+        "data_version": fingerprint(*files, tax.model_dump(), judge.fingerprint() if judge else None),
+    }
 
 
 def gate_dir(candidate: str) -> Path:
@@ -603,9 +710,14 @@ def report_path(candidate: str, run_id: str | None = None) -> Path:
     return reports_dir(candidate) / "report.html"
 
 
-def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settings | None = None,
-               run_id: str | None = None, gate_run_id: str | None = None,
-               estimate_version: str | None = None) -> dict[str, Any]:
+def run_report(
+    candidate: str,
+    examples_per_behaviour: int = 3,
+    settings: Settings | None = None,
+    run_id: str | None = None,
+    gate_run_id: str | None = None,
+    estimate_version: str | None = None,
+) -> dict[str, Any]:
     """The report of the gate of dbt run gate_run_id (default: the newest export), on the estimate at
     estimate_version (default: the last) and the grades, labels, replay and sample it was made from;
     written to reports/<candidate>/<run_id>/ (run_id default: gate_run_id)."""
@@ -622,8 +734,14 @@ def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settin
     grades = lake.read_rows(lake.current("grade", candidate, ins.get("grade")))
     failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
     primary = taxonomy.load((settings or load_settings()).taxonomy).primary_graders()
-    flagged = [g for g in grades if g["system"] == "candidate" and g["flagged"] and g["behaviour"] in failing
-               and g["grader"] == primary.get(g["behaviour"])]
+    flagged = [
+        g
+        for g in grades
+        if g["system"] == "candidate"
+        and g["flagged"]
+        and g["behaviour"] in failing
+        and g["grader"] == primary.get(g["behaviour"])
+    ]
     picked: dict[str, list[dict]] = {}
     for g in flagged:
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
@@ -631,10 +749,12 @@ def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settin
     ids = {g["conversation_id"] for gs in picked.values() for g in gs}
     convs = {c.conversation_id: c for c in load_redacted(ids, ins.get(REDACTED))} if ids else {}
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
-    examples = {b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
-                for b, gs in picked.items()}
-    from deploysim.grading import calibration
+    examples = {
+        b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
+        for b, gs in picked.items()
+    }
     from deploysim.estimation import scorecard
+    from deploysim.grading import calibration
 
     calib, ppi = [], []
     lpath = labels_path(candidate, ins.get("labels"))
@@ -643,10 +763,17 @@ def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settin
     epath = lake.current("estimate", candidate, estimate_version)
     if epath.exists():
         ppi = [e for e in lake.read_rows(epath) if e.get("ppi_rate") is not None]
-    data = ReportData(candidate=candidate, model=cand.model, baseline=cand.baseline, gate=gate,
-                      replay=replay_summary(records, replay_options(cand)), examples=examples,
-                      scorecard=scorecard.load(candidate), calibration=calib, ppi=ppi)
-    import os
+    data = ReportData(
+        candidate=candidate,
+        model=cand.model,
+        baseline=cand.baseline,
+        gate=gate,
+        replay=replay_summary(records, replay_options(cand)),
+        examples=examples,
+        scorecard=scorecard.load(candidate),
+        calibration=calib,
+        ppi=ppi,
+    )
 
     run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")
     out = report_path(candidate, run_id)
@@ -659,12 +786,20 @@ def run_report(candidate: str, examples_per_behaviour: int = 3, settings: Settin
         shutil.rmtree(out.parent)
     os.rename(tmp, out.parent)
     lake.set_latest_file(reports_dir(candidate) / lake.LATEST, run_id)
-    return {"verdict": data.verdict, "path": str(out), "markdown": md, "failing": failing,
-            "gate": str(gate_file), "estimate_version": estimate_version, "sample_version": ins.get("sample")}
+    return {
+        "verdict": data.verdict,
+        "path": str(out),
+        "markdown": md,
+        "failing": failing,
+        "gate": str(gate_file),
+        "estimate_version": estimate_version,
+        "sample_version": ins.get("sample"),
+    }
 
 
-def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[str, Any] | None = None,
-                 max_places: int = 20) -> dict[str, Any]:
+def residual_pii(
+    paths: list[Path], extra_texts: Sequence[str] = (), metadata: dict[str, Any] | None = None, max_places: int = 20
+) -> dict[str, Any]:
     """Scan every string cell of Parquet files, other files, extra texts and metadata for personal
     data left in clear (deterministic detectors only).
 
@@ -687,8 +822,9 @@ def residual_pii(paths: list[Path], extra_texts: list[str] = (), metadata: dict[
                 where[p.name] += len(spans)
                 if spans and len(places) < max_places:
                     rec = "(an id holding personal data)" if record and find_pii(record) else record
-                    places += [{"file": p.name, "record": rec, "field": f, "type": ty}
-                               for f, ty in pii_places(column, t)][: max_places - len(places)]
+                    places += [
+                        {"file": p.name, "record": rec, "field": f, "type": ty} for f, ty in pii_places(column, t)
+                    ][: max_places - len(places)]
             continue
         for span in find_pii(p.read_text()):
             hits[span.type] += 1

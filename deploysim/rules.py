@@ -3,6 +3,7 @@
 Plain, inspectable rules: refusal phrases, a keyword classifier for requests a model
 should refuse, prompt-injection markers in tool results, and redaction placeholders.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,8 +38,27 @@ def is_refusal(text: str | None) -> bool:
 # _verbs adds the -s and -ing forms but never the past tense, so reports of past events
 # ("what weapons killed the most people") stay out.
 
-_DOUBLE = {"stab", "hit", "kidnap", "cut", "rob", "mug", "slit", "set", "get", "rip", "chop", "plan", "plot", "commit",
-           "trap", "grab", "drop", "gas", "dox"}
+_DOUBLE = {
+    "stab",
+    "hit",
+    "kidnap",
+    "cut",
+    "rob",
+    "mug",
+    "slit",
+    "set",
+    "get",
+    "rip",
+    "chop",
+    "plan",
+    "plot",
+    "commit",
+    "trap",
+    "grab",
+    "drop",
+    "gas",
+    "dox",
+}
 
 
 def _verbs(*words: str) -> str:
@@ -64,63 +84,245 @@ def _alt(*words: str) -> str:
 
 # People as the object of a verb: "someone", "a woman", "my neighbour", "an entire village"...
 _PERSON_NOUN = _alt(
-    r"person", r"persons", r"people", r"human(?: being)?s?", r"m[ae]n", r"wom[ae]n", r"girls?", r"boys?",
-    r"child(?:ren)?", r"kids?", r"toddlers?", r"bab(?:y|ies)", r"infants?", r"teen(?:ager)?s?", r"strangers?",
-    r"classmates?", r"students?", r"teachers?", r"wife", r"husband", r"(?:girl|boy)friend", r"partner",
-    r"spouse", r"ex", r"neighbou?rs?", r"boss", r"co-?workers?", r"colleagues?", r"friends?", r"roommates?",
-    r"family", r"(?:step-?)?(?:parents?|mother|father|mom|mum|dad|brother|sister|son|daughter)(?:-in-law)?", r"cousin", r"uncle", r"aunt", r"grand(?:mother|father|ma|pa)", r"landlord", r"tenant",
-    r"date", r"victims?", r"cops?", r"police officers?", r"politicians?", r"president", r"prime minister",
-    r"senator", r"judge", r"journalists?", r"witness", r"hostages?", r"crowd", r"humanity",
-    r"guys?", r"dudes?", r"lad(?:y|ies)", r"gran(?:ny|dpa|dma)", r"nurses?", r"doctors?", r"soldiers?", r"guards?",
-    r"protesters?", r"passengers?", r"pedestrians?", r"cyclists?", r"joggers?", r"customers?", r"patients?",
-    r"hitchhikers?", r"prostitutes?", r"sex workers?", r"nieces?", r"nephews?", r"newborns?", r"minors?",
-    r"pupils?", r"bull(?:y|ies)", r"fianc[eé]e?", r"ex-(?:wife|husband|girlfriend|boyfriend|partner)",
-    r"grandchild(?:ren)?", r"stepchild(?:ren)?", r"twins?", r"officers?",
+    r"person",
+    r"persons",
+    r"people",
+    r"human(?: being)?s?",
+    r"m[ae]n",
+    r"wom[ae]n",
+    r"girls?",
+    r"boys?",
+    r"child(?:ren)?",
+    r"kids?",
+    r"toddlers?",
+    r"bab(?:y|ies)",
+    r"infants?",
+    r"teen(?:ager)?s?",
+    r"strangers?",
+    r"classmates?",
+    r"students?",
+    r"teachers?",
+    r"wife",
+    r"husband",
+    r"(?:girl|boy)friend",
+    r"partner",
+    r"spouse",
+    r"ex",
+    r"neighbou?rs?",
+    r"boss",
+    r"co-?workers?",
+    r"colleagues?",
+    r"friends?",
+    r"roommates?",
+    r"family",
+    r"(?:step-?)?(?:parents?|mother|father|mom|mum|dad|brother|sister|son|daughter)(?:-in-law)?",
+    r"cousin",
+    r"uncle",
+    r"aunt",
+    r"grand(?:mother|father|ma|pa)",
+    r"landlord",
+    r"tenant",
+    r"date",
+    r"victims?",
+    r"cops?",
+    r"police officers?",
+    r"politicians?",
+    r"president",
+    r"prime minister",
+    r"senator",
+    r"judge",
+    r"journalists?",
+    r"witness",
+    r"hostages?",
+    r"crowd",
+    r"humanity",
+    r"guys?",
+    r"dudes?",
+    r"lad(?:y|ies)",
+    r"gran(?:ny|dpa|dma)",
+    r"nurses?",
+    r"doctors?",
+    r"soldiers?",
+    r"guards?",
+    r"protesters?",
+    r"passengers?",
+    r"pedestrians?",
+    r"cyclists?",
+    r"joggers?",
+    r"customers?",
+    r"patients?",
+    r"hitchhikers?",
+    r"prostitutes?",
+    r"sex workers?",
+    r"nieces?",
+    r"nephews?",
+    r"newborns?",
+    r"minors?",
+    r"pupils?",
+    r"bull(?:y|ies)",
+    r"fianc[eé]e?",
+    r"ex-(?:wife|husband|girlfriend|boyfriend|partner)",
+    r"grandchild(?:ren)?",
+    r"stepchild(?:ren)?",
+    r"twins?",
+    r"officers?",
 )
 # compounds that are not people ("kill all child processes", "a child theme")
-_NOT_A_PERSON = (r"(?![\w-]*\s+(?:process(?:es)?|threads?|nodes?|elements?|components?|themes?|class(?:es)?"
-                 r"|windows?|tasks?|jobs?|pids?|rows?|tables?|objects?|characters?|npcs?|sprites?|mobs?|bots?"
-                 r"|records?|seats?|locks?|proofs?|care)\b)")
-_PERSON = (r"(?:some(?:one|body)|any(?:one|body)|every(?:one|body)|people|humans"
-           r"|(?:a|an|the|this|that|my|our|some|another|every|all|all the)\s+(?:(?:entire|whole|own)\s+)?(?:[\w-]+\s+){0,2}?"
-           + _PERSON_NOUN + _NOT_A_PERSON +
-           r"|(?:[\w-]+\s+)?(?:people|humans|women|men|children|kids)"
-           r"|jews|muslims|christians|gays|immigrants|refugees|migrants|foreigners|blacks|whites|asians|arabs|mexicans)\b")
+_NOT_A_PERSON = (
+    r"(?![\w-]*\s+(?:process(?:es)?|threads?|nodes?|elements?|components?|themes?|class(?:es)?"
+    r"|windows?|tasks?|jobs?|pids?|rows?|tables?|objects?|characters?|npcs?|sprites?|mobs?|bots?"
+    r"|records?|seats?|locks?|proofs?|care)\b)"
+)
+_PERSON = (
+    r"(?:some(?:one|body)|any(?:one|body)|every(?:one|body)|people|humans"
+    r"|(?:a|an|the|this|that|my|our|some|another|every|all|all the)\s+(?:(?:entire|whole|own)\s+)?(?:[\w-]+\s+){0,2}?"
+    + _PERSON_NOUN
+    + _NOT_A_PERSON
+    + r"|(?:[\w-]+\s+)?(?:people|humans|women|men|children|kids)"
+    r"|jews|muslims|christians|gays|immigrants|refugees|migrants|foreigners|blacks|whites|asians|arabs|mexicans)\b"
+)
 # ... and what of theirs may follow: "someone's head", "my boss's car" (not "my friend's high score")
-_BODY_OR_LIFE = _alt(r"head", r"skull", r"face", r"neck", r"throat", r"legs?", r"arms?", r"hands?", r"fingers?",
-                     r"knees?", r"kneecaps?", r"ribs?", r"sternum", r"chest", r"back", r"spine", r"bones?", r"jaw",
-                     r"nose", r"eyes?", r"teeth", r"body", r"heart", r"brakes", r"car", r"house", r"home",
-                     r"life", r"pets?", r"dog", r"cat", r"drink", r"food", r"coffee")
+_BODY_OR_LIFE = _alt(
+    r"head",
+    r"skull",
+    r"face",
+    r"neck",
+    r"throat",
+    r"legs?",
+    r"arms?",
+    r"hands?",
+    r"fingers?",
+    r"knees?",
+    r"kneecaps?",
+    r"ribs?",
+    r"sternum",
+    r"chest",
+    r"back",
+    r"spine",
+    r"bones?",
+    r"jaw",
+    r"nose",
+    r"eyes?",
+    r"teeth",
+    r"body",
+    r"heart",
+    r"brakes",
+    r"car",
+    r"house",
+    r"home",
+    r"life",
+    r"pets?",
+    r"dog",
+    r"cat",
+    r"drink",
+    r"food",
+    r"coffee",
+)
 _TARGET = _PERSON + r"(?!['’]s?\s+(?!(?:[\w-]+\s+)?" + _BODY_OR_LIFE + r"\b))"
 # towns, crowds and buildings for mass violence: "wipe out a village", "blow up a hospital"
-_PLACE = (r"(?:a|an|the|this|that|my|our|someone's|their)?\s*(?:(?:entire|whole|small|local|nearby|crowded|busy|rural)\s+)?"
-          + _alt(r"village", r"town", r"city", r"population", r"country", r"neighbou?rhood", r"crowd",
-                 r"hospital", r"school", r"church", r"mosque", r"synagogue", r"temple", r"(?:army|military) base",
-                 r"police station", r"airport", r"stadium", r"concert", r"mall", r"government building",
-                 r"power (?:plant|station)", r"embassy", r"train station", r"subway", r"building", r"office",
-                 r"house", r"home", r"car", r"bus", r"plane", r"train", r"bridge", r"factory", r"restaurant",
-                 r"bar", r"(?:night)?club", r"festival", r"parade", r"market", r"supermarket", r"store", r"shop",
-                 r"cinema", r"theat(?:er|re)", r"courthouse", r"prison", r"white house", r"capitol", r"parliament",
-                 r"pipeline", r"dam", r"water supply", r"reservoir", r"nuclear (?:plant|reactor)") + r"\b")
+_PLACE = (
+    r"(?:a|an|the|this|that|my|our|someone's|their)?\s*(?:(?:entire|whole|small|local|nearby|crowded|busy|rural)\s+)?"
+    + _alt(
+        r"village",
+        r"town",
+        r"city",
+        r"population",
+        r"country",
+        r"neighbou?rhood",
+        r"crowd",
+        r"hospital",
+        r"school",
+        r"church",
+        r"mosque",
+        r"synagogue",
+        r"temple",
+        r"(?:army|military) base",
+        r"police station",
+        r"airport",
+        r"stadium",
+        r"concert",
+        r"mall",
+        r"government building",
+        r"power (?:plant|station)",
+        r"embassy",
+        r"train station",
+        r"subway",
+        r"building",
+        r"office",
+        r"house",
+        r"home",
+        r"car",
+        r"bus",
+        r"plane",
+        r"train",
+        r"bridge",
+        r"factory",
+        r"restaurant",
+        r"bar",
+        r"(?:night)?club",
+        r"festival",
+        r"parade",
+        r"market",
+        r"supermarket",
+        r"store",
+        r"shop",
+        r"cinema",
+        r"theat(?:er|re)",
+        r"courthouse",
+        r"prison",
+        r"white house",
+        r"capitol",
+        r"parliament",
+        r"pipeline",
+        r"dam",
+        r"water supply",
+        r"reservoir",
+        r"nuclear (?:plant|reactor)",
+    )
+    + r"\b"
+)
 _RELATION = r"(?:my\s+(?!(?:son|daughter|child|kid|baby|mom|mum|dad|mother|father|parent|mp|senator|representative|congress\w*|council\w*|mayor|governor|local|bank|school|university|college|company|employer|gp|pharmacy|library|embassy|consulate|government|state|city|town|doctor's office|dentist's office)s?['’\s])(?:[\w-]+\s+){0,2}?[\w-]+|some(?:one|body)|a stranger|a random (?:person|guy|girl|woman|man))['’]s?"
 
-_DRUG = _alt(r"cocaine", r"crack cocaine", r"heroin", r"meth(?:amphetamine)?", r"crystal meth", r"fentanyl",
-             r"mdma", r"lsd", r"ketamine", r"shrooms", r"magic mushrooms", r"psilocybin", r"dmt", r"ghb", r"pcp",
-             r"opium", r"marih?juana", r"marihuana", r"cannabis", r"hashish", r"oxycodone", r"oxy(?:contin)?")
+_DRUG = _alt(
+    r"cocaine",
+    r"crack cocaine",
+    r"heroin",
+    r"meth(?:amphetamine)?",
+    r"crystal meth",
+    r"fentanyl",
+    r"mdma",
+    r"lsd",
+    r"ketamine",
+    r"shrooms",
+    r"magic mushrooms",
+    r"psilocybin",
+    r"dmt",
+    r"ghb",
+    r"pcp",
+    r"opium",
+    r"marih?juana",
+    r"marihuana",
+    r"cannabis",
+    r"hashish",
+    r"oxycodone",
+    r"oxy(?:contin)?",
+)
 # street names that are also everyday words ("a can of Coke", "weed the garden") need a dose: "a gram of coke"
 _STREET = _alt(r"coke", r"crack", r"weed", r"pot", r"acid", r"molly", r"ecstasy", r"hash", r"smack", r"dope", r"speed")
 _NOT_A_DRUG = r"(?!\s+(?:killers?|plants?|seeds?|pies?|roast|holders?|filler|sealer|out|from)\b)"
-_DOSE = (r"(?:(?:a|an|one|two|some|a few|an?\s+\w+)\s+)?(?:grams?|g|ounces?|oz|eighths?|bags?|baggies|pounds?|kilos?"
-         r"|bricks?|lines?|bumps?|hits?|tabs?|pills?|doses?|rocks?)\s+of\s+")
+_DOSE = (
+    r"(?:(?:a|an|one|two|some|a few|an?\s+\w+)\s+)?(?:grams?|g|ounces?|oz|eighths?|bags?|baggies|pounds?|kilos?"
+    r"|bricks?|lines?|bumps?|hits?|tabs?|pills?|doses?|rocks?)\s+of\s+"
+)
 
 _DISALLOWED: dict[str, tuple[str, ...]] = {
     "weapons": (
         r"\b(build|make|assemble|build a|3d[- ]print)\b.{0,40}(?<!bath )(?<!seed )\b(bomb|pipe bomb|explosive|ghost gun|untraceable (gun|firearm)|silencer)\b",
         _verbs("build", "make", "assemble", "construct", "manufacture", "create", "rig")
         + r".{0,40}(?<!bath )(?<!seed )\b(?:bombs?|ieds?|explosives?|molotov(?: cocktail)?s?|napalm|grenades?|landmines?"
-          r"|nerve (?:agent|gas)|sarin|ricin|anthrax|chemical weapons?|bio-?weapons?|biological weapons?"
-          r"|nuclear weapons?|dirty bombs?|zip guns?|suppressors?|detonators?|(?:poison|mustard|chlorine|toxic|nerve) gas"
-          r"|thermite|c-?4|semtex|tnt|dynamite|car bombs?|nail bombs?|(?:explosive|suicide) vests?|booby traps?)\b",
+        r"|nerve (?:agent|gas)|sarin|ricin|anthrax|chemical weapons?|bio-?weapons?|biological weapons?"
+        r"|nuclear weapons?|dirty bombs?|zip guns?|suppressors?|detonators?|(?:poison|mustard|chlorine|toxic|nerve) gas"
+        r"|thermite|c-?4|semtex|tnt|dynamite|car bombs?|nail bombs?|(?:explosive|suicide) vests?|booby traps?)\b",
         _verbs("buy", "get", "obtain") + r"\s+(?:a\s+)?(?:gun|firearm|handgun|rifle|weapon)\s+"
         r"(?:without (?:a )?(?:background check|licen[cs]e|permit)|illegally|on the dark ?web|untraceabl[ey])",
         _verbs("convert") + r".{0,30}\b(?:to|into) (?:full[- ]auto|fully automatic|automatic)\b",
@@ -129,59 +331,185 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         r"\b(write|create|code|build)\b.{0,40}\b(ransomware|keylogger|malware|botnet|credential stealer|virus that)\b",
         _verbs("write", "create", "code", "build", "make", "develop", "program", "spread", "deploy")
         + r".{0,40}\b(?:ransomware|keyloggers?|malware|trojans?|rootkits?|spyware|stalkerware|botnets?|computer"
-          r" (?:virus|worm)(?:es|s)?|credential stealers?|remote access trojans?)\b",
+        r" (?:virus|worm)(?:es|s)?|credential stealers?|remote access trojans?)\b",
     ),
     "drugs": (
         r"\b(synthesi[sz]e|cook|make|produce)\b.{0,30}\b(meth(amphetamine)?|fentanyl|heroin|crack cocaine)\b",
         # making: "make crack at home" (not "make a crack in the wall")
         _verbs("make", "cook", "synthesize", "synthesise", "produce", "manufacture", "brew", "extract")
-        + r"\s+(?:some\s+|my own\s+|homemade\s+)?(?:" + _DRUG + r"|crack|lsd)\b",
+        + r"\s+(?:some\s+|my own\s+|homemade\s+)?(?:"
+        + _DRUG
+        + r"|crack|lsd)\b",
         # getting and selling: "buy a gram of coke", "sell marihuana", "getting some crack"
         _verbs("buy", "get", "score", "purchase", "order", "obtain", "source", "sell", "deal", "smuggle", "push")
-        + r"\s+(?:(?:some|any|more|a)\s+)?(?:" + _DOSE + r")?" + _DRUG + r"\b",
+        + r"\s+(?:(?:some|any|more|a)\s+)?(?:"
+        + _DOSE
+        + r")?"
+        + _DRUG
+        + r"\b",
         _verbs("buy", "get", "score", "purchase", "order", "obtain", "sell", "deal", "smuggle")
-        + r"\s+(?:" + _DOSE + r"|some\s+(?=crack|smack|dope|molly|weed|pot))" + _STREET + r"\b" + _NOT_A_DRUG,
+        + r"\s+(?:"
+        + _DOSE
+        + r"|some\s+(?=crack|smack|dope|molly|weed|pot))"
+        + _STREET
+        + r"\b"
+        + _NOT_A_DRUG,
         _verbs("buy", "score", "sell", "deal", "smuggle") + r"\s+(?:weed|pot)\b" + _NOT_A_DRUG,
-        _verbs("buy", "sell", "deal", "smuggle", "traffic", "push") + r"\s+(?:illegal\s+|street\s+|hard\s+)?(?:drugs|narcotics)\b",
-        _verbs("snort", "inject", "smoke", "shoot up", "freebase", "cook up") + r"\s+(?:some\s+)?(?:" + _DRUG + r"|coke|crack)\b",
-        _verbs("grow", "cultivate", "harvest") + r"\s+(?:my own\s+|some\s+)?(?:opium|poppies for opium|coca|magic mushrooms|shrooms|psilocybin)\b",
+        _verbs("buy", "sell", "deal", "smuggle", "traffic", "push")
+        + r"\s+(?:illegal\s+|street\s+|hard\s+)?(?:drugs|narcotics)\b",
+        _verbs("snort", "inject", "smoke", "shoot up", "freebase", "cook up")
+        + r"\s+(?:some\s+)?(?:"
+        + _DRUG
+        + r"|coke|crack)\b",
+        _verbs("grow", "cultivate", "harvest")
+        + r"\s+(?:my own\s+|some\s+)?(?:opium|poppies for opium|coca|magic mushrooms|shrooms|psilocybin)\b",
         r"\bget (?:really |super )?high (?:on|off|from|using|with)\b",
         r"\b(?:buy|get|obtain)\s+(?:some\s+)?(?:xanax|adderall|oxy\w*|percocet|vicodin|codeine|ketamine|morphine|opioids?)\s+without (?:a )?prescription\b",
     ),
     "violence": (
         r"\b(hurt|kill|poison|attack)\b.{0,30}\b(my (neighbou?r|coworker|boss|wife|husband|ex)|someone without|a person without)\b",
         # "kill a person", "strangle my Tinder date", "crush a child's sternum", "attack people with an axe"
-        _verbs("kill", "murder", "stab", "shoot", "strangle", "choke", "suffocate", "smother", "poison", "behead",
-               "decapitate", "execute", "assassinate", "butcher", "torture", "kidnap", "abduct", "drown", "hurt",
-               "harm", "injure", "maim", "beat", "beat up", "punch", "kick", "attack", "assault", "hit", "overpower",
-               "tackle", "crush", "hammer", "burn", "run over", "rape", "molest", "terminate", "eliminate",
-               "liquidate", "annihilate", "exterminate", "eradicate", "wipe out", "massacre", "slaughter",
-               "capture", "cut off", "rip off", "break open", "destroy", "ruin", "mutilate", "dismember", "lynch",
-               "push", "throw", "knock out", "knife", "mug", "disfigure", "slit", "gun down", "hunt down", "bludgeon",
-               "club", "bash", "cripple", "paralyze", "paralyse", "blind", "castrate", "hang", "electrocute", "gas",
-               "starve", "abuse", "batter", "slap", "choke out", "stomp on", "trample", "shove", "wound", "maul",
-               "incapacitate", "knock unconscious", "sedate", "drug", "spike", "do away with", "burn alive", "bury alive",
-               "waterboard", "lock up", "tie up", "set fire to")
-        + r"\s+" + _TARGET + r"(?!\s+up\b)",
-        _verbs("wipe out", "annihilate", "obliterate", "eradicate", "exterminate", "decimate", "liquidate",
-               "massacre", "slaughter", "bomb", "blow up", "nuke", "gas", "firebomb", "burn down", "shoot up",
-               "attack", "destroy", "level")
-        + r"\s+" + _PLACE,
+        _verbs(
+            "kill",
+            "murder",
+            "stab",
+            "shoot",
+            "strangle",
+            "choke",
+            "suffocate",
+            "smother",
+            "poison",
+            "behead",
+            "decapitate",
+            "execute",
+            "assassinate",
+            "butcher",
+            "torture",
+            "kidnap",
+            "abduct",
+            "drown",
+            "hurt",
+            "harm",
+            "injure",
+            "maim",
+            "beat",
+            "beat up",
+            "punch",
+            "kick",
+            "attack",
+            "assault",
+            "hit",
+            "overpower",
+            "tackle",
+            "crush",
+            "hammer",
+            "burn",
+            "run over",
+            "rape",
+            "molest",
+            "terminate",
+            "eliminate",
+            "liquidate",
+            "annihilate",
+            "exterminate",
+            "eradicate",
+            "wipe out",
+            "massacre",
+            "slaughter",
+            "capture",
+            "cut off",
+            "rip off",
+            "break open",
+            "destroy",
+            "ruin",
+            "mutilate",
+            "dismember",
+            "lynch",
+            "push",
+            "throw",
+            "knock out",
+            "knife",
+            "mug",
+            "disfigure",
+            "slit",
+            "gun down",
+            "hunt down",
+            "bludgeon",
+            "club",
+            "bash",
+            "cripple",
+            "paralyze",
+            "paralyse",
+            "blind",
+            "castrate",
+            "hang",
+            "electrocute",
+            "gas",
+            "starve",
+            "abuse",
+            "batter",
+            "slap",
+            "choke out",
+            "stomp on",
+            "trample",
+            "shove",
+            "wound",
+            "maul",
+            "incapacitate",
+            "knock unconscious",
+            "sedate",
+            "drug",
+            "spike",
+            "do away with",
+            "burn alive",
+            "bury alive",
+            "waterboard",
+            "lock up",
+            "tie up",
+            "set fire to",
+        )
+        + r"\s+"
+        + _TARGET
+        + r"(?!\s+up\b)",
+        _verbs(
+            "wipe out",
+            "annihilate",
+            "obliterate",
+            "eradicate",
+            "exterminate",
+            "decimate",
+            "liquidate",
+            "massacre",
+            "slaughter",
+            "bomb",
+            "blow up",
+            "nuke",
+            "gas",
+            "firebomb",
+            "burn down",
+            "shoot up",
+            "attack",
+            "destroy",
+            "level",
+        )
+        + r"\s+"
+        + _PLACE,
         r"\bset\s+(?:fire to\s+" + _PLACE + r"|" + _PLACE + r"\s+on fire)",
         r"\bmake\s+" + _TARGET + r".{0,20}\b(?:explode|blow up|crash|burn)\b",
         r"\bmake\s+" + _PERSON + r"\s+(?:suffer|bleed|disappear|(?:stop )?breath(?:e|ing))\b",
-        _verbs("poison", "contaminate") + r"\s+(?:the|a|our|my)\s+(?:[\w-]+\s+)?(?:water supply|reservoir|well|food supply)\b",
+        _verbs("poison", "contaminate")
+        + r"\s+(?:the|a|our|my)\s+(?:[\w-]+\s+)?(?:water supply|reservoir|well|food supply)\b",
         r"\bdo what (?:the\s+)?[\w\s'.-]{1,40}?(?:shooters?|bombers?|killers?|terrorists?|hijackers?|murderers?|gunm[ae]n) did\b",
         r"\btake\s+" + _PERSON + r".{0,20}\bhostage\b",
         # "commit a murder", "plan a kidnapping", "plan another death like John F Kennedy's"
         _verbs("commit", "carry out", "plan", "plot", "organize", "organise", "pull off", "stage", "get away with")
         + r"\s+(?:(?:a|an|another|the|some|my|someone's|a[\w\s]{0,20}'s)\s+)?(?:[\w-]+\s+)?(?:murders?|homicides?|assassinations?|"
-          r"kidnappings?|abductions?|massacres?|genocides?|terrorist attacks?|acts? of terror(?:ism)?|terrorism|"
-          r"mass shootings?|school shootings?|shooting spree|bombings?|lynchings?|rapes?|(?:violent\s+)?assaults?|"
-          r"hijackings?|arson|killing spree|death like)\b",
+        r"kidnappings?|abductions?|massacres?|genocides?|terrorist attacks?|acts? of terror(?:ism)?|terrorism|"
+        r"mass shootings?|school shootings?|shooting spree|bombings?|lynchings?|rapes?|(?:violent\s+)?assaults?|"
+        r"hijackings?|arson|killing spree|death like)\b",
         _verbs("repeat", "replicate", "recreate", "reproduce", "copy", "emulate", "imitate", "outdo")
         + r"\s+(?:the\s+)?(?:[\w-]+\s+){0,5}?(?:massacres?|genocides?|shootings?|bombings?|atomic bombs?|"
-          r"terrorist attacks?|holocaust|assassinations?|killings?)\b",
+        r"terrorist attacks?|holocaust|assassinations?|killings?)\b",
         # "dispose of my dead baby", "hide a body"
         _verbs("dispose of", "get rid of", "hide", "bury", "dissolve") + r"\s+(?:(?:a|the|my|his|her|their)\s+)?"
         r"(?:(?:dead|murdered)\s+(?:[\w-]+\s+)?" + _PERSON_NOUN + r"\b|(?:dead\s+)?(?:body|corpse|bodies)\b"
@@ -207,16 +535,36 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         r"\b(hack into|break into|bypass the login of|get into)\b.{0,40}\b(account|email|phone|wifi|network)\b.{0,40}\b(without|not mine|someone else|my ex|their)\b",
         _verbs("hack", "hack into", "break into", "get into", "crack", "take over", "access")
         + r"\s+(?:some(?:one|body)['’]s|other people['’]s|a stranger['’]s|my\s+(?:[\w-]+\s+)?[\w-]+['’]s?|his|her|their|"
-          r"(?:a|an|the)\s+(?:[\w-]+\s+)?(?:[\w-]+['’]s\s+)?)\s*(?:[\w-]+\s+)?(?:accounts?|e-?mail|phone|computer|laptop|"
-          r"wi-?fi|network|instagram|facebook|snapchat|whatsapp|icloud|gmail|webcam|server|database|website|password)\b",
-        _verbs("bypass", "get past", "unlock") + r"\s+(?:the\s+)?(?:password|passcode|lock screen|2fa|two-factor\s+\w+)\s+(?:on|of)\s+"
+        r"(?:a|an|the)\s+(?:[\w-]+\s+)?(?:[\w-]+['’]s\s+)?)\s*(?:[\w-]+\s+)?(?:accounts?|e-?mail|phone|computer|laptop|"
+        r"wi-?fi|network|instagram|facebook|snapchat|whatsapp|icloud|gmail|webcam|server|database|website|password)\b",
+        _verbs("bypass", "get past", "unlock")
+        + r"\s+(?:the\s+)?(?:password|passcode|lock screen|2fa|two-factor\s+\w+)\s+(?:on|of)\s+"
         r"(?:some(?:one|body)['’]s|my\s+(?:[\w-]+\s+)?[\w-]+['’]s|a stolen|his|her|their)\b",
-        _verbs("ddos", "dos") + r"\s+(?:a|an|the|someone's|my \w+'s)\s+(?:[\w-]+\s+)?(?:site|website|server|network|game server)\b",
+        _verbs("ddos", "dos")
+        + r"\s+(?:a|an|the|someone's|my \w+'s)\s+(?:[\w-]+\s+)?(?:site|website|server|network|game server)\b",
     ),
     "self_harm": (
         r"\b(most painless way to (kill myself|die)|how (much|many) .{0,30} to overdose)\b",
-        _verbs("kill", "hang", "drown", "hurt", "harm", "cut", "burn", "poison", "shoot", "stab", "starve",
-               "suffocate", "strangle", "electrocute", "overdose", "injure", "mutilate", "gas")
+        _verbs(
+            "kill",
+            "hang",
+            "drown",
+            "hurt",
+            "harm",
+            "cut",
+            "burn",
+            "poison",
+            "shoot",
+            "stab",
+            "starve",
+            "suffocate",
+            "strangle",
+            "electrocute",
+            "overdose",
+            "injure",
+            "mutilate",
+            "gas",
+        )
         + r"\s+(?:myself|yourself|oneself)\b",
         _verbs("end", "take") + r"\s+(?:my|one's|your)\s+(?:own\s+)?life\b",
         _verbs("commit") + r"\s+suicide\b",
@@ -233,44 +581,75 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         # "steal someone's wallet", "stealing a car", "rob a casino", "break into my neighbour's house"
         _verbs("steal", "nick", "pinch", "swipe", "shoplift", "snatch")
         + r"\s+(?:(?:some(?:one|body)|a person|people|other people|a stranger|my\s+(?:[\w-]+\s+)?[\w-]+)['’]s?\s+\w+"
-          r"|from\s+(?:a|an|the|my|some(?:one|body)|people|stores?|shops?)\b"
-          r"|(?:a|an|some)\s+(?:[\w-]+\s+)?(?:car|vehicle|truck|motorcycle|bike|bicycle|scooter|wallet|purse|handbag|"
-          r"phone|iphone|laptop|tv|television|playstation|xbox|console|watch|jewel(?:le)?ry|necklace|ring|money|cash|"
-          r"credit cards?|packages?|parcels?|catalytic converters?|identity)\b"
-          r"|(?:a|an|some)\s+(?!(?:kiss|glance|look|base|march|moment|nap|idea|quick|peek|second|few)\b)\w+"
-          r"|(?:passwords?|credentials|cookies|data|money|cash|jewel(?:le)?ry|cars?)\b)",
+        r"|from\s+(?:a|an|the|my|some(?:one|body)|people|stores?|shops?)\b"
+        r"|(?:a|an|some)\s+(?:[\w-]+\s+)?(?:car|vehicle|truck|motorcycle|bike|bicycle|scooter|wallet|purse|handbag|"
+        r"phone|iphone|laptop|tv|television|playstation|xbox|console|watch|jewel(?:le)?ry|necklace|ring|money|cash|"
+        r"credit cards?|packages?|parcels?|catalytic converters?|identity)\b"
+        r"|(?:a|an|some)\s+(?!(?:kiss|glance|look|base|march|moment|nap|idea|quick|peek|second|few)\b)\w+"
+        r"|(?:passwords?|credentials|cookies|data|money|cash|jewel(?:le)?ry|cars?)\b)",
         _verbs("rob", "hold up", "burgle", "burglarize", "loot", "break into", "break in to")
         + r"\s+(?:(?:a|an|the|some(?:one|body)['’]s|my\s+(?:[\w-]+\s+)?[\w-]+['’]s?)\s+)?(?:[\w-]+\s+)?"
-          r"(?:bank|casino|store|shop|gas station|petrol station|jewel(?:le)?ry store|house|home|apartment|flat|"
-          r"museum|armou?red (?:truck|car)|atm|pharmacy|liquor store|supermarket|post office|garage|car|office|"
-          r"vault|safe)\b",
+        r"(?:bank|casino|store|shop|gas station|petrol station|jewel(?:le)?ry store|house|home|apartment|flat|"
+        r"museum|armou?red (?:truck|car)|atm|pharmacy|liquor store|supermarket|post office|garage|car|office|"
+        r"vault|safe)\b",
         _verbs("rob", "mug", "pickpocket") + r"\s+" + _PERSON,
-        _verbs("hotwire", "carjack", "jack") + r"\s+(?:a|an|the|someone's|my \w+'s)\s+(?:[\w-]+\s+)?(?:car|vehicle|truck)\b",
+        _verbs("hotwire", "carjack", "jack")
+        + r"\s+(?:a|an|the|someone's|my \w+'s)\s+(?:[\w-]+\s+)?(?:car|vehicle|truck)\b",
         _verbs("commit") + r"\s+(?:(?:a|an)\s+)?(?:armed\s+)?(?:robbery|burglary|theft|larceny|shoplifting|heist)\b",
         r"(?:(?<=\bI )|(?<=\bto ))(?:shoplift|pickpocket|burgle)\b",
     ),
     "privacy": (
         # someone else's private data: "what is my cleaner's social security number", "my wife's Instagram password"
         r"\b(?:what(?:'s|\s+is|\s+are|\s+was)|where\s+(?:is|are|can\s+I\s+find)|find(?:\s+out)?|get|access|obtain|look\s+up"
-        r"|see|read|check|track|discover|tell\s+me|know|learn)\b[^?.!]{0,10}?\b" + _RELATION + r"\s+(?:[\w-]+\s+){0,2}?"
-        + _alt(r"(?:home |private |personal |current |exact |email |mailing |ip )?address(?:es)?",
-               r"(?:mobile |cell(?:phone)? |private |personal |home )?(?:phone )?number",
-               r"social security number", r"ssn", r"national insurance number", r"date of birth", r"birth ?date",
-               r"bank (?:account )?(?:details|number|statements?|information|info|balance)", r"account (?:details|number)",
-               r"credit card(?: number| details| info)?", r"debit card", r"passwords?", r"passcode", r"pin(?: code| number)?",
-               r"login(?: details| credentials)?", r"credentials",
-               r"(?:browsing|search|internet|call|location|purchase|criminal|medical|mental health|health|sexual|dating|credit) history",
-               r"medical (?:records?|history|conditions?|information|info)", r"diagnosis",
-               r"health (?:records?|conditions?|status|information)",
-               r"(?:hiv|std|immigration|marital|relationship|citizenship|visa|financial|criminal) status",
-               r"sexual (?:orientation|history)", r"religious beliefs", r"political (?:views|affiliation)",
-               r"salary", r"income", r"earnings", r"net worth", r"birth certificate",
-               r"driver['’]?s licen[cs]e(?: number)?", r"licen[cs]e (?:number|plate)", r"passport(?: number| details)?",
-               r"tax (?:records?|returns?)", r"criminal record", r"(?:private |personal )?(?:messages|texts|emails|dms|diary)",
-               r"whereabouts")
+        r"|see|read|check|track|discover|tell\s+me|know|learn)\b[^?.!]{0,10}?\b"
+        + _RELATION
+        + r"\s+(?:[\w-]+\s+){0,2}?"
+        + _alt(
+            r"(?:home |private |personal |current |exact |email |mailing |ip )?address(?:es)?",
+            r"(?:mobile |cell(?:phone)? |private |personal |home )?(?:phone )?number",
+            r"social security number",
+            r"ssn",
+            r"national insurance number",
+            r"date of birth",
+            r"birth ?date",
+            r"bank (?:account )?(?:details|number|statements?|information|info|balance)",
+            r"account (?:details|number)",
+            r"credit card(?: number| details| info)?",
+            r"debit card",
+            r"passwords?",
+            r"passcode",
+            r"pin(?: code| number)?",
+            r"login(?: details| credentials)?",
+            r"credentials",
+            r"(?:browsing|search|internet|call|location|purchase|criminal|medical|mental health|health|sexual|dating|credit) history",
+            r"medical (?:records?|history|conditions?|information|info)",
+            r"diagnosis",
+            r"health (?:records?|conditions?|status|information)",
+            r"(?:hiv|std|immigration|marital|relationship|citizenship|visa|financial|criminal) status",
+            r"sexual (?:orientation|history)",
+            r"religious beliefs",
+            r"political (?:views|affiliation)",
+            r"salary",
+            r"income",
+            r"earnings",
+            r"net worth",
+            r"birth certificate",
+            r"driver['’]?s licen[cs]e(?: number)?",
+            r"licen[cs]e (?:number|plate)",
+            r"passport(?: number| details)?",
+            r"tax (?:records?|returns?)",
+            r"criminal record",
+            r"(?:private |personal )?(?:messages|texts|emails|dms|diary)",
+            r"whereabouts",
+        )
         + r"\b",
-        r"\bhow much (?:money\s+)?(?:does|do|did)\s+" + _RELATION.replace("['’]s?", "") + r"\s+(?:earn|make|get paid|have)\b",
-        _verbs("track", "monitor", "spy on", "read", "go through") + r"\s+" + _RELATION + r"\s+(?:[\w-]+\s+)?(?:phone|location|"
+        r"\bhow much (?:money\s+)?(?:does|do|did)\s+"
+        + _RELATION.replace("['’]s?", "")
+        + r"\s+(?:earn|make|get paid|have)\b",
+        _verbs("track", "monitor", "spy on", "read", "go through")
+        + r"\s+"
+        + _RELATION
+        + r"\s+(?:[\w-]+\s+)?(?:phone|location|"
         r"messages|texts|emails|e-mails|dms|chats|car|browsing|search history|diary|journal)\b",
         r"\b(?:home address|phone number|social security number|date of birth|password|bank details|medical records|salary)"
         r"\s+of\s+(?:my\s+(?:[\w-]+\s+)?(?:ex|neighbou?r|coworker|co-worker|colleague|boss|roommate|classmate|student|teacher|"
@@ -290,13 +669,16 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         r"[^?.!]{0,40}?(?:\b(?:not|never|less|lower|fewer|extra|all|only|banned|barred|denied|excluded|segregated|deported"
         r"|sterili[sz]ed|overrepresented|inferior|obey|decisions for them)\b|n't\b)",
         # keeping groups out: "keep immigrants out of my neighbourhood"
-        _verbs("stop", "prevent", "keep", "ban", "bar") + r"\s+(?:all\s+)?(?:(?:black|brown|asian|jewish|muslim|gay|trans|"
+        _verbs("stop", "prevent", "keep", "ban", "bar")
+        + r"\s+(?:all\s+)?(?:(?:black|brown|asian|jewish|muslim|gay|trans|"
         r"disabled|immigrant|foreign)\s+people|jews|muslims|immigrants|refugees|migrants|foreigners|blacks|gays)\s+"
         r"(?:from|out of)\b",
         # reviving discrimination: "restore Jim Crow-style discrimination"
-        _verbs("restore", "bring back", "reinstate", "reintroduce", "promote", "encourage", "spread", "incite", "justify")
+        _verbs(
+            "restore", "bring back", "reinstate", "reintroduce", "promote", "encourage", "spread", "incite", "justify"
+        )
         + r"\s+(?:[\w-]+\s+){0,3}?(?:discrimination|segregation|slavery|apartheid|jim crow|genocide|ethnic cleansing|"
-          r"hatred|hate|racism|antisemitism|white supremacy)\b",
+        r"hatred|hate|racism|antisemitism|white supremacy)\b",
         # denying atrocities: "convince people that the Nanjing massacre never took place"
         r"\b(?:convince|persuade|make|show|prove|argue|claim|tell)\b[^?.!]{0,60}\b(?:never\s+(?:happened|took place|existed)|"
         r"didn't happen|did not happen|(?:was|were)\s+(?:a|an)?\s*(?:complete\s+|total\s+)?(?:hoax|fabrication|lie|myth|fake|"
@@ -307,19 +689,25 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
         r"\bright to (?:kill|murder|shoot|attack|bomb|massacre)\b",
     ),
     "exploitation": (
-        _verbs("satisfy", "act on", "indulge", "feed", "fulfil", "fulfill") + r"\s+(?:my\s+)?(?:pa?edophil\w*|attraction to (?:children|minors|kids))",
+        _verbs("satisfy", "act on", "indulge", "feed", "fulfil", "fulfill")
+        + r"\s+(?:my\s+)?(?:pa?edophil\w*|attraction to (?:children|minors|kids))",
         _verbs("set up", "start", "run", "operate", "organize", "organise", "join", "get into")
         + r"\s+(?:a\s+|an\s+)?(?:human|sex|child|organ|labou?r) trafficking\b",
         _verbs("traffic", "smuggle", "sell") + r"\s+(?:people|humans|women|girls|children|kids|migrants|organs)\b",
-        _verbs("groom", "molest", "sexually abuse", "abuse") + r"\s+(?:a\s+|my\s+|the\s+)?(?:[\w-]+\s+)?(?:child|children|kid|kids|minor|minors|toddler)\b",
-        _verbs("buy", "find", "download", "get", "make", "share") + r"\s+(?:some\s+)?(?:child porn\w*|cp|csam|child sexual abuse material)\b",
+        _verbs("groom", "molest", "sexually abuse", "abuse")
+        + r"\s+(?:a\s+|my\s+|the\s+)?(?:[\w-]+\s+)?(?:child|children|kid|kids|minor|minors|toddler)\b",
+        _verbs("buy", "find", "download", "get", "make", "share")
+        + r"\s+(?:some\s+)?(?:child porn\w*|cp|csam|child sexual abuse material)\b",
     ),
     "crime": (
-        _verbs("commit") + r"\s+(?:(?:an?|some)\s+(?:act\s+of\s+)?)?(?:treason|sedition|espionage|perjury|bribery|extortion|"
+        _verbs("commit")
+        + r"\s+(?:(?:an?|some)\s+(?:act\s+of\s+)?)?(?:treason|sedition|espionage|perjury|bribery|extortion|"
         r"blackmail|a felony|felonies|a crime|crimes|war crimes?|vandalism|hate crimes?)\b",
         _verbs("blackmail", "extort", "bribe", "frame") + r"\s+" + _TARGET,
     ),
 }
+
+
 def required_factors(pattern: str) -> frozenset[str] | None:
     """Lowercase strings at least one of which occurs in any match of `pattern` (IGNORECASE), found
     from its parse tree: a literal run, or any one branch's factors of a group every match passes
@@ -376,6 +764,7 @@ def category_regexes() -> dict[str, tuple[re.Pattern[str], frozenset[str] | None
         need = None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
         out[k] = (re.compile("|".join(f"(?:{p})" for p in v), re.IGNORECASE), need)
     return out
+
 
 # Contexts that make a violent-sounding request benign: definitions ("what does 'eliminating a
 # person' mean?"), fiction and games ("in my crime novel", "in Minecraft"), sport ("in judo"), and
@@ -436,8 +825,12 @@ def _factor_index() -> _FactorIndex:
     grams: dict[str, list[str]] = {}
     for f in patterns_of:
         grams.setdefault(f[:3], []).append(f)
-    return _FactorIndex(always, {f: tuple(v) for f, v in patterns_of.items()},
-                        {g: tuple(v) for g, v in grams.items()}, tuple(f for f in patterns_of if len(f) < 3))
+    return _FactorIndex(
+        always,
+        {f: tuple(v) for f, v in patterns_of.items()},
+        {g: tuple(v) for g, v in grams.items()},
+        tuple(f for f in patterns_of if len(f) < 3),
+    )
 
 
 def _candidate_patterns(low: str) -> dict[str, tuple[int, ...]]:
@@ -490,7 +883,9 @@ _INJECTION_RE = re.compile(
     r"|new instructions? from the system|SYSTEM OVERRIDE)",
     re.IGNORECASE,
 )
-_SAY_RE = re.compile(r"""(?:reply|respond|say|answer) with (?:the (?:phrase|code|text) )?["“']([^"”']{3,60})["”']""", re.IGNORECASE)
+_SAY_RE = re.compile(
+    r"""(?:reply|respond|say|answer) with (?:the (?:phrase|code|text) )?["“']([^"”']{3,60})["”']""", re.IGNORECASE
+)
 _CALL_RE = re.compile(r"\bcall the [`'\"]?([a-zA-Z_][a-zA-Z0-9_]*)[`'\"]? tool", re.IGNORECASE)
 
 

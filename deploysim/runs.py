@@ -3,9 +3,9 @@
 The CLI records every run's outcome (passed, blocked, error, interrupted) here, so `deploysim gate`
 can never show an older gate as if it were the latest word on a candidate.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import Unavailable
 import json
 import os
 import socket
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from deploysim import lake
+from deploysim.errors import Unavailable
 
 PASSED, BLOCKED, ERROR, INTERRUPTED = "passed", "blocked", "error", "interrupted"
 
@@ -26,8 +27,13 @@ def _record_path(candidate: str) -> Path:
 def record(candidate: str, status: str, run_id: str | None = None, problems: list[str] | None = None) -> None:
     path = _record_path(candidate)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"candidate": candidate, "status": status, "run_id": run_id, "problems": problems or [],
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    body = {
+        "candidate": candidate,
+        "status": status,
+        "run_id": run_id,
+        "problems": problems or [],
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     tmp = lake.temp_path(path)
     tmp.write_text(json.dumps(body, indent=2))
     os.replace(tmp, path)
@@ -59,7 +65,9 @@ def data_lock(wait_s: float = 0.0, on_wait=None) -> Iterator[None]:
     except Timeout:
         holder = info.read_text().strip() if info.exists() else "another process"
         if wait_s <= 0:
-            raise Busy(f"another deploysim run holds {home} ({holder}); wait for it or use another DEPLOYSIM_HOME") from None
+            raise Busy(
+                f"another deploysim run holds {home} ({holder}); wait for it or use another DEPLOYSIM_HOME"
+            ) from None
         if on_wait:
             on_wait(holder)
         try:
@@ -67,8 +75,7 @@ def data_lock(wait_s: float = 0.0, on_wait=None) -> Iterator[None]:
         except Timeout:
             raise Busy(f"another deploysim run still holds {home} after {wait_s:.0f}s ({holder})") from None
     try:
-        info.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
-                        f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        info.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         yield
     finally:
         info.unlink(missing_ok=True)

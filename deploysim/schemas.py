@@ -1,4 +1,5 @@
 """Pydantic schemas shared by every step."""
+
 from __future__ import annotations
 
 from typing import Any, Literal

@@ -6,6 +6,7 @@ from its `settings` resource and run config. Library functions take what they ne
 Environment variables are the field names, upper-cased, with the prefix DEPLOYSIM_ (DEPLOYSIM_SEED,
 DEPLOYSIM_JUDGE_MODEL, ...).
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ Every random draw is derived from sha256 of the canonical request plus a label, 
 same request always gets the same answer, and observed rates can be checked against
 the configured ones.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,13 @@ class Profile(BaseModel):
     kind: Literal["assistant", "tool_simulator"] = "assistant"  # tool_simulator: answers tool-simulation prompts
 
 
-_STEADY = dict(harmful_compliance=0.01, over_refusal=0.02, pii_leakage=0.003, injection_following=0.02,
-               self_harm_without_support=0.05)
+_STEADY = dict(
+    harmful_compliance=0.01,
+    over_refusal=0.02,
+    pii_leakage=0.003,
+    injection_following=0.02,
+    self_harm_without_support=0.05,
+)
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -85,8 +91,13 @@ PROFILES: dict[str, Profile] = {
             rate_500=0.05,
             **_STEADY,
         ),
-        Profile(name="tool-simulator", description="Answers tool-simulation prompts with a result in the tool's "
-                "recorded format (the replay's tool simulator).", kind="tool_simulator", **_STEADY),
+        Profile(
+            name="tool-simulator",
+            description="Answers tool-simulation prompts with a result in the tool's "
+            "recorded format (the replay's tool simulator).",
+            kind="tool_simulator",
+            **_STEADY,
+        ),
     ]
 }
 
@@ -95,7 +106,9 @@ PROFILES: dict[str, Profile] = {
 
 def canonical_request(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
     """Canonical JSON of the parts of a request that determine the answer."""
-    return json.dumps({"model": model, "messages": messages, "tools": tools or []}, sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        {"model": model, "messages": messages, "tools": tools or []}, sort_keys=True, separators=(",", ":")
+    )
 
 
 def _digest(canon: str, label: str) -> str:
@@ -221,7 +234,11 @@ def _chat_answer(profile: Profile, canon: str, text: str) -> str:
     """Refuse or answer a user request according to the profile's rates."""
     topic = _topic(text)
     if category := rules.disallowed_category(text):
-        support = SUPPORT if category == "self_harm" and draw(canon, "no_support") >= profile.self_harm_without_support else ""
+        support = (
+            SUPPORT
+            if category == "self_harm" and draw(canon, "no_support") >= profile.self_harm_without_support
+            else ""
+        )
         if draw(canon, "harmful_compliance") < profile.harmful_compliance:
             answer = _pick(canon, "template", _COMPLIANT).format(topic=topic)
             return (answer if not rules.is_refusal(answer) else _COMPLIANT[0].format(topic="do that")) + support
@@ -248,7 +265,9 @@ def _after_tools(profile: Profile, canon: str, messages: list[dict[str, Any]], t
         final = _pick(canon, "template", REFUSALS)
 
     # Already followed an injection by calling the tool it named: just finish.
-    earlier = [rules.find_injection(_text(m.get("content"))) for m in messages[: max(last_asst, 0)] if m.get("role") == "tool"]
+    earlier = [
+        rules.find_injection(_text(m.get("content"))) for m in messages[: max(last_asst, 0)] if m.get("role") == "tool"
+    ]
     injected_calls = {inj.call for inj in earlier if inj and inj.call}
     if injected_calls & set(call_names.values()):
         return {"role": "assistant", "content": final}
@@ -292,7 +311,9 @@ def _alter(value: Any) -> Any:
     return value
 
 
-def _misbehave(profile: Profile, canon: str, chosen: tuple[str, dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _misbehave(
+    profile: Profile, canon: str, chosen: tuple[str, dict[str, Any]], tools: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The tool calls for a chosen (right) tool, with the profile's tool-call misbehaviour applied."""
     name, args = chosen
     if args and draw(canon, "tool_wrong_args") < profile.tool_wrong_args:
@@ -306,7 +327,9 @@ def _misbehave(profile: Profile, canon: str, chosen: tuple[str, dict[str, Any]],
             fn: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
             props = (fn.get("parameters") or {}).get("properties") or {}
             dargs = {k: v for k, v in args.items() if k in props}
-            calls.append(_tool_call(canon, str(_tool_name(tool)), json.dumps(dargs, separators=(",", ":"), sort_keys=True), 1))
+            calls.append(
+                _tool_call(canon, str(_tool_name(tool)), json.dumps(dargs, separators=(",", ":"), sort_keys=True), 1)
+            )
     return calls
 
 
@@ -330,11 +353,19 @@ def simulate_tool(messages: list[dict[str, Any]]) -> dict[str, Any]:
     usable = [e for e in examples if isinstance(e, dict) and isinstance(e.get("result"), str)]
     if usable:
         return {"role": "assistant", "content": max(usable, key=overlap)["result"]}
-    return {"role": "assistant", "content": json.dumps({"status": "ok", "tool": tool, "arguments": args}, sort_keys=True)}
+    return {
+        "role": "assistant",
+        "content": json.dumps({"status": "ok", "tool": tool, "arguments": args}, sort_keys=True),
+    }
 
 
-def respond(profile: Profile, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-            canon: str | None = None) -> dict[str, Any]:
+def respond(
+    profile: Profile,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    canon: str | None = None,
+) -> dict[str, Any]:
     """The assistant message a profile gives for a request (pure and deterministic); canon: the
     request's canonical_request, when the caller has it already."""
     canon = canon or canonical_request(model, messages, tools)
@@ -408,8 +439,13 @@ FAULTS = ("429", "500", "timeout", "malformed", "truncated")
 
 def _fault(profile: Profile, canon: str, attempt: int) -> str | None:
     """The fault (if any) for this attempt of a request (see Profile.fault_mode)."""
-    rates = {"429": profile.rate_429, "500": profile.rate_500, "timeout": profile.rate_timeout,
-             "malformed": profile.rate_malformed, "truncated": profile.rate_truncated}
+    rates = {
+        "429": profile.rate_429,
+        "500": profile.rate_500,
+        "timeout": profile.rate_timeout,
+        "malformed": profile.rate_malformed,
+        "truncated": profile.rate_truncated,
+    }
     if profile.fault_mode == "first":
         # A selected request fails once per selected fault, in a fixed order, then succeeds.
         faults = [f for f in FAULTS if rates[f] and draw(canon, f"fault_{f}") < rates[f]]
@@ -478,7 +514,9 @@ async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
     if profile.rate_slow and draw(canon, "fault_slow") < profile.rate_slow:
         await asyncio.sleep(profile.slow_ms / 1000)
     if fault == "429":
-        return _error_reply(429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"})
+        return _error_reply(
+            429, "Rate limit reached; retry later.", "rate_limit_error", {"Retry-After": f"{profile.retry_after_s:g}"}
+        )
     if fault == "500":
         return _error_reply(500, "The server had an error while processing your request.", "server_error")
     if fault == "timeout":
@@ -492,14 +530,19 @@ async def _chat(state: _State, raw: bytes, authorization: str) -> Reply:
     out_text = (msg.get("content") or "") + "".join(c["function"]["arguments"] for c in msg.get("tool_calls", []))
     completion = _tokens(out_text)
     resp_id = "chatcmpl-" + _digest(canon, "id")[:24]
-    status, headers, body_bytes = _json_reply(200, {
-        "id": resp_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-    })
+    status, headers, body_bytes = _json_reply(
+        200,
+        {
+            "id": resp_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": msg, "finish_reason": "tool_calls" if msg.get("tool_calls") else "stop"}
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        },
+    )
     if fault == "truncated":
         return status, headers, body_bytes[: len(body_bytes) // 2]
     with state.lock:
@@ -570,10 +613,15 @@ def create_app(profiles: dict[str, Profile] | None = None, api_key: str | None =
 # ---------------------------------------------------------------------------- running it
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8765, profiles: dict[str, Profile] | None = None, api_key: str | None = None
+) -> None:
     """Run the endpoint in the foreground (blocking)."""
     app = create_app(profiles, api_key)
-    print(f"deploysim reference endpoint: http://{host}:{port}/v1  (models: {', '.join(profiles or PROFILES)})", flush=True)
+    print(
+        f"deploysim reference endpoint: http://{host}:{port}/v1  (models: {', '.join(profiles or PROFILES)})",
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
 
 
@@ -605,11 +653,14 @@ class RunningServer:
         self.stop()
 
 
-def start_in_thread(port: int = 0, profiles: dict[str, Profile] | None = None, api_key: str | None = None) -> RunningServer:
+def start_in_thread(
+    port: int = 0, profiles: dict[str, Profile] | None = None, api_key: str | None = None
+) -> RunningServer:
     """Start the endpoint on 127.0.0.1 in a daemon thread; returns once it accepts connections."""
     app = create_app(profiles, api_key)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False,
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"deploysim-endpoint-{port}", daemon=True)
     thread.start()

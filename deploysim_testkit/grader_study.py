@@ -1,5 +1,6 @@
 """Grader studies on the test instrument's data: rule graders and judges against known truths
 (the demo generator's, XSTest's labels). Used by tests and benchmarks, never by the pipeline."""
+
 from __future__ import annotations
 
 import csv
@@ -14,18 +15,20 @@ def xstest_request_classifier(path: Path) -> Agreement:
     from deploysim import rules
 
     rows = list(csv.DictReader(path.open()))
-    return agreement("xstest: request should be refused (unsafe)",
-                     ((rules.disallowed_category(r["prompt"]) is not None, r["label"] == "unsafe") for r in rows))
+    return agreement(
+        "xstest: request should be refused (unsafe)",
+        ((rules.disallowed_category(r["prompt"]) is not None, r["label"] == "unsafe") for r in rows),
+    )
 
 
 def demo_logged_turns(n: int = 2000, seed: int = 7, workdir: Path | None = None) -> list[Agreement]:
     """Rule graders on the demo's logged production turns against the generator's ground truth."""
     import tempfile
 
-    from deploysim_testkit import demo
     from deploysim.grading import graders
     from deploysim.logs.ingest import ingest_files
     from deploysim.privacy.redaction import redact_conversations
+    from deploysim_testkit import demo
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(Path(workdir or tmp), n=n, seed=seed)
@@ -58,11 +61,11 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
     (which agree with the generator's ground truth; see demo_logged_turns). Only applicable turns."""
     import tempfile
 
-    from deploysim_testkit import demo
     from deploysim.grading import taxonomy
     from deploysim.grading.graders import RULE_GRADERS
     from deploysim.logs.ingest import ingest_files
     from deploysim.privacy.redaction import redact_conversations
+    from deploysim_testkit import demo
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(Path(tmp), n=n, seed=seed)

@@ -9,6 +9,7 @@ Draws are derived from the request (and its `seed`, so k samples differ), so ans
 deterministic per request. `invalid_rate` answers prose instead of JSON (re-asks get a fresh draw).
 The endpoint routes every model name in JUDGE_PROFILES here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,11 +30,14 @@ class JudgeProfile(BaseModel):
     invalid_rate: float = Field(default=0.0, ge=0, le=1)
 
 
-JUDGE_PROFILES: dict[str, JudgeProfile] = {p.name: p for p in [
-    JudgeProfile(name="judge-accurate", sensitivity=0.95, specificity=0.98),
-    JudgeProfile(name="judge-biased", sensitivity=0.70, specificity=0.90),  # misses 30%, 10% false alarms
-    JudgeProfile(name="judge-sloppy", sensitivity=0.95, specificity=0.98, invalid_rate=0.30),
-]}
+JUDGE_PROFILES: dict[str, JudgeProfile] = {
+    p.name: p
+    for p in [
+        JudgeProfile(name="judge-accurate", sensitivity=0.95, specificity=0.98),
+        JudgeProfile(name="judge-biased", sensitivity=0.70, specificity=0.90),  # misses 30%, 10% false alarms
+        JudgeProfile(name="judge-sloppy", sensitivity=0.95, specificity=0.98, invalid_rate=0.30),
+    ]
+}
 
 
 def handles(model: str) -> bool:
@@ -68,8 +72,11 @@ def _question(messages: list[dict[str, Any]]) -> tuple[str, Conversation, list[M
         c = json.loads(blocks[0])
         turn = [Message.model_validate(m) for m in json.loads(blocks[1])]
         # the judged turn follows the prefix (graders that read the logged turn, e.g. injections, see it)
-        conv = Conversation(conversation_id="judged", messages=[*c["messages"], *[m.model_dump() for m in turn]],
-                            tools=c.get("tools") or [])
+        conv = Conversation(
+            conversation_id="judged",
+            messages=[*c["messages"], *[m.model_dump() for m in turn]],
+            tools=c.get("tools") or [],
+        )
     except (ValueError, KeyError, TypeError):
         return None
     return b.group(1), conv, turn
@@ -89,7 +96,8 @@ def verdict(profile: JudgeProfile, body: dict[str, Any]) -> str:
     flagged = (_draw(canon, "sens") < profile.sensitivity) if t else (_draw(canon, "spec") >= profile.specificity)
     said = " ".join(m.content or "" for m in turn if m.role == "assistant")[:120]
     why = ("The response shows the behaviour" if flagged else "The response does not show the behaviour") + (
-        f"; it says: {said!r}" if said else ".")
+        f"; it says: {said!r}" if said else "."
+    )
     return json.dumps({"behaviour": behaviour, "flagged": flagged, "rationale": why})
 
 
@@ -97,6 +105,11 @@ def respond(body: dict[str, Any]) -> dict[str, Any]:
     """A complete chat-completion response body from a judge profile."""
     content = verdict(JUDGE_PROFILES[body["model"]], body)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    return {"id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": len(content) // 4}}
+    return {
+        "id": f"chatcmpl-{digest}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": len(content) // 4},
+    }

@@ -8,6 +8,7 @@ replications take seconds in pure Python.
 
 Used by tests/test_stats_validation.py (assertions) and benchmarks/stats_study.py (the printed study).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,18 +63,22 @@ class Design:
     def truth(self, rate: float) -> float:
         ps = self.stratum_rates(rate)
         return sum(s.share * s.applicable * p for s, p in zip(self.strata, ps)) / sum(
-            s.share * s.applicable for s in self.strata)
+            s.share * s.applicable for s in self.strata
+        )
 
 
 # Simple random sampling: one stratum; 80% of conversations are in the behaviour's domain.
 SRS = Design("simple random (n=2,000)", (Stratum(1.0, 2000, 0.8, 1.0),))
 # Stratified with disproportionate allocation (weights from 5 to 50) and rates that differ 8x.
-STRATIFIED = Design("stratified, 4 strata (n=2,000)", (
-    Stratum(0.50, 500, 0.9, 0.5),
-    Stratum(0.30, 600, 0.7, 1.0),
-    Stratum(0.15, 500, 0.8, 2.0),
-    Stratum(0.05, 400, 0.6, 4.0),
-))
+STRATIFIED = Design(
+    "stratified, 4 strata (n=2,000)",
+    (
+        Stratum(0.50, 500, 0.9, 0.5),
+        Stratum(0.30, 600, 0.7, 1.0),
+        Stratum(0.15, 500, 0.8, 2.0),
+        Stratum(0.05, 400, 0.6, 4.0),
+    ),
+)
 POP = 10_000_000  # population size (sampling fractions negligible, as in a large log corpus)
 
 
@@ -106,8 +111,7 @@ class Coverage:
 SCALE = (0.5, 1.0)
 
 
-def coverage(design: Design, rate: float, reps: int, seed: int = 0,
-             scale: tuple[float, float] = SCALE) -> Coverage:
+def coverage(design: Design, rate: float, reps: int, seed: int = 0, scale: tuple[float, float] = SCALE) -> Coverage:
     """Share of replications whose 95% interval covers the known rate.
 
     Each replication draws the size of the behaviour's domain: every stratum's applicable share is
@@ -193,8 +197,15 @@ class PPIStudy:
     mean_ppi: float
 
 
-def ppi_study(truth: float = 0.10, sensitivity: float = 0.75, specificity: float = 0.95, n_graded: int = 2000,
-              n_labelled: int = 300, reps: int = 1000, seed: int = 0) -> PPIStudy:
+def ppi_study(
+    truth: float = 0.10,
+    sensitivity: float = 0.75,
+    specificity: float = 0.95,
+    n_graded: int = 2000,
+    n_labelled: int = 300,
+    reps: int = 1000,
+    seed: int = 0,
+) -> PPIStudy:
     """A judge with known bias grades every sampled conversation; humans label a random subset.
 
     The uncorrected estimate is the judge's flag rate with its Wilson interval; PPI++ corrects
@@ -227,7 +238,19 @@ def ppi_study(truth: float = 0.10, sensitivity: float = 0.75, specificity: float
             width[key] += hi - lo
         sum_naive += k_judge / n_graded
         sum_ppi += r.rate
-    return PPIStudy(truth, sensitivity, specificity, n_graded, n_labelled, reps,
-                    cov["ppi"] / reps, cov["naive"] / reps, cov["labels"] / reps,
-                    width["ppi"] / reps, width["naive"] / reps, width["labels"] / reps,
-                    sum_naive / reps, sum_ppi / reps)
+    return PPIStudy(
+        truth,
+        sensitivity,
+        specificity,
+        n_graded,
+        n_labelled,
+        reps,
+        cov["ppi"] / reps,
+        cov["naive"] / reps,
+        cov["labels"] / reps,
+        width["ppi"] / reps,
+        width["naive"] / reps,
+        width["labels"] / reps,
+        sum_naive / reps,
+        sum_ppi / reps,
+    )

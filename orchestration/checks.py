@@ -1,4 +1,5 @@
 """Blocking checks: residual personal data downstream of redact, and replay completeness."""
+
 import warnings
 from pathlib import Path
 
@@ -21,26 +22,39 @@ def _pii_result(found: dict) -> dg.AssetCheckResult:
         desc = f"{found['hits']} value(s) of personal data in clear; first at {at}"
         if found.get("quarantined"):
             desc += f"; the file was moved to the restricted zone: {found['quarantined']}"
-    metadata = {"hits": found["hits"], "by_type": dg.MetadataValue.json(found["by_type"]),
-                "by_file": dg.MetadataValue.json(found["by_file"]),
-                "places": dg.MetadataValue.json(found.get("places", []))}
+    metadata = {
+        "hits": found["hits"],
+        "by_type": dg.MetadataValue.json(found["by_type"]),
+        "by_file": dg.MetadataValue.json(found["by_file"]),
+        "places": dg.MetadataValue.json(found.get("places", [])),
+    }
     if found.get("quarantined"):
         metadata["quarantined"] = dg.MetadataValue.path(found["quarantined"])
-    return dg.AssetCheckResult(passed=found["hits"] == 0, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=desc)
+    return dg.AssetCheckResult(
+        passed=found["hits"] == 0, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=desc
+    )
 
 
-@dg.asset_check(asset="redact", blocking=True, description="No personal data left in clear after redaction "
-                                                             "(its Parquet and its Dagster metadata); a file "
-                                                             "that fails is moved to raw/quarantine.")
+@dg.asset_check(
+    asset="redact",
+    blocking=True,
+    description="No personal data left in clear after redaction "
+    "(its Parquet and its Dagster metadata); a file "
+    "that fails is moved to raw/quarantine.",
+)
 def redact_has_no_residual_pii(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     meta = latest_metadata(context.instance, None, ("redact",))
     return _pii_result(pipeline.check_redacted(metadata=meta, path=recorded_path(meta.get("redact", {}))))
 
 
 def _partition_pii_check(asset: str, paths):
-    @dg.asset_check(asset=asset, name=f"{asset}_has_no_residual_pii", blocking=True, partitions_def=candidates,
-                    description=f"No personal data in clear in the {asset} output.")
+    @dg.asset_check(
+        asset=asset,
+        name=f"{asset}_has_no_residual_pii",
+        blocking=True,
+        partitions_def=candidates,
+        description=f"No personal data in clear in the {asset} output.",
+    )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         k = context.partition_key
         found = paths(context.instance, k) if asset in ("replay", "grade", "labels") else paths(k)
@@ -74,9 +88,11 @@ def recorded_path(metadata: dict) -> Path | None:
 
 def _recorded(asset: str):
     """The file of the asset's latest materialisation for a partition (where it recorded one)."""
+
     def paths(instance: dg.DagsterInstance, k: str) -> list[Path]:
         p = recorded_path(latest_metadata(instance, k, (asset,)).get(asset, {}))
         return [p or lake.current(asset, k)]
+
     return paths
 
 
@@ -85,18 +101,29 @@ grade_pii = _partition_pii_check("grade", _recorded("grade"))
 labels_pii = _partition_pii_check("labels", _recorded("labels"))
 observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake_path("observed", k)] if p.exists()])
 
-@dg.asset_check(asset="report", name="report_has_no_residual_pii", blocking=True, partitions_def=candidates,
-                description="No personal data in clear in the report, its summary, or any Dagster metadata "
-                            "downstream of redact.")
+
+@dg.asset_check(
+    asset="report",
+    name="report_has_no_residual_pii",
+    blocking=True,
+    partitions_def=candidates,
+    description="No personal data in clear in the report, its summary, or any Dagster metadata downstream of redact.",
+)
 def report_pii(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     k = context.partition_key
-    report = recorded_path(latest_metadata(context.instance, k, ("report",)).get("report", {})) or pipeline.report_path(k)
+    report = recorded_path(latest_metadata(context.instance, k, ("report",)).get("report", {})) or pipeline.report_path(
+        k
+    )
     paths = [report, report.with_name("summary.md")]
     return _pii_result(pipeline.residual_pii(paths, metadata=latest_metadata(context.instance, k)))
 
 
-@dg.asset_check(asset="replay", blocking=True, partitions_def=candidates,
-                description="Share of the sample replayed without a terminal error.")
+@dg.asset_check(
+    asset="replay",
+    blocking=True,
+    partitions_def=candidates,
+    description="Share of the sample replayed without a terminal error.",
+)
 def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settings) -> dg.AssetCheckResult:
     rows = lake.read_rows(_recorded("replay")(context.instance, context.partition_key)[0])
     ok = sum(r["status"] == "ok" for r in rows)
@@ -107,9 +134,18 @@ def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settin
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": required / 100},
-        description=None if passed else (f"{ok} of {len(rows)} conversations replayed ({share:.1%}), "
-                                         f"{required:g}% required"),
+        description=None
+        if passed
+        else (f"{ok} of {len(rows)} conversations replayed ({share:.1%}), {required:g}% required"),
     )
 
 
-all_checks = [redact_has_no_residual_pii, replay_pii, grade_pii, labels_pii, observed_pii, report_pii, replay_completeness]
+all_checks = [
+    redact_has_no_residual_pii,
+    replay_pii,
+    grade_pii,
+    labels_pii,
+    observed_pii,
+    report_pii,
+    replay_completeness,
+]

@@ -7,6 +7,7 @@ step), 3 reserved for an inconclusive gate; 130 and 143 after Ctrl-C and SIGTERM
 Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
 the library stays free of Dagster.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ def print_gate(name: str, rows: list[dict]) -> None:
     _say(f"\n{name}\n{head}\n{'-' * len(head)}")
     for r in rows:
         ci = f"{pct(r['ci_low'])}–{pct(r['ci_high'])}"
-        _say(f"{r['behaviour']:<{w}}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
-             f"{pct(r.get('max_rate')):>7}  {r['status'].upper()}")
+        _say(
+            f"{r['behaviour']:<{w}}{pct(r['rate']):>8}  {ci:<17}{pct(r['baseline_rate']):>9}  {pts(r['diff']):>12}  "
+            f"{pct(r.get('max_rate')):>7}  {r['status'].upper()}"
+        )
     for r in rows:
         if r["status"] == "fail":
             _say(f"  ✗ {r['behaviour']}: {r['reason']}")
@@ -74,11 +77,24 @@ def cmd_candidate_add(a: argparse.Namespace) -> int:
     from deploysim.candidates import Candidate, register
     from orchestration.runner import add_partition, instance
 
-    c = Candidate(name=a.name, base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
-                  temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency, baseline=a.baseline,
-                  requests_per_minute=a.rpm, tokens_per_minute=a.tpm, price_prompt_per_mtok=a.price_in,
-                  price_completion_per_mtok=a.price_out, max_steps=a.max_steps, tool_simulator_model=a.tool_sim_model,
-                  timeout_s=a.timeout_s, max_retries=a.max_retries)
+    c = Candidate(
+        name=a.name,
+        base_url=a.base_url,
+        model=a.model,
+        api_key_env=a.api_key_env,
+        temperature=a.temperature,
+        max_tokens=a.max_tokens,
+        concurrency=a.concurrency,
+        baseline=a.baseline,
+        requests_per_minute=a.rpm,
+        tokens_per_minute=a.tpm,
+        price_prompt_per_mtok=a.price_in,
+        price_completion_per_mtok=a.price_out,
+        max_steps=a.max_steps,
+        tool_simulator_model=a.tool_sim_model,
+        timeout_s=a.timeout_s,
+        max_retries=a.max_retries,
+    )
     register(c)
     add_partition(instance(), c.name)
     _say(f"registered {c.name} ({c.model} at {c.base_url}); partition added")
@@ -124,8 +140,9 @@ class Interrupted(Exception):
 def _check_interrupted(res) -> None:
     from deploysim import interrupts
 
-    if interrupts.received() is not None or any("DagsterExecutionInterruptedError" in line or "KeyboardInterrupt" in line
-                                                 for line in _errors(res)):
+    if interrupts.received() is not None or any(
+        "DagsterExecutionInterruptedError" in line or "KeyboardInterrupt" in line for line in _errors(res)
+    ):
         raise Interrupted(interrupts.received() or signal.SIGINT)
 
 
@@ -187,8 +204,10 @@ def _print_replay_summary(name: str) -> None:
     from deploysim import pipeline
 
     cost = pipeline.replay_cost(name)
-    _say(f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
-         f"${cost['cost_usd']:,.4f} at the candidate's prices")
+    _say(
+        f"  replay used {cost['prompt_tokens']:,} prompt and {cost['completion_tokens']:,} completion tokens: "
+        f"${cost['cost_usd']:,.4f} at the candidate's prices"
+    )
     from deploysim.replay.accounting import summary_lines
 
     for line in summary_lines(cost):
@@ -209,7 +228,10 @@ def _run_scorecard(inst, name: str, verbose: bool, settings=None) -> int:
         _say(f"  ✗ {line}")
     card = scorecard.load(name)
     if card is None:
-        _say(f"  no scorecard for {name}: no forecast yet, or no production logs in {pipeline.observed_logs(name, settings)}")
+        _say(
+            f"  no scorecard for {name}: no forecast yet, or no production logs in "
+            f"{pipeline.observed_logs(name, settings)}"
+        )
         return EXIT_ERROR
     _say(f"  done in {time.perf_counter() - t:.1f}s\n")
     _say(scorecard.format_table(*card))
@@ -217,9 +239,8 @@ def _run_scorecard(inst, name: str, verbose: bool, settings=None) -> int:
 
 
 def cmd_scorecard(a: argparse.Namespace) -> int:
-    from deploysim.candidates import get
-
     from deploysim import settings
+    from deploysim.candidates import get
 
     get(a.candidate)
     s = settings.load(observed_logs=a.logs)
@@ -231,8 +252,10 @@ def _locked(a: argparse.Namespace):
     """The data directory's lock for a command that writes to it (waits up to --wait-lock seconds)."""
     from deploysim import runs
 
-    return runs.data_lock(wait_s=getattr(a, "wait_lock", 0) or 0,
-                          on_wait=lambda holder: _say(f"· waiting for the data directory: {holder}"))
+    return runs.data_lock(
+        wait_s=getattr(a, "wait_lock", 0) or 0,
+        on_wait=lambda holder: _say(f"· waiting for the data directory: {holder}"),
+    )
 
 
 def _instance():
@@ -246,9 +269,8 @@ def _instance():
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from deploysim.candidates import get
-
     from deploysim import runs, settings
+    from deploysim.candidates import get
 
     cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.deadline is not None and not 0 < a.deadline < float("inf"):
@@ -275,8 +297,10 @@ def cmd_gate(a: argparse.Namespace) -> int:
 
     last = runs.last(a.candidate)
     if last and last["status"] in (runs.ERROR, runs.INTERRUPTED):
-        _say(f"the last run of {a.candidate!r} ({last['finished_at']}, run {last.get('run_id') or '-'}) "
-             f"{'was interrupted' if last['status'] == runs.INTERRUPTED else 'could not decide'}:")
+        _say(
+            f"the last run of {a.candidate!r} ({last['finished_at']}, run {last.get('run_id') or '-'}) "
+            f"{'was interrupted' if last['status'] == runs.INTERRUPTED else 'could not decide'}:"
+        )
         for line in last["problems"]:
             _say(f"  ✗ {line}")
         _say("no gate result stands for it: run it again")
@@ -303,8 +327,10 @@ def cmd_history(a: argparse.Namespace) -> int:
         return EXIT_PASS
     _say(f"{'decided at (UTC)':<21}{'run':<38}{'sample':<18}{'verdict':<9}report")
     for r in rows:
-        _say(f"{(r['decided_at'] or '-')[:19]:<21}{r['run_id']:<38}{r['sample_version'] or '-':<18}"
-             f"{r['verdict']:<9}{r['report'] or '(removed)'}")
+        _say(
+            f"{(r['decided_at'] or '-')[:19]:<21}{r['run_id']:<38}{r['sample_version'] or '-':<18}"
+            f"{r['verdict']:<9}{r['report'] or '(removed)'}"
+        )
     return EXIT_PASS
 
 
@@ -316,8 +342,10 @@ def cmd_gc(a: argparse.Namespace) -> int:
     verb = "would remove" if a.dry_run else "removed"
     for p in out.removed:
         _say(f"{verb} {p.relative_to(lake.home())}")
-    _say(f"{verb} {len(out.removed)} folder(s), {out.bytes:,} bytes; kept the {a.keep} newest decision(s) of "
-         f"{len(out.kept_runs)} candidate(s) and the latest version of every asset")
+    _say(
+        f"{verb} {len(out.removed)} folder(s), {out.bytes:,} bytes; kept the {a.keep} newest decision(s) of "
+        f"{len(out.kept_runs)} candidate(s) and the latest version of every asset"
+    )
     return EXIT_PASS
 
 
@@ -330,9 +358,9 @@ def cmd_labels(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from deploysim_testkit import demo
     from deploysim import lake, pipeline, settings
     from deploysim.candidates import Candidate, register
+    from deploysim_testkit import demo
     from deploysim_testkit.endpoint import start_in_thread
 
     t0 = time.perf_counter()
@@ -354,9 +382,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
         cands = {}
         prices = {"steady": (0.15, 0.60), "regressing": (0.10, 0.40)}  # example USD per million tokens
         for name, profile in (("steady", "steady"), ("regressing", "regressing")):
-            cands[name] = Candidate(name=name, base_url=server.base_url, model=profile,
-                                    price_prompt_per_mtok=prices[name][0], price_completion_per_mtok=prices[name][1],
-                                    tool_simulator_model="tool-simulator")
+            cands[name] = Candidate(
+                name=name,
+                base_url=server.base_url,
+                model=profile,
+                price_prompt_per_mtok=prices[name][0],
+                price_completion_per_mtok=prices[name][1],
+                tool_simulator_model="tool-simulator",
+            )
             register(cands[name])
         inst = _instance()
         if not _run_traffic(inst, a.verbose, s):
@@ -368,15 +401,20 @@ def cmd_demo(a: argparse.Namespace) -> int:
         _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
         card = _run_scorecard(inst, "steady", a.verbose, s)
     ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
-    _say(f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
-         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
-         f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)")
+    _say(
+        f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
+        f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
+        f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)"
+    )
     return EXIT_PASS if ok else EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deploysim", description="Rehearse a model release on redacted production logs. Exit codes: "
-                "0 passed/done, 1 blocked, 2 could not run or decide, 3 inconclusive (reserved), 130/143 interrupted.")
+    p = argparse.ArgumentParser(
+        prog="deploysim",
+        description="Rehearse a model release on redacted production logs. Exit codes: "
+        "0 passed/done, 1 blocked, 2 could not run or decide, 3 inconclusive (reserved), 130/143 interrupted.",
+    )
     p.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -413,18 +451,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
     r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
-    r.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                   help="when another run holds the data directory, wait this long for it (default: fail at once)")
+    r.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="when another run holds the data directory, wait this long for it (default: fail at once)",
+    )
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("scorecard", help="after a release: score a candidate's forecast against its production logs")
     sc.add_argument("candidate")
-    sc.add_argument("--logs", help="its production logs since the release (default: DEPLOYSIM_OBSERVED_LOGS or "
-                                   "<home>/raw/observed/candidate=<name>)")
+    sc.add_argument(
+        "--logs",
+        help="its production logs since the release (default: DEPLOYSIM_OBSERVED_LOGS or "
+        "<home>/raw/observed/candidate=<name>)",
+    )
     sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
-    sc.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                    help="when another run holds the data directory, wait this long for it")
+    sc.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="when another run holds the data directory, wait this long for it",
+    )
     sc.set_defaults(func=cmd_scorecard)
 
     g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
@@ -433,14 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("history", help="every gate decision of a candidate, newest first")
     h.add_argument("candidate")
-    h.add_argument("--json", action="store_true", help="a JSON list (run_id, decided_at, sample_version, verdict, report...)")
+    h.add_argument(
+        "--json", action="store_true", help="a JSON list (run_id, decided_at, sample_version, verdict, report...)"
+    )
     h.set_defaults(func=cmd_history)
 
     gc = sub.add_parser("gc", help="remove lake versions and reports that no kept decision references")
     gc.add_argument("--keep", type=int, default=5, help="decisions kept per candidate, newest first (default 5)")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    gc.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                    help="when another run holds the data directory, wait this long for it")
+    gc.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="when another run holds the data directory, wait this long for it",
+    )
     gc.set_defaults(func=cmd_gc)
 
     lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")
@@ -452,11 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-size", type=int, help="conversations sampled (default DEPLOYSIM_SAMPLE_SIZE or 1000)")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
-    d.add_argument("--judge", default="judge-accurate",
-                   help="judge profile of the reference endpoint for the judge.* graders ('none': rule graders only; "
-                        "ignored when DEPLOYSIM_JUDGE_MODEL is set)")
-    d.add_argument("--review", type=int, default=200,
-                   help="conversations per candidate the demo's stand-in reviewers label (0: none)")
+    d.add_argument(
+        "--judge",
+        default="judge-accurate",
+        help="judge profile of the reference endpoint for the judge.* graders ('none': rule graders only; "
+        "ignored when DEPLOYSIM_JUDGE_MODEL is set)",
+    )
+    d.add_argument(
+        "--review",
+        type=int,
+        default=200,
+        help="conversations per candidate the demo's stand-in reviewers label (0: none)",
+    )
     d.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     d.set_defaults(func=cmd_demo)
 
@@ -515,8 +580,10 @@ def _reason(e: Exception) -> str:
     errors = getattr(e, "errors", None)
     if callable(errors):
         try:
-            return "; ".join(f"{'.'.join(map(str, x['loc']))}: "[:None if x["loc"] else 0]
-                             + x["msg"].removeprefix("Value error, ") for x in errors())
+            return "; ".join(
+                f"{'.'.join(map(str, x['loc']))}: "[: None if x["loc"] else 0] + x["msg"].removeprefix("Value error, ")
+                for x in errors()
+            )
         except (TypeError, KeyError):
             pass
     if isinstance(e, KeyError) and e.args:

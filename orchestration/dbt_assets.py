@@ -3,6 +3,7 @@
 The gate's blocking dbt test sits on gate_failures, in its own step with release_decision,
 so a blocked candidate still gets its release_gate rows and its report.
 """
+
 import json
 import os
 from pathlib import Path
@@ -26,8 +27,12 @@ class Translator(DagsterDbtTranslator):
 translator = Translator()
 
 
-@dbt_assets(manifest=dbt_project().manifest_path, select="resource_type:seed", dagster_dbt_translator=translator,
-            name="dbt_seeds")
+@dbt_assets(
+    manifest=dbt_project().manifest_path,
+    select="resource_type:seed",
+    dagster_dbt_translator=translator,
+    name="dbt_seeds",
+)
 def dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     _dbt_env()
     yield from dbt.cli(["seed"], context=context, target_path=_target(context)).stream()
@@ -66,16 +71,22 @@ def run_vars(instance: dg.DagsterInstance, key: str, run_id: str) -> dict[str, s
 
     est = recorded(instance, "estimate", key)
     upstream = est.get("upstream") or {}
-    return {"candidate": key, "run_id": run_id, "estimate_version": str(est.get("version") or ""),
-            "replay_version": str(est.get("replay_version") or recorded(instance, "replay", key).get("version") or ""),
-            "sample_version": str(est.get("sample_version") or upstream.get("sample") or "")}
+    return {
+        "candidate": key,
+        "run_id": run_id,
+        "estimate_version": str(est.get("version") or ""),
+        "replay_version": str(est.get("replay_version") or recorded(instance, "replay", key).get("version") or ""),
+        "sample_version": str(est.get("sample_version") or upstream.get("sample") or ""),
+    }
 
 
 def raise_on_dbt_errors(invocation) -> None:
     """A model that errored (not a test that failed) or a dbt that could not run fails the step, saying why."""
     if invocation.process.returncode not in (0, 1):
-        raise RuntimeError(f"dbt could not run (exit code {invocation.process.returncode}): "
-                           + (_first_error(invocation) or "see the dbt output above"))
+        raise RuntimeError(
+            f"dbt could not run (exit code {invocation.process.returncode}): "
+            + (_first_error(invocation) or "see the dbt output above")
+        )
     try:
         results = invocation.get_artifact("run_results.json")["results"]
     except (OSError, ValueError, KeyError):
@@ -83,8 +94,9 @@ def raise_on_dbt_errors(invocation) -> None:
     errors = [r for r in results if r.get("status") == "error"]
     if errors:
         first = (errors[0].get("message") or "").strip().splitlines()
-        raise RuntimeError(f"dbt: {len(errors)} node(s) errored, first {errors[0]['unique_id']}: "
-                           f"{first[0] if first else 'no message'}")
+        raise RuntimeError(
+            f"dbt: {len(errors)} node(s) errored, first {errors[0]['unique_id']}: {first[0] if first else 'no message'}"
+        )
 
 
 def _first_error(invocation) -> str:
@@ -92,19 +104,35 @@ def _first_error(invocation) -> str:
     return msgs[0].strip().splitlines()[0] if msgs else ""
 
 
-@dbt_assets(manifest=dbt_project().manifest_path, select="tag:candidate", exclude="tag:decision tag:scorecard",
-            partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_marts")
+@dbt_assets(
+    manifest=dbt_project().manifest_path,
+    select="tag:candidate",
+    exclude="tag:decision tag:scorecard",
+    partitions_def=candidates,
+    dagster_dbt_translator=translator,
+    name="dbt_candidate_marts",
+)
 def dbt_candidate_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
     yield from _candidate_build(context, dbt, settings)
 
 
-@dbt_assets(manifest=dbt_project().manifest_path, select="tag:decision",
-            partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_candidate_decision")
+@dbt_assets(
+    manifest=dbt_project().manifest_path,
+    select="tag:decision",
+    partitions_def=candidates,
+    dagster_dbt_translator=translator,
+    name="dbt_candidate_decision",
+)
 def dbt_candidate_decision(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
     yield from _candidate_build(context, dbt, settings)
 
 
-@dbt_assets(manifest=dbt_project().manifest_path, select="tag:scorecard",
-            partitions_def=candidates, dagster_dbt_translator=translator, name="dbt_scorecard")
+@dbt_assets(
+    manifest=dbt_project().manifest_path,
+    select="tag:scorecard",
+    partitions_def=candidates,
+    dagster_dbt_translator=translator,
+    name="dbt_scorecard",
+)
 def dbt_scorecard(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: Settings):
     yield from _candidate_build(context, dbt, settings)

@@ -1,4 +1,5 @@
 """The Dagster definitions: assets, checks, jobs, sensor and resources, built explicitly."""
+
 import dagster as dg
 
 from assets.estimate import estimate
@@ -17,8 +18,21 @@ from orchestration.resources import resources
 from orchestration.schedules import nightly_candidates, nightly_traffic
 from orchestration.sensors import new_candidates
 
-all_assets = [ingest, redact, sample, labels, replay, grade, estimate, dbt_seeds, dbt_candidate_marts,
-              dbt_candidate_decision, report, observed, dbt_scorecard]
+all_assets = [
+    ingest,
+    redact,
+    sample,
+    labels,
+    replay,
+    grade,
+    estimate,
+    dbt_seeds,
+    dbt_candidate_marts,
+    dbt_candidate_decision,
+    report,
+    observed,
+    dbt_scorecard,
+]
 
 defs = dg.Definitions(
     assets=all_assets,

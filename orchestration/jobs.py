@@ -1,4 +1,5 @@
 """Jobs: the traffic (shared by all candidates), one candidate's simulation, and its forecast scorecard."""
+
 import dagster as dg
 
 traffic = dg.define_asset_job(

@@ -3,6 +3,7 @@
 Importing this module changes nothing: no environment variable, no PATH, no dbt preparation.
 The dbt project comes from a cached factory (prepared only under `dagster dev`).
 """
+
 import sys
 from functools import cache
 from pathlib import Path
@@ -64,5 +65,7 @@ class Settings(dg.ConfigurableResource):
 
 
 def resources(settings: deploysim_settings.Settings | None = None) -> dict:
-    return {"settings": Settings.of(settings) if settings else Settings(),
-            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT)}
+    return {
+        "settings": Settings.of(settings) if settings else Settings(),
+        "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT),
+    }

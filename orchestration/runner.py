@@ -1,4 +1,5 @@
 """Running the jobs in-process on a Dagster instance (used by the CLI and the tests)."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,11 @@ import dagster as dg
 from dagster._core.execution.plan.objects import StepFailureData
 
 from deploysim import lake
+from deploysim.settings import Settings
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.jobs import score_forecast, simulate_candidate, traffic
 from orchestration.partitions import CANDIDATES
 from orchestration.resources import resources
-from deploysim.settings import Settings
 
 
 def instance() -> dg.DagsterInstance:
@@ -34,8 +35,14 @@ GATE_CHECK = "gate_failures:has_no_rows_gate_failures_"  # the gate itself: fail
 GATE_STEP = "dbt_candidate_decision"  # the step that carries the gate check
 
 
-def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partition: str | None, verbose: bool,
-                 ops: dict | None = None, settings: Settings | None = None):
+def _materialize(
+    inst: dg.DagsterInstance,
+    selection: dg.AssetSelection,
+    partition: str | None,
+    verbose: bool,
+    ops: dict | None = None,
+    settings: Settings | None = None,
+):
     # Dagster's console log only when asked; failures are summarised by the caller.
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
     if ops:
@@ -52,13 +59,19 @@ def _materialize(inst: dg.DagsterInstance, selection: dg.AssetSelection, partiti
     )
 
 
-def run_traffic(inst: dg.DagsterInstance, verbose: bool = False,
-                settings: Settings | None = None) -> dg.ExecuteInProcessResult:
+def run_traffic(
+    inst: dg.DagsterInstance, verbose: bool = False, settings: Settings | None = None
+) -> dg.ExecuteInProcessResult:
     return _materialize(inst, traffic.selection, None, verbose, settings=settings)
 
 
-def run_candidate(inst: dg.DagsterInstance, name: str, verbose: bool = False,
-                  deadline_s: float | None = None, settings: Settings | None = None) -> dg.ExecuteInProcessResult:
+def run_candidate(
+    inst: dg.DagsterInstance,
+    name: str,
+    verbose: bool = False,
+    deadline_s: float | None = None,
+    settings: Settings | None = None,
+) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
     ops = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else None
     return _materialize(inst, simulate_candidate.selection, name, verbose, ops, settings=settings)
@@ -73,8 +86,11 @@ def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
     for run in inst.get_runs(dg.RunsFilter(statuses=live, tags={CLI_TAG: "true"})):
         if run.tags.get("deploysim/pid") == str(os.getpid()):
             continue
-        inst.report_run_failed(run, message="the deploysim process running it ended before the run finished "
-                                            "(killed or crashed); marked failed at the next start")
+        inst.report_run_failed(
+            run,
+            message="the deploysim process running it ended before the run finished "
+            "(killed or crashed); marked failed at the next start",
+        )
         out.append(run.run_id)
     return out
 
@@ -93,12 +109,18 @@ def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
             continue  # the gate said no: a verdict, not an error
         problems.append(line)
     done = materialized(result)
-    return {"problems": problems, "gate_built": "release_gate" in done, "blocked": blocked,
-            "decided": "release_decision" in done, "run_id": result.run_id}
+    return {
+        "problems": problems,
+        "gate_built": "release_gate" in done,
+        "blocked": blocked,
+        "decided": "release_decision" in done,
+        "run_id": result.run_id,
+    }
 
 
-def run_scorecard(inst: dg.DagsterInstance, name: str, verbose: bool = False,
-                  settings: Settings | None = None) -> dg.ExecuteInProcessResult:
+def run_scorecard(
+    inst: dg.DagsterInstance, name: str, verbose: bool = False, settings: Settings | None = None
+) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
     return _materialize(inst, score_forecast.selection, name, verbose, settings=settings)
 
@@ -134,7 +156,11 @@ def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
     for e in result.all_events:
         if isinstance(e.event_specific_data, StepFailureData):
             err = e.event_specific_data.error
-            while err is not None and err.cause is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
+            while (
+                err is not None
+                and err.cause is not None
+                and "DagsterExecutionStepExecutionError" in (err.cls_name or "")
+            ):
                 err = err.cause
             msg = (err.message if err else "unknown error").strip().splitlines()[0]
             out.append(f"{e.step_key}: {msg}")

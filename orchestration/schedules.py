@@ -1,4 +1,5 @@
 """A nightly re-simulation of every registered candidate (off until turned on in the UI)."""
+
 import dagster as dg
 
 from orchestration.jobs import simulate_candidate, traffic
@@ -14,6 +15,9 @@ def nightly_candidates(context: dg.ScheduleEvaluationContext):
 
 
 nightly_traffic = dg.ScheduleDefinition(
-    name="nightly_traffic", job=traffic, cron_schedule="0 2 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    name="nightly_traffic",
+    job=traffic,
+    cron_schedule="0 2 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Re-read, redact and sample the logs before the candidates' nightly runs.",
 )

@@ -1,4 +1,5 @@
 """A sensor that adds a partition and launches a simulation when a candidate is registered."""
+
 import json
 
 import dagster as dg
@@ -16,6 +17,8 @@ def new_candidates(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     new = sorted(registered - seen)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"candidate-{k}", partition_key=k) for k in new],
-        dynamic_partitions_requests=[candidates.build_add_request(sorted(registered - existing))] if registered - existing else [],
+        dynamic_partitions_requests=[candidates.build_add_request(sorted(registered - existing))]
+        if registered - existing
+        else [],
         cursor=json.dumps(sorted(seen | registered)),
     )

@@ -1,4 +1,5 @@
 """The residual-PII check reads Dagster metadata too, and fails on a value left in clear."""
+
 import json
 import warnings
 
@@ -13,8 +14,11 @@ def test_metadata_texts_feed_the_residual_pii_scan():
 
     with dg.instance_for_test() as inst:
         inst.add_dynamic_partitions("candidates", ["c1"])
-        inst.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key="grade", partition="c1", metadata={"note": "escalate to jane.doe@example.com", "n": 3}))
+        inst.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="grade", partition="c1", metadata={"note": "escalate to jane.doe@example.com", "n": 3}
+            )
+        )
         inst.report_runless_asset_event(dg.AssetMaterialization(asset_key="sample", metadata={"sampled": 10}))
         meta = latest_metadata(inst, "c1")
     assert set(meta) == {"grade", "sample"}
@@ -25,11 +29,25 @@ def test_metadata_texts_feed_the_residual_pii_scan():
 
 
 def _pii_record() -> dict:
-    return {"id": "sess-mia@example.com", "topic": "refund for mia@example.com", "surface": "kiosk 10.0.0.7",
-            "tools": [{"type": "function", "function": {
-                "name": "lookup_order", "description": "Find orders, e.g. for jane.doe@example.com.",
-                "parameters": {"type": "object", "properties": {"email": {"type": "string", "default": "bob@example.org"}}}}}],
-            "messages": [{"role": "user", "content": "Where is my order?"}]}
+    return {
+        "id": "sess-mia@example.com",
+        "topic": "refund for mia@example.com",
+        "surface": "kiosk 10.0.0.7",
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup_order",
+                    "description": "Find orders, e.g. for jane.doe@example.com.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"email": {"type": "string", "default": "bob@example.org"}},
+                    },
+                },
+            }
+        ],
+        "messages": [{"role": "user", "content": "Where is my order?"}],
+    }
 
 
 def _check_evaluations(result: dg.ExecuteInProcessResult) -> list:
@@ -51,8 +69,12 @@ def test_traffic_is_not_blocked_by_personal_data_outside_messages(tmp_path, monk
     logs = tmp_path / "logs.jsonl"
     logs.write_text(json.dumps(_pii_record()) + "\n")
     with dg.instance_for_test() as inst:
-        res = dg.materialize([ingest, redact, redact_has_no_residual_pii], instance=inst, raise_on_error=False,
-                             resources={"settings": Settings(logs=str(logs))})
+        res = dg.materialize(
+            [ingest, redact, redact_has_no_residual_pii],
+            instance=inst,
+            raise_on_error=False,
+            resources={"settings": Settings(logs=str(logs))},
+        )
     (ev,) = _check_evaluations(res)
     assert ev.passed, ev.metadata
     text = lake.current("redacted").read_bytes()  # the version redact just wrote
@@ -77,15 +99,21 @@ def test_failing_redact_check_names_the_place_and_quarantines_the_file(tmp_path,
     path = lake.lake_path("redacted")
     lake.write_rows(path, [conversation_to_row(conv)])
     with dg.instance_for_test() as inst:
-        res = dg.materialize([redact, redact_has_no_residual_pii], instance=inst, raise_on_error=False,
-                             selection=dg.AssetSelection.checks(redact_has_no_residual_pii),
-                             resources={"settings": Settings(logs=str(tmp_path))})
+        res = dg.materialize(
+            [redact, redact_has_no_residual_pii],
+            instance=inst,
+            raise_on_error=False,
+            selection=dg.AssetSelection.checks(redact_has_no_residual_pii),
+            resources={"settings": Settings(logs=str(tmp_path))},
+        )
     (ev,) = _check_evaluations(res)
     assert not ev.passed
     places = ev.metadata["places"].value
     assert {(p["record"], p["field"], p["type"]) for p in places} == {
-        ("c7", "topic", "EMAIL"), ("c7", "tools[0].function.description", "EMAIL"),
-        ("c7", "tools[0].function.parameters.properties.email.default", "EMAIL")}
+        ("c7", "topic", "EMAIL"),
+        ("c7", "tools[0].function.description", "EMAIL"),
+        ("c7", "tools[0].function.parameters.properties.email.default", "EMAIL"),
+    }
     assert "record c7" in ev.description and "field topic" in ev.description and "EMAIL" in ev.description
     assert not path.exists()
     moved = list((tmp_path / "raw" / "quarantine").glob("redacted-*.parquet"))

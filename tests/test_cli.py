@@ -1,8 +1,9 @@
 """Command-line behaviour that needs no pipeline run."""
+
 import pytest
 
-from orchestration import cli
 from deploysim import lake
+from orchestration import cli
 
 
 @pytest.fixture()
@@ -44,9 +45,11 @@ def test_run_labels_picks_the_candidates_labels(home):
     from deploysim import pipeline
 
     src = home / "l.jsonl"
-    src.write_text('{"conversation_id": "c1", "behaviour": "pii_leakage", "label": true}\n'
-                   '{"conversation_id": "c2", "behaviour": "pii_leakage", "label": true, "candidate": "other"}\n'
-                   '{"conversation_id": "c3", "behaviour": "pii_leakage", "label": false, "system": "baseline"}\n')
+    src.write_text(
+        '{"conversation_id": "c1", "behaviour": "pii_leakage", "label": true}\n'
+        '{"conversation_id": "c2", "behaviour": "pii_leakage", "label": true, "candidate": "other"}\n'
+        '{"conversation_id": "c3", "behaviour": "pii_leakage", "label": false, "system": "baseline"}\n'
+    )
     got = pipeline.run_labels("steady", str(src))
     assert got["labels"] == 2 and got["per_behaviour"] == {"pii_leakage/baseline": 1, "pii_leakage/candidate": 1}
     assert "none" in pipeline.run_labels("steady", "")["source"]  # nothing imported: no labels
@@ -61,22 +64,25 @@ def test_run_labels_picks_the_candidates_labels(home):
 KEY = "sk-proj-9fJ2kQ7vX1mN4bT8rW3yZ6aP0cD5eH"
 
 
-@pytest.mark.parametrize("extra, field", [
-    (["--api-key-env", KEY], "looks like a key"),
-    (["--api-key-env", "AIzaSyD3kd83KdlsQ0x9d8sdfkJdqq"], "looks like a key"),
-    (["--api-key-env", "MY KEY"], "environment variable name"),
-    (["--temperature", "nan"], "temperature"),
-    (["--price-in", "inf"], "price_prompt_per_mtok"),
-    (["--price-out", "-1"], "price_completion_per_mtok"),
-    (["--rpm", "-5"], "requests_per_minute"),
-    (["--tpm", "0"], "tokens_per_minute"),
-    (["--max-steps", "0"], "max_steps"),
-    (["--max-tokens", "0"], "max_tokens"),
-    (["--concurrency", "0"], "concurrency"),
-    (["--timeout-s", "0"], "timeout_s"),
-    (["--max-retries", "-1"], "max_retries"),
-    (["--baseline", "me"], "its own baseline"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        (["--api-key-env", KEY], "looks like a key"),
+        (["--api-key-env", "AIzaSyD3kd83KdlsQ0x9d8sdfkJdqq"], "looks like a key"),
+        (["--api-key-env", "MY KEY"], "environment variable name"),
+        (["--temperature", "nan"], "temperature"),
+        (["--price-in", "inf"], "price_prompt_per_mtok"),
+        (["--price-out", "-1"], "price_completion_per_mtok"),
+        (["--rpm", "-5"], "requests_per_minute"),
+        (["--tpm", "0"], "tokens_per_minute"),
+        (["--max-steps", "0"], "max_steps"),
+        (["--max-tokens", "0"], "max_tokens"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--timeout-s", "0"], "timeout_s"),
+        (["--max-retries", "-1"], "max_retries"),
+        (["--baseline", "me"], "its own baseline"),
+    ],
+)
 def test_candidate_add_validates_every_field_and_never_echoes_a_key(home, capsys, extra, field):
     code = cli.main(["candidate", "add", "me", "--base-url", "http://127.0.0.1:1/v1", "--model", "m", *extra])
     out = capsys.readouterr()
@@ -89,7 +95,8 @@ def test_a_key_stored_by_an_older_version_leaves_the_registry_unprinted(home, ca
     (home / "candidates.json").write_text(
         '{"candidates": {"old": {"name": "old", "base_url": "http://127.0.0.1:1/v1", "model": "m", '
         f'"api_key_env": "{KEY}"}}, '
-        '"ok": {"name": "ok", "base_url": "http://127.0.0.1:1/v1", "model": "m"}}}'.replace('}}, "ok"', '}, "ok"'))
+        '"ok": {"name": "ok", "base_url": "http://127.0.0.1:1/v1", "model": "m"}}}'.replace('}}, "ok"', '}, "ok"')
+    )
     assert cli.main(["candidate", "list"]) == cli.EXIT_PASS
     out = capsys.readouterr().out
     assert "'old' was removed" in out and "ok\tm" in out and KEY not in out
@@ -100,8 +107,9 @@ def test_a_key_stored_by_an_older_version_leaves_the_registry_unprinted(home, ca
 
 def test_bad_input_gets_one_line_and_exit_2_not_a_traceback(home, capsys, monkeypatch):
     logs = home / "logs.jsonl"
-    logs.write_text('{"id": "c1", "messages": [{"role": "user", "content": "hi"}, '
-                    '{"role": "assistant", "content": "hello"}]}\n')
+    logs.write_text(
+        '{"id": "c1", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+    )
     cases = [
         ["labels", str(home)],  # a directory, not a file
         ["ingest", str(logs), "--quiet", "--quarantine", str(home)],  # quarantine into a directory

@@ -1,4 +1,5 @@
 """The asset graph as a user sees it in the Dagster UI (a snapshot of keys, edges and checks)."""
+
 import warnings
 
 import pytest
@@ -20,8 +21,21 @@ def parents(graph, key: str) -> set[str]:
 
 def test_lineage(graph):
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"ingest", "redact", "sample", "replay", "grade", "estimate", "gate_thresholds", "stg_estimate",
-            "release_gate", "gate_failures", "release_decision", "replay_summary", "report"} <= keys
+    assert {
+        "ingest",
+        "redact",
+        "sample",
+        "replay",
+        "grade",
+        "estimate",
+        "gate_thresholds",
+        "stg_estimate",
+        "release_gate",
+        "gate_failures",
+        "release_decision",
+        "replay_summary",
+        "report",
+    } <= keys
     assert parents(graph, "redact") == {"ingest"}
     assert parents(graph, "replay") == {"sample", "redact"}
     assert parents(graph, "stg_estimate") == {"estimate"}  # dbt source linked to the Python asset
@@ -40,10 +54,15 @@ def test_partitions(graph):
 
 
 def test_blocking_checks(graph):
-    blocking = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
-                if graph.get_check_spec(k).blocking}
-    assert {"redact:redact_has_no_residual_pii", "replay:replay_has_no_residual_pii", "replay:replay_completeness",
-            "report:report_has_no_residual_pii"} <= blocking
+    blocking = {
+        f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys if graph.get_check_spec(k).blocking
+    }
+    assert {
+        "redact:redact_has_no_residual_pii",
+        "replay:replay_has_no_residual_pii",
+        "replay:replay_completeness",
+        "report:report_has_no_residual_pii",
+    } <= blocking
     assert any(c.startswith("gate_failures:has_no_rows") for c in blocking)
 
 

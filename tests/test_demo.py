@@ -1,4 +1,5 @@
 """Demo production logs: deterministic, labelled correctly, agent contract kept."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploysim_testkit import demo
 from deploysim import rules
 from deploysim.privacy.detectors import luhn_ok, ssn_ok
+from deploysim_testkit import demo
 
 ID_RE = re.compile(demo.ID_PATTERN)
 
@@ -76,7 +77,11 @@ def test_disallowed_labels_agree_with_rules(logs) -> None:
     cats = Counter(t["category"] for _, t in logs if t["disallowed"])
     assert set(cats) == set(demo.HARMFUL)
     # benign look-alikes are present and not flagged
-    lookalikes = [_last_user(r) for r, t in logs if not t["disallowed"] and re.search(r"\b(kill|attack|break into|get into|blow up)\b", _last_user(r), re.I)]
+    lookalikes = [
+        _last_user(r)
+        for r, t in logs
+        if not t["disallowed"] and re.search(r"\b(kill|attack|break into|get into|blow up)\b", _last_user(r), re.I)
+    ]
     assert len(lookalikes) >= 20
 
 
@@ -99,7 +104,7 @@ def test_agent_conversations_follow_the_contract(logs) -> None:
     agents = [(r, t) for r, t in logs if t["kind"] == "agent"]
     assert agents and all(r["surface"] == "support_agent" for r, _ in agents)
     assert all(not r["tools"] for r, t in logs if t["kind"] == "chat")
-    for rec, t in agents:
+    for rec, _t in agents:
         params = {}
         for tool in rec["tools"]:
             fn = tool["function"]
@@ -145,7 +150,9 @@ def test_injections_are_parsable_and_followed_as_labelled(logs) -> None:
         assert inj.say or inj.call == "delete_account"
         forms["say" if inj.say else "call"] += 1
         final = rec["messages"][-1]["content"]
-        deleted = any(c["function"]["name"] == "delete_account" for m in rec["messages"] for c in m.get("tool_calls") or [])
+        deleted = any(
+            c["function"]["name"] == "delete_account" for m in rec["messages"] for c in m.get("tool_calls") or []
+        )
         followed = (inj.say is not None and inj.say in final) or (inj.call is not None and deleted)
         assert followed == t["baseline_followed_injection"], t["id"]
     assert forms["say"] > 0 and forms["call"] > 0

@@ -1,4 +1,5 @@
 """The reference endpoint over real HTTP on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,17 @@ CUSTOMER_TOOL = {
     "type": "function",
     "function": {
         "name": "get_customer",
-        "parameters": {"type": "object", "properties": {"customer_id": {"type": "string"}}, "required": ["customer_id"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"customer_id": {"type": "string"}},
+            "required": ["customer_id"],
+        },
     },
 }
-REFUND_TOOL = {"type": "function", "function": {"name": "issue_refund", "parameters": {"type": "object", "properties": {}}}}
+REFUND_TOOL = {
+    "type": "function",
+    "function": {"name": "issue_refund", "parameters": {"type": "object", "properties": {}}},
+}
 
 EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
@@ -150,7 +158,13 @@ def _tool_turn(result: str) -> list[dict]:
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_order", "arguments": '{"order_id":"ORD-12345"}'}}],
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_order", "arguments": '{"order_id":"ORD-12345"}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": result},
     ]
@@ -192,14 +206,21 @@ def test_auth_required() -> None:
             assert r.status_code == 401
             assert set(r.json()["error"]) >= {"message", "type"}
         assert HTTP.get(f"{s.base_url}/models").status_code == 401
-        ok = HTTP.post(f"{s.base_url}/chat/completions", json=body, headers={"Authorization": "Bearer sk-test-endpoint"})
+        ok = HTTP.post(
+            f"{s.base_url}/chat/completions", json=body, headers={"Authorization": "Bearer sk-test-endpoint"}
+        )
         assert ok.status_code == 200
 
 
 def test_unknown_model_and_malformed(server: Any) -> None:
     r = HTTP.post(f"{server.base_url}/chat/completions", json={"model": "nope", "messages": user("hi")})
     assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
-    for raw in [b"not json", b"[]", json.dumps({"model": "steady"}).encode(), json.dumps({"model": "steady", "messages": [{"x": 1}]}).encode()]:
+    for raw in [
+        b"not json",
+        b"[]",
+        json.dumps({"model": "steady"}).encode(),
+        json.dumps({"model": "steady", "messages": [{"x": 1}]}).encode(),
+    ]:
         r = HTTP.post(f"{server.base_url}/chat/completions", content=raw, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, raw
         assert r.json()["error"]["type"] == "invalid_request_error"
@@ -212,7 +233,10 @@ def test_429_first_attempt_only_and_stats(server: Any) -> None:
     assert first.status_code == 429 and first.headers["Retry-After"] == "0.25"
     assert HTTP.post(f"{server.base_url}/chat/completions", json=body).status_code == 200
     assert server.stats["rate-limited"] - before == 2
-    assert HTTP.get(server.base_url.removesuffix("/v1") + "/stats").json()["chat_completions"]["rate-limited"] == before + 2
+    assert (
+        HTTP.get(server.base_url.removesuffix("/v1") + "/stats").json()["chat_completions"]["rate-limited"]
+        == before + 2
+    )
 
 
 def test_flaky_faults_are_transient(server: Any) -> None:
@@ -225,8 +249,18 @@ def test_flaky_faults_are_transient(server: Any) -> None:
     assert any(c[0] == 429 for c in statuses)  # 30% of 40: essentially certain, and deterministic
 
 
-BENIGN_TOPICS = ["sourdough", "tax filing", "bicycle repair", "python decorators", "houseplants", "marathon training",
-                 "budgeting", "chess openings", "watercolour", "job interviews"]
+BENIGN_TOPICS = [
+    "sourdough",
+    "tax filing",
+    "bicycle repair",
+    "python decorators",
+    "houseplants",
+    "marathon training",
+    "budgeting",
+    "chess openings",
+    "watercolour",
+    "job interviews",
+]
 
 
 def _refusal_rate(base_url: str, model: str, n: int) -> float:
@@ -264,8 +298,13 @@ FAULTY = {
         NEVER.model_copy(update={"name": "toolsim", "kind": "tool_simulator"}),
     ]
 }
-CANCEL_TOOL = {"type": "function", "function": {"name": "cancel_order", "parameters": {
-    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+CANCEL_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "cancel_order",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -319,14 +358,23 @@ def test_tool_call_misbehaviour(faulty: Any) -> None:
 
 
 def test_recheck_repeats_latest_call_and_tool_simulator(faulty: Any) -> None:
-    msgs = _tool_turn('{"status": "shipped"}') + [{"role": "assistant", "content": "Shipped."},
-                                                   {"role": "user", "content": "thanks, and when does it arrive?"}]
+    msgs = _tool_turn('{"status": "shipped"}') + [
+        {"role": "assistant", "content": "Shipped."},
+        {"role": "user", "content": "thanks, and when does it arrive?"},
+    ]
     call = message(chat(faulty, "recheck", msgs, [ORDER_TOOL]))["tool_calls"][0]["function"]
     assert call == {"name": "get_order", "arguments": '{"order_id":"ORD-12345"}'}
     assert not message(chat(faulty, "never", msgs, [ORDER_TOOL])).get("tool_calls")  # default style: no recheck
-    req = {"tool": "get_order", "arguments": {"order_id": "ORD-2"},
-           "examples": [{"arguments": {"order_id": "ORD-1"}, "result": '{"status": "lost"}'}]}
-    sim = message(chat(faulty, "toolsim", [{"role": "system", "content": "simulate"}, {"role": "user", "content": json.dumps(req)}]))
+    req = {
+        "tool": "get_order",
+        "arguments": {"order_id": "ORD-2"},
+        "examples": [{"arguments": {"order_id": "ORD-1"}, "result": '{"status": "lost"}'}],
+    }
+    sim = message(
+        chat(
+            faulty, "toolsim", [{"role": "system", "content": "simulate"}, {"role": "user", "content": json.dumps(req)}]
+        )
+    )
     assert sim["content"] == '{"status": "lost"}'
     generic = message(chat(faulty, "toolsim", user(json.dumps({"tool": "t", "arguments": {"a": 1}}))))
     assert json.loads(generic["content"]) == {"status": "ok", "tool": "t", "arguments": {"a": 1}}

@@ -1,4 +1,5 @@
 """Every supported log format, compression and broken input, with counts that reconcile."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,11 +9,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from orchestration import cli
 from deploysim import lake
 from deploysim.logs.formats import FormatError, detect_format
 from deploysim.logs.ingest import IngestError, ingest_files, iter_ingest
 from deploysim.schemas import Conversation, conversation_to_row
+from orchestration import cli
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NEED_DATA = pytest.mark.skipif(not DATA.is_dir(), reason="shared data folder ../shared/data not present")
@@ -33,15 +34,26 @@ def _reconciles(res) -> None:
 
 
 def test_sharegpt_with_system_and_function_calls(tmp_path: Path) -> None:
-    p = _write(tmp_path / "sg.jsonl", [
-        {"id": "s1", "system": "be brief", "conversations": [
-            {"from": "human", "value": "weather in Paris?"},
-            {"from": "function_call", "value": json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}})},
-            {"from": "observation", "value": "{\"temp\": 21}"},
-            {"from": "gpt", "value": "21 degrees."}]},
-        {"conversations": [{"from": "human", "value": "hi"}, {"from": "wizard", "value": "boo"}]},
-        {"conversations": [{"from": "human", "value": "hi"}, {"from": "observation", "value": "orphan"}]},
-    ])
+    p = _write(
+        tmp_path / "sg.jsonl",
+        [
+            {
+                "id": "s1",
+                "system": "be brief",
+                "conversations": [
+                    {"from": "human", "value": "weather in Paris?"},
+                    {
+                        "from": "function_call",
+                        "value": json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}}),
+                    },
+                    {"from": "observation", "value": '{"temp": 21}'},
+                    {"from": "gpt", "value": "21 degrees."},
+                ],
+            },
+            {"conversations": [{"from": "human", "value": "hi"}, {"from": "wizard", "value": "boo"}]},
+            {"conversations": [{"from": "human", "value": "hi"}, {"from": "observation", "value": "orphan"}]},
+        ],
+    )
     assert detect_format(p) == "sharegpt"
     res = ingest_files([p])
     _reconciles(res)
@@ -56,28 +68,54 @@ def test_sharegpt_with_system_and_function_calls(tmp_path: Path) -> None:
 
 
 def test_anthropic_transcripts(tmp_path: Path) -> None:
-    p = _write(tmp_path / "hh.jsonl", [
-        {"chosen": "\n\nHuman: how do I bake bread?\n\nAssistant: Mix flour and water.\n\nHuman: then?\n\nAssistant: Knead it.",
-         "rejected": "\n\nHuman: how do I bake bread?\n\nAssistant: No."},
-        {"chosen": "no turns at all"},
-        {"chosen": "\n\nHuman: hello\n\nAssistant:"},
-    ])
+    p = _write(
+        tmp_path / "hh.jsonl",
+        [
+            {
+                "chosen": "\n\nHuman: how do I bake bread?\n\nAssistant: Mix flour and water."
+                "\n\nHuman: then?\n\nAssistant: Knead it.",
+                "rejected": "\n\nHuman: how do I bake bread?\n\nAssistant: No.",
+            },
+            {"chosen": "no turns at all"},
+            {"chosen": "\n\nHuman: hello\n\nAssistant:"},
+        ],
+    )
     assert detect_format(p) == "anthropic"
     res = ingest_files([p])
     _reconciles(res)
     [conv] = res.conversations
     assert [(m.role, m.content) for m in conv.messages] == [
-        ("user", "how do I bake bread?"), ("assistant", "Mix flour and water."), ("user", "then?"), ("assistant", "Knead it.")]
+        ("user", "how do I bake bread?"),
+        ("assistant", "Mix flour and water."),
+        ("user", "then?"),
+        ("assistant", "Knead it."),
+    ]
     reasons = {q.line: q.reason for q in res.quarantine}
     assert reasons == {2: "transcript has no 'Human:' or 'Assistant:' turns", 3: "message 2 has empty content"}
 
 
 def test_openai_content_parts_are_kept_or_recorded_as_omitted(tmp_path: Path) -> None:
-    p = _write(tmp_path / "oa.jsonl", [{"id": "p", "messages": [
-        {"role": "developer", "content": "rules"},
-        {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "image_url", "image_url": {"url": "x"}},
-                                     {"type": "input_audio"}, {"type": "text", "text": "this?"}]},
-        {"role": "assistant", "content": "a cat"}]}])
+    p = _write(
+        tmp_path / "oa.jsonl",
+        [
+            {
+                "id": "p",
+                "messages": [
+                    {"role": "developer", "content": "rules"},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "what is"},
+                            {"type": "image_url", "image_url": {"url": "x"}},
+                            {"type": "input_audio"},
+                            {"type": "text", "text": "this?"},
+                        ],
+                    },
+                    {"role": "assistant", "content": "a cat"},
+                ],
+            }
+        ],
+    )
     [conv] = ingest_files([p]).conversations
     assert conv.messages[0].role == "system"
     assert conv.messages[1].content == "what is\nthis?"
@@ -85,11 +123,26 @@ def test_openai_content_parts_are_kept_or_recorded_as_omitted(tmp_path: Path) ->
 
 
 def test_project_parquet_round_trips(tmp_path: Path) -> None:
-    src = _write(tmp_path / "a.jsonl", [{"id": f"c{i}", "topic": "billing", "messages": [
-        {"role": "user", "content": f"question {i}"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "t1", "content": "ok"},
-        {"role": "assistant", "content": "done"}]} for i in range(5)])
+    src = _write(
+        tmp_path / "a.jsonl",
+        [
+            {
+                "id": f"c{i}",
+                "topic": "billing",
+                "messages": [
+                    {"role": "user", "content": f"question {i}"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                    },
+                    {"role": "tool", "tool_call_id": "t1", "content": "ok"},
+                    {"role": "assistant", "content": "done"},
+                ],
+            }
+            for i in range(5)
+        ],
+    )
     convs = ingest_files([src]).conversations
     pq_path = tmp_path / "convs.parquet"
     lake.write_rows(pq_path, [conversation_to_row(c) for c in convs])
@@ -147,10 +200,18 @@ def broken(tmp_path: Path) -> Path:
         json.dumps({"messages": [{"role": "user", "content": ""}]}).encode(),  # 5 empty content
         b'{"messages": [{"role": "user", "content": "caf\xe9"}]}',  # 6 invalid UTF-8 (latin-1 byte)
         b'{"messages": [{"role": "user", "content": "raw \x01 control"}]}',  # 7 raw control char inside JSON
-        json.dumps({"id": "cc", "messages": [{"role": "user", "content": "bell\u0007 and esc\u001b[0m kept text"}]}).encode(),  # 8 ok, cleaned
+        json.dumps(
+            {"id": "cc", "messages": [{"role": "user", "content": "bell\u0007 and esc\u001b[0m kept text"}]}
+        ).encode(),  # 8 ok, cleaned
         json.dumps({"messages": [{"role": "user", "content": "x" * 10_500_000}]}).encode(),  # 9 a 10 MB message
-        json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                 {"role": "tool", "tool_call_id": "call_x", "content": "{}"}]}).encode(),  # 10 tool result without call
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "tool_call_id": "call_x", "content": "{}"},
+                ]
+            }
+        ).encode(),  # 10 tool result without call
         json.dumps({**GOOD, "id": "ok1"}).encode(),  # 11 exact duplicate of 1
     ]
     p.write_bytes(b"\n".join(lines) + b"\n")
@@ -224,10 +285,19 @@ def test_cli_ingest_and_redact(broken: Path, tmp_path: Path, capsys) -> None:
     empty = _write(tmp_path / "bad.jsonl", ["{oops"])
     assert cli.main(["ingest", str(empty), "--quiet"]) == 2  # nothing valid was read
 
-    src = _write(tmp_path / "pii.jsonl", [{"id": "p1", "messages": [
-        {"role": "user", "content": "I'm jo@example.com, SSN 123-45-6789, card 4111 1111 1111 1111"},
-        {"role": "assistant", "content": "Thanks jo@example.com"}]},
-        {"id": "p2", "messages": [{"role": "user", "content": "call +44 20 7946 0958"}]}])
+    src = _write(
+        tmp_path / "pii.jsonl",
+        [
+            {
+                "id": "p1",
+                "messages": [
+                    {"role": "user", "content": "I'm jo@example.com, SSN 123-45-6789, card 4111 1111 1111 1111"},
+                    {"role": "assistant", "content": "Thanks jo@example.com"},
+                ],
+            },
+            {"id": "p2", "messages": [{"role": "user", "content": "call +44 20 7946 0958"}]},
+        ],
+    )
     out_file = tmp_path / "out" / "red.jsonl.gz"
     assert cli.main(["redact", str(src), str(out_file), "--quiet", "--no-ner", "--policy", "SSN=drop"]) == 0
     printed = capsys.readouterr().out

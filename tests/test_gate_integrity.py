@@ -4,6 +4,7 @@ Real parts throughout: demo logs, the reference endpoint over HTTP on 127.0.0.1,
 materialize on a persistent instance, dbt on DuckDB, and the CLI (in-process, or as a
 subprocess where a signal or a kill is involved).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,15 @@ def env(tmp_path_factory):
     old = dict(os.environ)
     for k in ("DEPLOYSIM_JUDGE_MODEL", "DEPLOYSIM_JUDGE_BASE_URL", "DEPLOYSIM_LABELS", "DEPLOYSIM_OBSERVED_LOGS"):
         os.environ.pop(k, None)
-    os.environ.update(DEPLOYSIM_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
-                      DEPLOYSIM_LOGS=str(home / "raw" / "logs"), DEPLOYSIM_SAMPLE_SIZE="60", DEPLOYSIM_SEED="7",
-                      DEPLOYSIM_PURGE_RAW="false", DEPLOYSIM_MIN_COMPLETENESS_PCT="95")
+    os.environ.update(
+        DEPLOYSIM_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
+        DEPLOYSIM_SAMPLE_SIZE="60",
+        DEPLOYSIM_SEED="7",
+        DEPLOYSIM_PURGE_RAW="false",
+        DEPLOYSIM_MIN_COMPLETENESS_PCT="95",
+    )
     from deploysim_testkit import demo
     from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
@@ -40,8 +47,10 @@ def env(tmp_path_factory):
 
 
 def add(name: str, url: str, *extra: str) -> None:
-    assert cli.main(["candidate", "add", name, "--base-url", url, "--model", extra[0] if extra else "steady",
-                     *extra[1:]]) == cli.EXIT_PASS
+    assert (
+        cli.main(["candidate", "add", name, "--base-url", url, "--model", extra[0] if extra else "steady", *extra[1:]])
+        == cli.EXIT_PASS
+    )
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
@@ -95,9 +104,16 @@ def test_the_run_deadline_bounds_the_replay_and_says_so(env, capsys):
 
 def test_a_dbt_failure_exits_2_and_names_dbt(env, capsys):
     # another process holds the warehouse (DuckDB allows one writer): dbt cannot build the gate
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(120)"),
-        str(env["home"] / "warehouse.duckdb")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(120)"),
+            str(env["home"] / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         code, out = run(capsys, "run", "steady", "--skip-traffic")
@@ -119,8 +135,13 @@ def test_a_second_run_on_the_same_data_directory_is_told_who_holds_it(env, capsy
 
 def _start_slow_run(env) -> subprocess.Popen:
     add("slowpoke", env["url"], "slow", "--concurrency", "2")
-    return subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run", "slowpoke", "--skip-traffic"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "run", "slowpoke", "--skip-traffic"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_replay(proc: subprocess.Popen) -> str:

@@ -1,14 +1,21 @@
 """Rule graders for agent and response behaviours, and grader accuracy on labelled data."""
-import json
+
 from pathlib import Path
 
 import pytest
 
 from deploysim.grading import calibration
-from deploysim_testkit import grader_study
-from deploysim.grading.graders import (EmptyResponse, FabricatedToolResult, FalseActionClaim, InvalidToolCall,
-                               SelfHarmWithoutSupport, SystemPromptLeak, UnconfirmedConsequentialAction)
+from deploysim.grading.graders import (
+    EmptyResponse,
+    FabricatedToolResult,
+    FalseActionClaim,
+    InvalidToolCall,
+    SelfHarmWithoutSupport,
+    SystemPromptLeak,
+    UnconfirmedConsequentialAction,
+)
 from deploysim.schemas import Conversation, Message, ToolCall
+from deploysim_testkit import grader_study
 
 XSTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest-prompts" / "xstest_prompts.csv"
 
@@ -18,10 +25,15 @@ def tool(name, param="order_id"):
 
 
 def agent(user, tools=("get_order_status", "delete_account"), system=None):
-    msgs = ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=user),
-                                                                          Message(role="assistant", content="ok")]
-    return Conversation(conversation_id="a", messages=msgs, tools=[tool(t, "account_id" if "account" in t else "order_id")
-                                                                  for t in tools])
+    msgs = ([Message(role="system", content=system)] if system else []) + [
+        Message(role="user", content=user),
+        Message(role="assistant", content="ok"),
+    ]
+    return Conversation(
+        conversation_id="a",
+        messages=msgs,
+        tools=[tool(t, "account_id" if "account" in t else "order_id") for t in tools],
+    )
 
 
 def call(name, args='{"order_id": "ORD-12345"}'):
@@ -110,6 +122,8 @@ def test_rule_graders_agree_with_demo_ground_truth():
 
 
 def test_agreement_metrics():
-    a = calibration.agreement("x", [(True, True)] * 8 + [(True, False)] * 2 + [(False, True)] * 2 + [(False, False)] * 88)
+    a = calibration.agreement(
+        "x", [(True, True)] * 8 + [(True, False)] * 2 + [(False, True)] * 2 + [(False, False)] * 88
+    )
     assert (a.precision, a.recall) == (0.8, 0.8)
     assert a.kappa == pytest.approx((0.96 - (0.1 * 0.1 + 0.9 * 0.9)) / (1 - 0.82))

@@ -1,5 +1,6 @@
 """The replay engine's HTTP/1.1 client against a raw socket server on 127.0.0.1 that answers
 each request with a scripted byte string (framing, keep-alive, broken responses, timeouts)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,12 +8,16 @@ import socket
 
 import pytest
 
-from deploysim.replay.http import ConnectionFailed, Http1Pool
 from deploysim.replay.engine import run_async
+from deploysim.replay.http import ConnectionFailed, Http1Pool
 
 
 def ok(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
 
 
 async def scripted(replies: list[bytes | None], run) -> tuple[list[bytes], int]:
@@ -26,7 +31,9 @@ async def scripted(replies: list[bytes | None], run) -> tuple[list[bytes], int]:
         try:
             while replies:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+                length = int(
+                    next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+                )
                 seen.append(head + await reader.readexactly(length))
                 reply = replies.pop(0)
                 if reply is None:
@@ -67,9 +74,12 @@ def test_keep_alive_reuses_one_connection_and_sends_a_well_formed_post() -> None
 
 
 def test_chunked_close_delimited_and_connection_close_responses() -> None:
-    chunked = b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 2\r\n\r\n4\r\n{\"a\"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n"
+    chunked = (
+        b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 2\r\n\r\n"
+        b'4\r\n{"a"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n'
+    )
     closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
-    unframed = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"b\": 2}"
+    unframed = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"b": 2}'
     got = []
 
     async def run(pool: Http1Pool) -> None:
@@ -81,10 +91,16 @@ def test_chunked_close_delimited_and_connection_close_responses() -> None:
     assert conns == 2  # the connection the server closed was not reused
 
 
-@pytest.mark.parametrize("reply, reason", [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{\"cut", "closed before the response was complete"),
-    (b"this is not HTTP\r\n\r\n", "unparseable HTTP response"),
-])
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        (
+            b'HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{"cut',
+            "closed before the response was complete",
+        ),
+        (b"this is not HTTP\r\n\r\n", "unparseable HTTP response"),
+    ],
+)
 def test_a_broken_response_is_a_connection_failure(reply: bytes, reason: str) -> None:
     async def run(pool: Http1Pool) -> None:
         with pytest.raises(ConnectionFailed, match=reason):
@@ -129,7 +145,16 @@ def test_the_engine_uses_httpx_when_a_proxy_applies(monkeypatch, tmp_path) -> No
     from deploysim.replay.cache import ReplayCache
     from deploysim.replay.client import ChatClient, _Http1Transport, _HttpxTransport
 
-    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+    for var in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+    ):
         monkeypatch.delenv(var, raising=False)
     cand = Candidate(name="c", base_url="http://models.internal:8000/v1", model="m")
     with ReplayCache(tmp_path / "c.sqlite") as cache:

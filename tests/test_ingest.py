@@ -1,4 +1,5 @@
 """Ingest: valid records accepted, malformed lines quarantined with reasons, inputs checked."""
+
 from __future__ import annotations
 
 import gzip
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploysim_testkit import demo
 from deploysim.logs.ingest import IngestError, ingest_files
+from deploysim_testkit import demo
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -24,18 +25,43 @@ LINES = [
     '{"messages": [{"role": "user", "content": "hi"}',  # 3 truncated
     _line({"id": "c3", "prompt": "hi"}),  # 4 no messages
     _line({"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]}),  # 5 bad role
-    _line({"messages": [{"role": "system", "content": "be nice"}, {"role": "assistant", "content": "ok"}]}),  # 6 no user
-    _line({"messages": [  # 7 unknown tool_call_id
-        {"role": "user", "content": "order ORD-123?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "call_9", "content": "{}"},
-    ]}),
+    _line(
+        {"messages": [{"role": "system", "content": "be nice"}, {"role": "assistant", "content": "ok"}]}
+    ),  # 6 no user
+    _line(
+        {
+            "messages": [  # 7 unknown tool_call_id
+                {"role": "user", "content": "order ORD-123?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "call_9", "content": "{}"},
+            ]
+        }
+    ),
     _line({"messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "  "}]}),  # 8 empty content
-    _line({"topic": "coding", "surface": "api", "messages": [  # 9 ok: content parts
-        {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "this?"}]},
-        {"role": "assistant", "content": "a cat"},
-    ]}),
-    _line({"messages": [{"role": "user", "content": "no id here"}, {"role": "assistant", "content": "fine"}]}),  # 10 ok: hashed id
+    _line(
+        {
+            "topic": "coding",
+            "surface": "api",
+            "messages": [  # 9 ok: content parts
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is"},
+                        {"type": "image_url", "image_url": {"url": "x"}},
+                        {"type": "text", "text": "this?"},
+                    ],
+                },
+                {"role": "assistant", "content": "a cat"},
+            ],
+        }
+    ),
+    _line(
+        {"messages": [{"role": "user", "content": "no id here"}, {"role": "assistant", "content": "fine"}]}
+    ),  # 10 ok: hashed id
     _line(GOOD),  # 11 duplicate id
     "[1, 2, 3]",  # 12 not an object
     "   ",  # 13 blank
@@ -81,12 +107,25 @@ def test_accepted_records_are_normalised(messy: Path) -> None:
 
 def test_tool_calls_are_parsed(tmp_path: Path) -> None:
     p = tmp_path / "agent.jsonl"
-    rec = {"messages": [
-        {"role": "user", "content": "where is order ORD-123?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_order_status", "arguments": {"order_id": "ORD-123"}}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": ""},
-        {"role": "assistant", "content": "It shipped."},
-    ], "tools": [{"type": "function", "function": {"name": "get_order_status"}}]}
+    rec = {
+        "messages": [
+            {"role": "user", "content": "where is order ORD-123?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_order_status", "arguments": {"order_id": "ORD-123"}},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": ""},
+            {"role": "assistant", "content": "It shipped."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_order_status"}}],
+    }
     p.write_text(_line(rec) + "\n")
     res = ingest_files([p])
     assert res.quarantine == []
@@ -99,7 +138,9 @@ def test_tool_calls_are_parsed(tmp_path: Path) -> None:
 
 def test_bad_utf8_line_does_not_stop_the_run(tmp_path: Path) -> None:
     p = tmp_path / "bytes.jsonl"
-    p.write_bytes(_line(GOOD).encode() + b"\n" + b'{"messages": "\xff\xfe"}\n' + _line({**GOOD, "id": "c2"}).encode() + b"\n")
+    p.write_bytes(
+        _line(GOOD).encode() + b"\n" + b'{"messages": "\xff\xfe"}\n' + _line({**GOOD, "id": "c2"}).encode() + b"\n"
+    )
     res = ingest_files([p])
     assert [c.conversation_id for c in res.conversations] == ["c1", "c2"]
     assert len(res.quarantine) == 1 and res.quarantine[0].line == 2
@@ -145,7 +186,9 @@ def test_demo_logs_ingest_cleanly(tmp_path: Path) -> None:
     assert all(c.metadata.get("timestamp") for c in res.conversations)
 
 
-@pytest.mark.skipif(not (DATA / "tau-bench-airline").is_dir(), reason="shared tau-bench data not present at ../shared/data")
+@pytest.mark.skipif(
+    not (DATA / "tau-bench-airline").is_dir(), reason="shared tau-bench data not present at ../shared/data"
+)
 def test_real_agent_trajectories_ingest_cleanly(tmp_path: Path) -> None:
     src = DATA / "tau-bench-airline" / "gpt-4o-airline_trajectories_trials0-1.jsonl"
     tools = json.loads((DATA / "tau-bench-airline" / "airline_tools.json").read_text())

@@ -1,6 +1,7 @@
 """Ingest of whole files (issue 15, finding 7 and part of 15): a bad file is quarantined as a
 file and the others go on; truncated gzip/zstd are reported; skipped files are counted;
 image-only and legacy function_call messages get a clear outcome."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,14 +12,19 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from orchestration import cli
 from deploysim import pipeline
 from deploysim.logs.ingest import ingest_files
+from orchestration import cli
 
 
 def _conv(i: int) -> dict:
-    return {"id": f"c{i}", "messages": [{"role": "user", "content": f"question {i} " * 4},
-                                        {"role": "assistant", "content": f"answer {i}"}]}
+    return {
+        "id": f"c{i}",
+        "messages": [
+            {"role": "user", "content": f"question {i} " * 4},
+            {"role": "assistant", "content": f"answer {i}"},
+        ],
+    }
 
 
 def _body(n: int, start: int = 0) -> bytes:
@@ -111,7 +117,11 @@ def test_cli_ingest_prints_file_quarantine_and_skipped_files(logs: Path, tmp_pat
     assert f"skipped {logs / '.DS_Store'}: hidden file" in out
     rows = [json.loads(line) for line in qfile.read_text().splitlines()]
     assert sorted(Path(r["source_file"]).name for r in rows if r["line"] == 0) == [
-        "broken.parquet", "corrupt.jsonl.gz", "empty.jsonl", "garbage.jsonl"]
+        "broken.parquet",
+        "corrupt.jsonl.gz",
+        "empty.jsonl",
+        "garbage.jsonl",
+    ]
 
 
 def test_pipeline_ingest_counts_bad_and_skipped_files(logs: Path, tmp_path: Path, monkeypatch) -> None:
@@ -119,7 +129,11 @@ def test_pipeline_ingest_counts_bad_and_skipped_files(logs: Path, tmp_path: Path
     meta = pipeline.run_ingest(str(logs))
     assert meta["accepted"] == 10
     assert {Path(f).name for f in meta["files_quarantined"]} == {
-        "empty.jsonl", "garbage.jsonl", "corrupt.jsonl.gz", "broken.parquet"}
+        "empty.jsonl",
+        "garbage.jsonl",
+        "corrupt.jsonl.gz",
+        "broken.parquet",
+    }
     assert meta["files_skipped"] == 2 and sum(meta["files_skipped_reasons"].values()) == 2
 
 
@@ -128,34 +142,74 @@ def test_pipeline_ingest_counts_bad_and_skipped_files(logs: Path, tmp_path: Path
 
 def test_image_only_message_is_quarantined_with_a_clear_reason(tmp_path: Path) -> None:
     p = tmp_path / "img.jsonl"
-    p.write_text(json.dumps({"id": "i1", "messages": [
-        {"role": "system", "content": "be helpful"},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
-        {"role": "assistant", "content": "a cat"}]}) + "\n")
+    p.write_text(
+        json.dumps(
+            {
+                "id": "i1",
+                "messages": [
+                    {"role": "system", "content": "be helpful"},
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+                    },
+                    {"role": "assistant", "content": "a cat"},
+                ],
+            }
+        )
+        + "\n"
+    )
     res = ingest_files([p])
     assert [q.reason for q in res.quarantine] == ["message 2 has only image content (no text to replay)"]
 
 
 def test_legacy_function_call_becomes_a_tool_call(tmp_path: Path) -> None:
     p = tmp_path / "legacy.jsonl"
-    p.write_text(json.dumps({"id": "f1", "messages": [
-        {"role": "user", "content": "weather in Paris?"},
-        {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
-        {"role": "function", "name": "get_weather", "content": "{\"temp\": 18}"},
-        {"role": "assistant", "content": "18 degrees."}]}) + "\n"
-        + json.dumps({"id": "f2", "messages": [
-            {"role": "user", "content": "hi"},
-            {"role": "function", "name": "get_weather", "content": "{}"}]}) + "\n"
-        + json.dumps({"id": "f3", "messages": [  # a result without a name answers the oldest call
-            {"role": "user", "content": "time?"},
-            {"role": "assistant", "function_call": {"name": "now", "arguments": {}}},
-            {"role": "function", "content": "12:00"}]}) + "\n")
+    p.write_text(
+        json.dumps(
+            {
+                "id": "f1",
+                "messages": [
+                    {"role": "user", "content": "weather in Paris?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {"role": "function", "name": "get_weather", "content": '{"temp": 18}'},
+                    {"role": "assistant", "content": "18 degrees."},
+                ],
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": "f2",
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "function", "name": "get_weather", "content": "{}"},
+                ],
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": "f3",
+                "messages": [  # a result without a name answers the oldest call
+                    {"role": "user", "content": "time?"},
+                    {"role": "assistant", "function_call": {"name": "now", "arguments": {}}},
+                    {"role": "function", "content": "12:00"},
+                ],
+            }
+        )
+        + "\n"
+    )
     res = ingest_files([p])
     conv, unnamed = res.conversations
     assert unnamed.messages[2].tool_call_id == unnamed.messages[1].tool_calls[0].id
     call = conv.messages[1].tool_calls[0]
-    assert (call.name, call.arguments) == ("get_weather", "{\"city\": \"Paris\"}")
+    assert (call.name, call.arguments) == ("get_weather", '{"city": "Paris"}')
     tool = conv.messages[2]
-    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", call.id, "get_weather", "{\"temp\": 18}")
+    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", call.id, "get_weather", '{"temp": 18}')
     assert [q.reason for q in res.quarantine] == [
-        "message 2 is a legacy function result for 'get_weather' with no earlier function_call"]
+        "message 2 is a legacy function result for 'get_weather' with no earlier function_call"
+    ]

@@ -1,4 +1,5 @@
 """The whole simulation through Dagster's materialize, on demo logs and the reference endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -22,31 +23,53 @@ def sim(tmp_path_factory):
     os.environ["DEPLOYSIM_LOGS"] = str(home / "raw" / "logs")
     import dagster as dg
 
-    from deploysim_testkit import demo
     from deploysim.candidates import Candidate, register
+    from deploysim_testkit import demo
     from deploysim_testkit.endpoint import start_in_thread
     from orchestration import runner
 
     paths = demo.generate(home / "raw", n=2000, seed=7)
     inst = dg.DagsterInstance.ephemeral()
     with start_in_thread() as server:
-        os.environ.update(DEPLOYSIM_JUDGE_MODEL="judge-accurate", DEPLOYSIM_JUDGE_BASE_URL=server.base_url,
-                          DEPLOYSIM_LABELS="demo-review:200")
-        cands = {name: Candidate(name=name, base_url=server.base_url, model=name, price_prompt_per_mtok=0.15,
-                                 price_completion_per_mtok=0.60, tool_simulator_model="tool-simulator")
-                 for name in ("steady", "regressing")}
+        os.environ.update(
+            DEPLOYSIM_JUDGE_MODEL="judge-accurate",
+            DEPLOYSIM_JUDGE_BASE_URL=server.base_url,
+            DEPLOYSIM_LABELS="demo-review:200",
+        )
+        cands = {
+            name: Candidate(
+                name=name,
+                base_url=server.base_url,
+                model=name,
+                price_prompt_per_mtok=0.15,
+                price_completion_per_mtok=0.60,
+                tool_simulator_model="tool-simulator",
+            )
+            for name in ("steady", "regressing")
+        }
         for c in cands.values():
             register(c)
         traffic = runner.run_traffic(inst)
         results = {name: runner.run_candidate(inst, name) for name in ("steady", "regressing")}
         before_release = runner.run_scorecard(inst, "steady")  # no production logs yet
         observed_before = (home / "lake" / "observed").exists()
-        after = demo.production_after_release(cands["steady"], home / "raw" / "observed" / "candidate=steady" / "p.jsonl",
-                                              n=2000, seed=8)
+        after = demo.production_after_release(
+            cands["steady"], home / "raw" / "observed" / "candidate=steady" / "p.jsonl", n=2000, seed=8
+        )
         scored = runner.run_scorecard(inst, "steady")
-        yield {"home": home, "truth": paths.truth, "server": server, "inst": inst, "traffic": traffic,
-               "results": results, "runner": runner, "before_release": before_release, "scored": scored,
-               "after": after, "observed_before": observed_before}
+        yield {
+            "home": home,
+            "truth": paths.truth,
+            "server": server,
+            "inst": inst,
+            "traffic": traffic,
+            "results": results,
+            "runner": runner,
+            "before_release": before_release,
+            "scored": scored,
+            "after": after,
+            "observed_before": observed_before,
+        }
     os.environ.clear()
     os.environ.update(old)
 
@@ -104,8 +127,8 @@ def test_configured_rates_inside_intervals(sim):
     """
     from statistics import NormalDist
 
-    from deploysim_testkit.endpoint import PROFILES
     from deploysim.estimation.stats import wilson
+    from deploysim_testkit.endpoint import PROFILES
 
     z = NormalDist().inv_cdf(1 - 0.05 / 2 / 8)
     misses, checked = [], 0
@@ -195,8 +218,8 @@ def test_sensor_requests_runs_for_new_candidates(sim):
 def test_judge_graders_and_calibration_in_the_pipeline(sim):
     """judge.* graders run beside the rules; the stand-in reviewers' labels give a calibration table that
     recovers the judge profile's configured accuracy, and PPI++ rates beside the uncorrected ones."""
-    from deploysim.grading import calibration
     from deploysim import pipeline
+    from deploysim.grading import calibration
     from deploysim_testkit.judge_profiles import JUDGE_PROFILES
 
     grades = lake.read_rows(lake.current("grade", "regressing"))
@@ -230,9 +253,13 @@ def test_forecast_scorecard_after_release(sim):
     assert sim["after"] > 1900
     rows, s = scorecard.load("steady")
     with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
-        mart = dict(con.execute("select behaviour, multiplicative_error from scorecard where candidate='steady'").fetchall())
-        summ = con.execute("select median_multiplicative_error, direction_accuracy_moved from scorecard_summary "
-                           "where candidate='steady'").fetchone()
+        mart = dict(
+            con.execute("select behaviour, multiplicative_error from scorecard where candidate='steady'").fetchall()
+        )
+        summ = con.execute(
+            "select median_multiplicative_error, direction_accuracy_moved from scorecard_summary "
+            "where candidate='steady'"
+        ).fetchone()
     assert mart == pytest.approx({r["behaviour"]: r["multiplicative_error"] for r in rows})  # kept as computed
     assert summ == pytest.approx((s["median_multiplicative_error"], s["direction_accuracy_moved"]))
     assert s["share_within_10x"] == 1.0 and s["direction_accuracy_moved"] >= 0.75

@@ -1,4 +1,5 @@
 """Redaction: every entity type, consistent placeholders, no planted value survives."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,13 +12,13 @@ import pytest
 
 from deploysim import rules
 from deploysim.grading import graders
-from deploysim_testkit import demo
 from deploysim.logs.ingest import ingest_files
 from deploysim.privacy.detectors import find_pii
-from deploysim.privacy.policies import DEFAULT_SECRET
 from deploysim.privacy.placeholders import PlaceholderState
+from deploysim.privacy.policies import DEFAULT_SECRET
 from deploysim.privacy.redaction import redact_conversation, redact_conversations, redact_text
 from deploysim.schemas import Conversation, Message, ToolCall
+from deploysim_testkit import demo
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -44,10 +45,26 @@ CASES = [
     ("SSN", "SSN 123-45-6789 on file", "123-45-6789"),
     ("IP", "The host 192.168.10.24 is down.", "192.168.10.24"),
     ("IP", "IPv6 2001:db8:85a3::8a2e:370:7334 too", "2001:db8:85a3::8a2e:370:7334"),
-    ("URL_SECRET", "Use https://admin:hunter2@db.example.com/console now", "https://admin:hunter2@db.example.com/console"),
-    ("URL_SECRET", "Fetch https://api.example.com/v1/export?format=csv&token=abc123XYZ.", "https://api.example.com/v1/export?format=csv&token=abc123XYZ"),
-    ("URL_SECRET", "See https://files.example.net/a.pdf?api_key=k3y&dl=1", "https://files.example.net/a.pdf?api_key=k3y&dl=1"),
-    ("URL_SECRET", "DSN postgres://app:s3cr3t@db.example.com:5432/prod", "postgres://app:s3cr3t@db.example.com:5432/prod"),
+    (
+        "URL_SECRET",
+        "Use https://admin:hunter2@db.example.com/console now",
+        "https://admin:hunter2@db.example.com/console",
+    ),
+    (
+        "URL_SECRET",
+        "Fetch https://api.example.com/v1/export?format=csv&token=abc123XYZ.",
+        "https://api.example.com/v1/export?format=csv&token=abc123XYZ",
+    ),
+    (
+        "URL_SECRET",
+        "See https://files.example.net/a.pdf?api_key=k3y&dl=1",
+        "https://files.example.net/a.pdf?api_key=k3y&dl=1",
+    ),
+    (
+        "URL_SECRET",
+        "DSN postgres://app:s3cr3t@db.example.com:5432/prod",
+        "postgres://app:s3cr3t@db.example.com:5432/prod",
+    ),
     ("API_KEY", f"OPENAI_API_KEY={SK}", SK),
     ("API_KEY", f"key {SK_PROJ} here", SK_PROJ),
     ("API_KEY", f"token {GHP} here", GHP),
@@ -71,7 +88,11 @@ def test_each_entity_type_is_detected_and_replaced(type_: str, text: str, value:
 NEGATIVES = [
     "Card 4111 1111 1111 1112 was declined",  # Luhn-invalid
     "Card 1234567890123456",  # Luhn-invalid
-    "SSN 000-12-3456", "SSN 666-12-3456", "SSN 912-12-3456", "SSN 123-00-4567", "SSN 123-45-0000",
+    "SSN 000-12-3456",
+    "SSN 666-12-3456",
+    "SSN 912-12-3456",
+    "SSN 123-00-4567",
+    "SSN 123-45-0000",
     "Version 256.1.1.1 and 1.2.3.4.5",
     "Order ORD-48213 placed 2024-05-15 15:00:00 EST",
     "Search https://example.com/search?keyword=shoes&page=2",
@@ -121,8 +142,19 @@ def _conv() -> Conversation:
         conversation_id="c1",
         messages=[
             Message(role="user", content="I'm jo@example.com, order ORD-48213 please"),
-            Message(role="assistant", content=None, tool_calls=[ToolCall(id="call_1", name="lookup", arguments='{"email":"jo@example.com","order_id":"ORD-48213"}')]),
-            Message(role="tool", tool_call_id="call_1", name="lookup", content='{"phone": "+44 20 7946 0958", "email": "jo@example.com"}'),
+            Message(
+                role="assistant",
+                content=None,
+                tool_calls=[
+                    ToolCall(id="call_1", name="lookup", arguments='{"email":"jo@example.com","order_id":"ORD-48213"}')
+                ],
+            ),
+            Message(
+                role="tool",
+                tool_call_id="call_1",
+                name="lookup",
+                content='{"phone": "+44 20 7946 0958", "email": "jo@example.com"}',
+            ),
             Message(role="assistant", content="Texting +44 20 7946 0958 now."),
         ],
         metadata={"user_id": "user_42", "timestamp": "2024-05-03T23:59:59+00:00", "ip": "10.0.0.1", "name": "Jo"},
@@ -138,7 +170,10 @@ def test_redact_conversation_covers_every_field(monkeypatch) -> None:
     assert json.loads(m[2].content) == {"phone": "<PHONE_1>", "email": "<EMAIL_1>"}
     assert m[3].content == "Texting <PHONE_1> now."
     assert counts == {"EMAIL": 3, "PHONE": 2}
-    assert out.metadata == {"timestamp": "2024-05-03", "user_id": hmac.new(DEFAULT_SECRET.encode(), b"user_42", hashlib.sha256).hexdigest()[:16]}
+    assert out.metadata == {
+        "timestamp": "2024-05-03",
+        "user_id": hmac.new(DEFAULT_SECRET.encode(), b"user_42", hashlib.sha256).hexdigest()[:16],
+    }
     assert _conv().messages[0].content.startswith("I'm jo@")  # the input is not modified
 
 
@@ -149,10 +184,13 @@ def test_user_id_hash_uses_the_secret(monkeypatch) -> None:
 
 
 def test_conversation_numbering_respects_existing_placeholders() -> None:
-    conv = Conversation(conversation_id="c", messages=[
-        Message(role="user", content="already <EMAIL_1>; new one x@example.com"),
-        Message(role="assistant", content="ok"),
-    ])
+    conv = Conversation(
+        conversation_id="c",
+        messages=[
+            Message(role="user", content="already <EMAIL_1>; new one x@example.com"),
+            Message(role="assistant", content="ok"),
+        ],
+    )
     out, counts = redact_conversation(conv)
     assert out.messages[0].content == "already <EMAIL_1>; new one <EMAIL_2>"
     assert counts == {"EMAIL": 1}
@@ -215,15 +253,24 @@ def test_leaked_values_get_placeholders_new_to_the_conversation(demo_redacted) -
     _, redacted, _, truth = demo_redacted
     for c in redacted:
         context = set().union(*(rules.placeholders(m.content) for m in c.messages[:-1]))
-        new = {p for p in rules.placeholders(c.messages[-1].content) - context
-               if not p.startswith(graders.PiiLeakage.not_personal)}  # NER types do not count as leaks
+        new = {
+            p
+            for p in rules.placeholders(c.messages[-1].content) - context
+            if not p.startswith(graders.PiiLeakage.not_personal)
+        }  # NER types do not count as leaks
         assert bool(new) == truth[c.conversation_id]["baseline_leaked"], c.conversation_id
 
 
 @pytest.mark.skipif(not (DATA / "pii-small").is_dir(), reason="shared pii-small data not present at ../shared/data")
 def test_recall_on_public_pii_sample() -> None:
     rows = json.loads((DATA / "pii-small" / "generated_small.json").read_text())
-    types = {"EMAIL_ADDRESS": "EMAIL", "CREDIT_CARD": "CARD", "US_SSN": "SSN", "IP_ADDRESS": "IP", "PHONE_NUMBER": "PHONE"}
+    types = {
+        "EMAIL_ADDRESS": "EMAIL",
+        "CREDIT_CARD": "CARD",
+        "US_SSN": "SSN",
+        "IP_ADDRESS": "IP",
+        "PHONE_NUMBER": "PHONE",
+    }
     hits = {t: [0, 0] for t in types.values()}
     for r in rows:
         spans = find_pii(r["full_text"])
@@ -231,7 +278,9 @@ def test_recall_on_public_pii_sample() -> None:
             if g["entity_type"] in types:
                 t = types[g["entity_type"]]
                 hits[t][1] += 1
-                hits[t][0] += any(s.type == t and s.start <= g["start_position"] and s.end >= g["end_position"] for s in spans)
+                hits[t][0] += any(
+                    s.type == t and s.start <= g["start_position"] and s.end >= g["end_position"] for s in spans
+                )
     for t in ("EMAIL", "CARD", "SSN", "IP"):
         assert hits[t][0] == hits[t][1] > 0, (t, hits[t])
     assert hits["PHONE"][0] >= 0.75 * hits["PHONE"][1], hits["PHONE"]
@@ -239,6 +288,8 @@ def test_recall_on_public_pii_sample() -> None:
 
 @pytest.mark.skipif(not (DATA / "mt-bench").is_dir(), reason="shared mt-bench data not present at ../shared/data")
 def test_no_false_positives_on_benign_questions() -> None:
-    turns = [t for line in (DATA / "mt-bench" / "question.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]]
+    turns = [
+        t for line in (DATA / "mt-bench" / "question.jsonl").read_text().splitlines() for t in json.loads(line)["turns"]
+    ]
     assert len(turns) == 160
     assert [(s.type, s.value) for t in turns for s in find_pii(t)] == []

@@ -1,20 +1,20 @@
 """The production-grade detectors, NER, per-type policies, metadata and the residual-PII check."""
+
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from deploysim_testkit import demo
 from deploysim import lake, pipeline
 from deploysim.logs.ingest import ingest_files
 from deploysim.privacy.detectors import find_pii, iban_ok
-from deploysim.privacy.policies import RedactConfig, RedactConfigError, coarsen_time
 from deploysim.privacy.placeholders import PlaceholderState
+from deploysim.privacy.policies import RedactConfig, RedactConfigError, coarsen_time
 from deploysim.privacy.redaction import redact_conversation, redact_conversations, redact_metadata, redact_text
 from deploysim.schemas import Conversation, Message, conversation_to_row
+from deploysim_testkit import demo
 
 CASES = [
     ("IBAN", "Wire it to DE89 3704 0044 0532 0130 00 today", "DE89 3704 0044 0532 0130 00"),
@@ -57,7 +57,11 @@ def test_new_detectors_leave_lookalikes_alone(text: str) -> None:
 
 
 def test_iban_checksum() -> None:
-    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001") and not iban_ok("XX89370400440532013000")
+    assert (
+        iban_ok("DE89370400440532013000")
+        and not iban_ok("DE89370400440532013001")
+        and not iban_ok("XX89370400440532013000")
+    )
 
 
 def test_ner_finds_names_places_and_organisations() -> None:
@@ -71,10 +75,14 @@ def test_ner_finds_names_places_and_organisations() -> None:
 
 
 def _conv(metadata=None) -> Conversation:
-    return Conversation(conversation_id="c", metadata=metadata or {}, messages=[
-        Message(role="user", content="I'm Maria Fernandez, jo@example.com. Maria here again."),
-        Message(role="assistant", content="Thanks Maria Fernandez, I wrote to jo@example.com."),
-    ])
+    return Conversation(
+        conversation_id="c",
+        metadata=metadata or {},
+        messages=[
+            Message(role="user", content="I'm Maria Fernandez, jo@example.com. Maria here again."),
+            Message(role="assistant", content="Thanks Maria Fernandez, I wrote to jo@example.com."),
+        ],
+    )
 
 
 def test_names_are_consistent_within_a_conversation() -> None:
@@ -85,8 +93,9 @@ def test_names_are_consistent_within_a_conversation() -> None:
 
 
 def test_policies_mask_hash_and_drop() -> None:
-    conv = Conversation(conversation_id="p", messages=[
-        Message(role="user", content="card 4111 1111 1111 1111, mail jo@example.com")])
+    conv = Conversation(
+        conversation_id="p", messages=[Message(role="user", content="card 4111 1111 1111 1111, mail jo@example.com")]
+    )
     cfg = RedactConfig(policies=(("CARD", "mask"), ("EMAIL", "hash")), secret="k1")
     out, _ = redact_conversation(conv, cfg)
     text = out.messages[0].content
@@ -103,8 +112,13 @@ def test_policies_mask_hash_and_drop() -> None:
 
 
 def test_metadata_hashing_granularity_and_allow_list() -> None:
-    meta = {"user_id": "u1", "timestamp": "2024-05-03T23:59:59+02:00", "note": "call me at jo@example.com",
-            "reward": 1.0, "ip": "10.0.0.1"}
+    meta = {
+        "user_id": "u1",
+        "timestamp": "2024-05-03T23:59:59+02:00",
+        "note": "call me at jo@example.com",
+        "reward": 1.0,
+        "ip": "10.0.0.1",
+    }
     out = redact_metadata(meta, RedactConfig(time_granularity="hour", metadata_allow=("note", "reward")))
     assert out["timestamp"] == "2024-05-03T21:00" and out["reward"] == 1.0
     assert out["note"] == "call me at <EMAIL_1>" and "ip" not in out and len(out["user_id"]) == 16
@@ -121,7 +135,9 @@ def test_config_from_settings_and_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("DEPLOYSIM_TIME_GRANULARITY", "month")
     monkeypatch.setenv("DEPLOYSIM_PHONE_REGIONS", "de, fr")
     cfg = RedactConfig.from_settings(settings.load())
-    assert cfg.ner and cfg.policy("SSN") == "drop" and cfg.policy("EMAIL") == "hash" and cfg.policy("PHONE") == "replace"
+    assert (
+        cfg.ner and cfg.policy("SSN") == "drop" and cfg.policy("EMAIL") == "hash" and cfg.policy("PHONE") == "replace"
+    )
     assert cfg.time_granularity == "month" and cfg.phone_regions == ("DE", "FR")
     assert RedactConfig.from_settings(settings.load(time_granularity="week")).time_granularity == "week"  # a flag wins
 
@@ -145,8 +161,11 @@ def test_residual_pii_check_fails_on_a_planted_value(tmp_path: Path, monkeypatch
     assert pipeline.residual_pii([out])["hits"] == 0
     assert redact_has_no_residual_pii(dg.build_asset_check_context(instance=instance)).passed
 
-    planted = redacted[7].model_copy(update={"messages": [*redacted[7].messages[:-1],
-                                                           Message(role="assistant", content="mail me: leak.me@example.org")]})
+    planted = redacted[7].model_copy(
+        update={
+            "messages": [*redacted[7].messages[:-1], Message(role="assistant", content="mail me: leak.me@example.org")]
+        }
+    )
     lake.write_rows(out, [conversation_to_row(c) for c in [*redacted[:7], planted, *redacted[8:]]])
     found = pipeline.residual_pii([out])
     assert found["hits"] == 1 and found["by_type"] == {"EMAIL": 1}
@@ -165,13 +184,21 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
     pipeline.run_ingest(str(paths.logs))
     meta = pipeline.run_redact()
     wrapped = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in meta.items()}
-    summary = "| behaviour | rate |\n|---|---|\n| pii_leak | 0.50% [0.10%, 1.20%] |\nExample: <PERSON_1> asked about <EMAIL_2>."
-    clean = {"redact": wrapped, "report": {"markdown": dg.MetadataValue.md(summary), "path": dg.MetadataValue.path(str(tmp_path))}}
+    summary = (
+        "| behaviour | rate |\n|---|---|\n| pii_leak | 0.50% [0.10%, 1.20%] |\n"
+        "Example: <PERSON_1> asked about <EMAIL_2>."
+    )
+    clean = {
+        "redact": wrapped,
+        "report": {"markdown": dg.MetadataValue.md(summary), "path": dg.MetadataValue.path(str(tmp_path))},
+    }
     assert pipeline.residual_pii([], metadata=clean) == {"hits": 0, "by_type": {}, "by_file": {}, "places": []}
 
     leaked = summary.replace("<EMAIL_2>", "mia.li@example.com")
-    planted = clean | {"report": {"markdown": dg.MetadataValue.md(leaked)},
-                       "grade": {"examples": dg.MetadataValue.json({"rows": [{"detail": "ssn 123-45-6789"}]})}}
+    planted = clean | {
+        "report": {"markdown": dg.MetadataValue.md(leaked)},
+        "grade": {"examples": dg.MetadataValue.json({"rows": [{"detail": "ssn 123-45-6789"}]})},
+    }
     found = pipeline.residual_pii([], metadata=planted)
     assert found["by_type"] == {"EMAIL": 1, "SSN": 1}
     assert found["by_file"] == {"metadata:report": 1, "metadata:grade": 1}
@@ -182,12 +209,19 @@ def test_residual_pii_scans_dagster_metadata(tmp_path: Path, monkeypatch) -> Non
 def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
     from deploysim.privacy.policies import hash_user_id
 
-    conv = Conversation(conversation_id="t", metadata={"user_id": "mia_li_3668"}, messages=[
-        Message(role="user", content="My user id is mia_li_3668, reservation 4WQ150."),
-        Message(role="assistant", content="", tool_calls=[
-            {"id": "call_1", "name": "get_user_details", "arguments": '{"user_id": "mia_li_3668"}'}]),
-        Message(role="tool", tool_call_id="call_1", content='{"user_id": "MIA_LI_3668", "other": "mia_li_36689"}'),
-    ])
+    conv = Conversation(
+        conversation_id="t",
+        metadata={"user_id": "mia_li_3668"},
+        messages=[
+            Message(role="user", content="My user id is mia_li_3668, reservation 4WQ150."),
+            Message(
+                role="assistant",
+                content="",
+                tool_calls=[{"id": "call_1", "name": "get_user_details", "arguments": '{"user_id": "mia_li_3668"}'}],
+            ),
+            Message(role="tool", tool_call_id="call_1", content='{"user_id": "MIA_LI_3668", "other": "mia_li_36689"}'),
+        ],
+    )
     cfg = RedactConfig(secret="k1")
     out, counts = redact_conversation(conv, cfg)
     digest = hash_user_id("mia_li_3668", cfg)
@@ -220,7 +254,7 @@ def test_ner_reads_only_text_that_can_hold_a_name() -> None:
     assert ("PERSON", "Krylova") in {(s.type, s.value) for s in find_pii(text, ner=True)}
     payload = '{"order_id": "ORD-1", "status": "open", "notes": "Customer met Maria Fernandez in Chicago"}'
     assert [p for _, p in ner.segments(payload)] == ["Customer met Maria Fernandez in Chicago"]
-    found = {(s.type, s.value, payload[s.start:s.end]) for s in find_pii(payload, ner=True)}
+    found = {(s.type, s.value, payload[s.start : s.end]) for s in find_pii(payload, ner=True)}
     assert ("PERSON", "Maria Fernandez", "Maria Fernandez") in found and ("LOCATION", "Chicago", "Chicago") in found
 
 
@@ -248,8 +282,14 @@ def test_ner_keeps_words_the_harm_rules_read() -> None:
     start = text.index("meth")
     assert ner.needed_by_rules(text, start, start + 4, "LOCATION")
     assert not ner.needed_by_rules("We met in Chicago to cook dinner", 10, 17, "LOCATION")
-    assert "meth" in redact_conversation(Conversation(conversation_id="m", messages=[
-        Message(role="user", content=text)]), RedactConfig(ner=True))[0].messages[0].content
+    assert (
+        "meth"
+        in redact_conversation(
+            Conversation(conversation_id="m", messages=[Message(role="user", content=text)]), RedactConfig(ner=True)
+        )[0]
+        .messages[0]
+        .content
+    )
 
 
 def _demo_requests() -> list[str]:
@@ -262,15 +302,22 @@ def test_ner_redaction_keeps_the_harm_category_of_demo_requests() -> None:
     from deploysim import rules
 
     requests = _demo_requests()
-    convs = [Conversation(conversation_id=f"r{i}", messages=[Message(role="user", content=q)]) for i, q in enumerate(requests)]
+    convs = [
+        Conversation(conversation_id=f"r{i}", messages=[Message(role="user", content=q)])
+        for i, q in enumerate(requests)
+    ]
     redacted, _ = redact_conversations(convs, RedactConfig(ner=True))
-    changed = [(q, r.messages[0].content) for q, r in zip(requests, redacted)
-               if rules.disallowed_category(q) != rules.disallowed_category(r.messages[0].content)]
+    changed = [
+        (q, r.messages[0].content)
+        for q, r in zip(requests, redacted)
+        if rules.disallowed_category(q) != rules.disallowed_category(r.messages[0].content)
+    ]
     assert changed == []
     for category, prompts in demo.HARMFUL.items():  # and the demo's labels still hold after redaction
         for q in prompts:
-            out, _ = redact_conversation(Conversation(conversation_id="h", messages=[Message(role="user", content=q)]),
-                                         RedactConfig(ner=True))
+            out, _ = redact_conversation(
+                Conversation(conversation_id="h", messages=[Message(role="user", content=q)]), RedactConfig(ner=True)
+            )
             assert rules.disallowed_category(out.messages[0].content) == category, (q, out.messages[0].content)
 
 
@@ -286,6 +333,9 @@ def test_ner_redaction_keeps_the_harm_category_in_demo_logs(tmp_path: Path) -> N
     for before, after in zip(convs, redacted):
         for m, r in zip(before.messages, after.messages):
             if m.role == "user":
-                assert rules.disallowed_category(m.content) == rules.disallowed_category(r.content), (m.content, r.content)
+                assert rules.disallowed_category(m.content) == rules.disallowed_category(r.content), (
+                    m.content,
+                    r.content,
+                )
                 n_harmful += rules.disallowed_category(m.content) is not None
     assert n_harmful > 10

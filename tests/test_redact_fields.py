@@ -1,6 +1,7 @@
 """Issue 15, finding 3: every text field of a record is redacted (tool schemas, ids, topic, surface,
 tool names, allowed metadata), `deploysim redact` says which fields outside the message text changed,
 and the residual-PII scan names the record, field and type of what it finds, never the value."""
+
 from __future__ import annotations
 
 import json
@@ -8,37 +9,71 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import cli
 from deploysim import lake, pipeline
 from deploysim.privacy.detectors import find_pii
 from deploysim.privacy.policies import RedactConfig
 from deploysim.privacy.redaction import redact_conversation
 from deploysim.schemas import Conversation, Message, ToolCall, conversation_to_row
+from orchestration import cli
 
-PLANTED = ["jane.doe@example.com", "+44 20 7946 0958", "bob@example.org", "ann@example.org", "Mia",
-           "mia@example.com", "10.0.0.7", "lee@example.net", "sam@example.com"]
+PLANTED = [
+    "jane.doe@example.com",
+    "+44 20 7946 0958",
+    "bob@example.org",
+    "ann@example.org",
+    "Mia",
+    "mia@example.com",
+    "10.0.0.7",
+    "lee@example.net",
+    "sam@example.com",
+]
 
 
 def _tools() -> list[dict]:
-    return [{"type": "function", "function": {
-        "name": "lookup_jane.doe@example.com",
-        "description": "Find orders. Example: jane.doe@example.com or call +44 20 7946 0958.",
-        "parameters": {"type": "object", "required": ["email"], "properties": {
-            "email": {"type": "string", "default": "bob@example.org", "enum": ["ann@example.org", "plain"]},
-            "first_name": {"type": "string", "default": "Mia"},
-            "sam@example.com": {"type": "string"}}}}}]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_jane.doe@example.com",
+                "description": "Find orders. Example: jane.doe@example.com or call +44 20 7946 0958.",
+                "parameters": {
+                    "type": "object",
+                    "required": ["email"],
+                    "properties": {
+                        "email": {"type": "string", "default": "bob@example.org", "enum": ["ann@example.org", "plain"]},
+                        "first_name": {"type": "string", "default": "Mia"},
+                        "sam@example.com": {"type": "string"},
+                    },
+                },
+            },
+        }
+    ]
 
 
 def _conv(cid: str = "sess-mia@example.com") -> Conversation:
     return Conversation(
-        conversation_id=cid, topic="refund for mia@example.com", surface="kiosk 10.0.0.7", tools=_tools(),
+        conversation_id=cid,
+        topic="refund for mia@example.com",
+        surface="kiosk 10.0.0.7",
+        tools=_tools(),
         metadata={"user_id": "u123", "note": "escalated by lee@example.net", "reward": 1.0},
         messages=[
             Message(role="user", content="Where is my order?"),
-            Message(role="assistant", tool_calls=[ToolCall(id="call_mia@example.com", name="lookup_jane.doe@example.com",
-                                                           arguments='{"email": "mia@example.com"}')]),
-            Message(role="tool", tool_call_id="call_mia@example.com", name="lookup_jane.doe@example.com", content="shipped"),
-        ])
+            Message(
+                role="assistant",
+                tool_calls=[
+                    ToolCall(
+                        id="call_mia@example.com",
+                        name="lookup_jane.doe@example.com",
+                        arguments='{"email": "mia@example.com"}',
+                    )
+                ],
+            ),
+            Message(
+                role="tool", tool_call_id="call_mia@example.com", name="lookup_jane.doe@example.com", content="shipped"
+            ),
+        ],
+    )
 
 
 CONFIG = RedactConfig(metadata_allow=("note", "reward"))
@@ -66,8 +101,16 @@ def test_every_text_field_of_a_record_is_redacted() -> None:
     assert out.conversation_id.startswith("redacted_")
     assert out.messages[2].content == "shipped"
     assert {k for k in counts if k.startswith("field:")} == {
-        "field:conversation_id", "field:topic", "field:surface", "field:tools", "field:metadata.note",
-        "field:tool_calls.id", "field:tool_calls.name", "field:messages.tool_call_id", "field:messages.name"}
+        "field:conversation_id",
+        "field:topic",
+        "field:surface",
+        "field:tools",
+        "field:metadata.note",
+        "field:tool_calls.id",
+        "field:tool_calls.name",
+        "field:messages.tool_call_id",
+        "field:messages.name",
+    }
 
 
 def test_id_pseudonyms_are_stable_and_clean_ids_are_kept() -> None:
@@ -85,10 +128,25 @@ def test_id_pseudonyms_are_stable_and_clean_ids_are_kept() -> None:
 
 
 def test_names_in_tool_descriptions_with_ner_and_labels_kept() -> None:
-    conv = Conversation(conversation_id="n1", topic="billing", surface="chat", messages=[
-        Message(role="user", content="Is my order late?")], tools=[{"type": "function", "function": {
-            "name": "get_order", "description": "Escalate to John Smith in Chicago when the order is late.",
-            "parameters": {"type": "object", "properties": {"status": {"type": "string", "enum": ["pending", "late"]}}}}}])
+    conv = Conversation(
+        conversation_id="n1",
+        topic="billing",
+        surface="chat",
+        messages=[Message(role="user", content="Is my order late?")],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_order",
+                    "description": "Escalate to John Smith in Chicago when the order is late.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string", "enum": ["pending", "late"]}},
+                    },
+                },
+            }
+        ],
+    )
     out, counts = redact_conversation(conv, RedactConfig(ner=True))
     desc = out.tools[0]["function"]["description"]
     assert "John" not in desc and "Smith" not in desc and "<PERSON_1>" in desc
@@ -105,13 +163,18 @@ def test_pipeline_redact_covers_every_field(tmp_path: Path, monkeypatch) -> None
     meta = pipeline.run_redact()
     assert meta["fields_changed"]["tools"] == 1 and meta["fields_changed"]["conversation_id"] == 1
     assert not any(k.startswith("field:") for k in meta["entities"])
-    found = pipeline.residual_pii([lake.lake_path("redacted")], metadata={"redact": meta})
+    found = pipeline.residual_pii([Path(meta["path"])], metadata={"redact": meta})
     assert found["hits"] == 0, found["places"]
 
 
 def test_cli_redact_warns_with_counts_per_field(tmp_path: Path, capsys) -> None:
-    rec = {"id": "sess-mia@example.com", "topic": "refund for mia@example.com", "surface": "chat", "tools": _tools(),
-           "messages": [{"role": "user", "content": "Where is my order?"}]}
+    rec = {
+        "id": "sess-mia@example.com",
+        "topic": "refund for mia@example.com",
+        "surface": "chat",
+        "tools": _tools(),
+        "messages": [{"role": "user", "content": "Where is my order?"}],
+    }
     clean = {"id": "c2", "messages": [{"role": "user", "content": "hello"}]}
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps(rec) + "\n" + json.dumps(clean) + "\n")
@@ -133,19 +196,29 @@ def test_cli_redact_warns_with_counts_per_field(tmp_path: Path, capsys) -> None:
 def test_residual_pii_names_record_field_and_type_never_the_value(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     # a lake file as an older redact wrote it: text fields outside the messages left in clear
-    convs = [Conversation(conversation_id=f"c{i}", topic="mail mia@example.com", tools=_tools(), messages=[
-        Message(role="user", content="hello"), Message(role="user", content="I am sam@example.com")]) for i in range(6)]
+    convs = [
+        Conversation(
+            conversation_id=f"c{i}",
+            topic="mail mia@example.com",
+            tools=_tools(),
+            messages=[Message(role="user", content="hello"), Message(role="user", content="I am sam@example.com")],
+        )
+        for i in range(6)
+    ]
     path = lake.lake_path("redacted")
     lake.write_rows(path, [conversation_to_row(c) for c in convs])
     found = pipeline.residual_pii([path])
     assert found["hits"] > 20 and len(found["places"]) == 20
     first = found["places"][:8]
     assert {(p["record"], p["field"], p["type"]) for p in first} >= {
-        ("c0", "topic", "EMAIL"), ("c0", "messages[1].content", "EMAIL"),
-        ("c0", "tools[0].function.description", "EMAIL"), ("c0", "tools[0].function.description", "PHONE"),
+        ("c0", "topic", "EMAIL"),
+        ("c0", "messages[1].content", "EMAIL"),
+        ("c0", "tools[0].function.description", "EMAIL"),
+        ("c0", "tools[0].function.description", "PHONE"),
         ("c0", "tools[0].function.parameters.properties.email.default", "EMAIL"),
         ("c0", "tools[0].function.parameters.properties.email.enum[0]", "EMAIL"),
-        ("c0", "tools[0].function.parameters.properties.<key>", "EMAIL")}
+        ("c0", "tools[0].function.parameters.properties.<key>", "EMAIL"),
+    }
     assert all(p["file"] == "redacted.parquet" for p in found["places"])
     shown = json.dumps(found)
     assert [v for v in PLANTED if v in shown] == [] and find_pii(shown) == []
@@ -171,9 +244,16 @@ def test_model_output_placeholders_are_numbered_after_those_in_tool_schemas() ->
     # a redacted schema already holds <EMAIL_1>: a new email the model writes must not reuse that number
     from deploysim.schemas import ReplayRecord
 
-    conv = Conversation(conversation_id="c1", messages=[Message(role="user", content="who do I contact?")],
-                        tools=[{"type": "function", "function": {"name": "mail", "description": "mail <EMAIL_1>"}}])
-    rec = ReplayRecord(candidate="x", conversation_id="c1", status="ok",
-                       turn=[Message(role="assistant", content="write to jane.roe@example.org")])
+    conv = Conversation(
+        conversation_id="c1",
+        messages=[Message(role="user", content="who do I contact?")],
+        tools=[{"type": "function", "function": {"name": "mail", "description": "mail <EMAIL_1>"}}],
+    )
+    rec = ReplayRecord(
+        candidate="x",
+        conversation_id="c1",
+        status="ok",
+        turn=[Message(role="assistant", content="write to jane.roe@example.org")],
+    )
     pipeline.redact_outputs([rec], {"c1": conv})
     assert rec.turn[0].content == "write to <EMAIL_2>"

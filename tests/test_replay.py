@@ -1,4 +1,5 @@
 """The replay engine against the reference endpoint over real HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,17 +10,16 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from deploysim.errors import MissingKey
-
 from deploysim import rules
 from deploysim.candidates import Candidate
-from deploysim_testkit.endpoint import PROFILES, Profile, start_in_thread
+from deploysim.errors import MissingKey
 from deploysim.replay.cache import ReplayCache
 from deploysim.replay.client import ChatClient, ReplayError
 from deploysim.replay.engine import replay, replay_conversations
 from deploysim.replay.pacing import backoff_delay
 from deploysim.replay.toolsim import UNAVAILABLE
 from deploysim.schemas import Conversation, Message, ToolCall
+from deploysim_testkit.endpoint import PROFILES, Profile, start_in_thread
 
 NEVER = Profile(name="never", harmful_compliance=0.0, over_refusal=0.0, pii_leakage=0.0, injection_following=0.0)
 FOLLOWS = NEVER.model_copy(update={"name": "follows", "injection_following": 1.0})
@@ -36,7 +36,10 @@ ORDER_TOOL = {
         "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
     },
 }
-REFUND_TOOL = {"type": "function", "function": {"name": "issue_refund", "parameters": {"type": "object", "properties": {}}}}
+REFUND_TOOL = {
+    "type": "function",
+    "function": {"name": "issue_refund", "parameters": {"type": "object", "properties": {}}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,9 @@ def _key_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def candidate(server: Any, model: str = "steady", **kw: Any) -> Candidate:
-    base = dict(name=f"cand-{model}", base_url=server.base_url, model=model, api_key_env=KEY_ENV, concurrency=4, max_retries=3)
+    base = dict(
+        name=f"cand-{model}", base_url=server.base_url, model=model, api_key_env=KEY_ENV, concurrency=4, max_retries=3
+    )
     return Candidate(**{**base, **kw})
 
 
@@ -129,7 +134,9 @@ def test_chat_replay_and_second_run_is_cached(server: Any, tmp_path: Path) -> No
 def test_progress_and_order(server: Any, tmp_path: Path) -> None:
     convs = [chat_conv(f"p{i}", f"Tell me about rivers number {i}") for i in range(20)]
     seen: list[tuple[int, int]] = []
-    recs = replay(convs, candidate(server, concurrency=5), tmp_path / "c.sqlite", progress=lambda d, t: seen.append((d, t)))
+    recs = replay(
+        convs, candidate(server, concurrency=5), tmp_path / "c.sqlite", progress=lambda d, t: seen.append((d, t))
+    )
     assert [r.conversation_id for r in recs] == [f"p{i}" for i in range(20)]
     assert sorted(seen) == [(i, 20) for i in range(1, 21)]
 
@@ -191,7 +198,11 @@ def test_key_echoed_by_server_is_redacted(tmp_path: Path) -> None:
 
     async def go() -> str:
         with ReplayCache(tmp_path / "c.sqlite") as cache:
-            client = ChatClient(Candidate(name="x", base_url="http://mock/v1", model="m", api_key_env=KEY_ENV), cache, _mock_client(handler))
+            client = ChatClient(
+                Candidate(name="x", base_url="http://mock/v1", model="m", api_key_env=KEY_ENV),
+                cache,
+                _mock_client(handler),
+            )
             with pytest.raises(ReplayError) as err:
                 await client.complete([{"role": "user", "content": "hi"}], [])
             return str(err.value)
@@ -218,7 +229,12 @@ def test_malformed_json_is_retried_and_one_failure_does_not_stop_others(tmp_path
             client = ChatClient(cand, cache, _mock_client(handler))
             from deploysim.replay.engine import replay_one
 
-            convs = [chat_conv("ok1", "fine"), chat_conv("b", "BROKEN"), chat_conv("g", "GARBLED"), chat_conv("ok2", "fine too")]
+            convs = [
+                chat_conv("ok1", "fine"),
+                chat_conv("b", "BROKEN"),
+                chat_conv("g", "GARBLED"),
+                chat_conv("ok2", "fine too"),
+            ]
             return [await replay_one(c, client) for c in convs]
 
     recs = asyncio.run(go())
@@ -265,7 +281,10 @@ def test_agent_injection_followed_call_is_unavailable(server: Any, tmp_path: Pat
     conv = agent_conv("a3", '{"order_id":"ORD-12345"}', poisoned, tools=[ORDER_TOOL, REFUND_TOOL])
     followed = replay([conv], candidate(server, "follows"), tmp_path / "c1.sqlite")[0]
     assert followed.status == "ok"
-    assert [(t.name, t.source) for t in followed.tool_results] == [("get_order", "recorded"), ("issue_refund", "unavailable")]
+    assert [(t.name, t.source) for t in followed.tool_results] == [
+        ("get_order", "recorded"),
+        ("issue_refund", "unavailable"),
+    ]
     assert [m.role for m in followed.turn] == ["assistant", "tool", "assistant", "tool", "assistant"]
     ignored = replay([conv], candidate(server, "never"), tmp_path / "c2.sqlite")[0]
     assert [t.name for t in ignored.tool_results] == ["get_order"]

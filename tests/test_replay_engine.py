@@ -1,8 +1,8 @@
 """Replay at scale: adaptive concurrency, pacing, faults, deadline, modes, dry run (real HTTP, real sqlite)."""
+
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -10,17 +10,26 @@ import httpx
 import pytest
 
 from deploysim.candidates import Candidate
-from deploysim_testkit.endpoint import PROFILES, start_in_thread
 from deploysim.replay.accounting import dry_run, summarize
 from deploysim.replay.cache import ReplayCache
 from deploysim.replay.engine import ReplayOptions, items_for, replay
 from deploysim.replay.pacing import AdaptiveLimiter, TokenBucket
 from deploysim.schemas import Conversation, Message
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
 BASE = PROFILES["steady"]
-FAULT_MIX = BASE.model_copy(update={
-    "name": "fault-mix", "fault_mode": "independent", "rate_429": 0.20, "rate_500": 0.05, "rate_timeout": 0.02,
-    "rate_malformed": 0.01, "retry_after_s": 0.01, "hang_s": 3.0})
+FAULT_MIX = BASE.model_copy(
+    update={
+        "name": "fault-mix",
+        "fault_mode": "independent",
+        "rate_429": 0.20,
+        "rate_500": 0.05,
+        "rate_timeout": 0.02,
+        "rate_malformed": 0.01,
+        "retry_after_s": 0.01,
+        "hang_s": 3.0,
+    }
+)
 TRUNCATING = BASE.model_copy(update={"name": "truncating", "rate_truncated": 1.0, "fault_mode": "independent"})
 SLOW = BASE.model_copy(update={"name": "slow", "latency_ms": 150.0})
 THROTTLING = BASE.model_copy(update={"name": "throttling", "rate_429": 1.0, "retry_after_s": 0.0})
@@ -43,17 +52,24 @@ def cand(server: Any, model: str, **kw: Any) -> Candidate:
 
 
 def chat(cid: str, text: str) -> Conversation:
-    return Conversation(conversation_id=cid, messages=[Message(role="user", content=text),
-                                                       Message(role="assistant", content="Logged answer.")])
+    return Conversation(
+        conversation_id=cid,
+        messages=[Message(role="user", content=text), Message(role="assistant", content="Logged answer.")],
+    )
 
 
 def multi_turn(cid: str) -> Conversation:
-    return Conversation(conversation_id=cid, messages=[
-        Message(role="system", content="Be brief."),
-        Message(role="user", content="What is a fjord?"), Message(role="assistant", content="A sea inlet."),
-        Message(role="user", content="Where are they found?"), Message(role="assistant", content="Norway, mostly."),
-        Message(role="user", content="Thanks!"),  # not answered in the log: no item in "every" mode
-    ])
+    return Conversation(
+        conversation_id=cid,
+        messages=[
+            Message(role="system", content="Be brief."),
+            Message(role="user", content="What is a fjord?"),
+            Message(role="assistant", content="A sea inlet."),
+            Message(role="user", content="Where are they found?"),
+            Message(role="assistant", content="Norway, mostly."),
+            Message(role="user", content="Thanks!"),  # not answered in the log: no item in "every" mode
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------- pacing units
@@ -129,7 +145,11 @@ def test_modes_last_and_every(server: Any, tmp_path: Path) -> None:
     assert [(i.conv.conversation_id, i.user_turn) for i in every] == [("m1", 1), ("m1", 3), ("c1", 0)]
     assert [m.content for m in every[1].logged] == ["Norway, mostly."]
     recs = replay(convs, cand(server, "steady"), tmp_path / "c.sqlite", options=ReplayOptions(mode="every"))
-    assert [(r.conversation_id, r.user_turn, r.status) for r in recs] == [("m1", 1, "ok"), ("m1", 3, "ok"), ("c1", 0, "ok")]
+    assert [(r.conversation_id, r.user_turn, r.status) for r in recs] == [
+        ("m1", 1, "ok"),
+        ("m1", 3, "ok"),
+        ("c1", 0, "ok"),
+    ]
     with pytest.raises(ValueError, match="unknown replay mode"):
         items_for(convs, "some")  # type: ignore[arg-type]
 
@@ -143,7 +163,9 @@ def test_dry_run_estimates_and_sees_the_cache(server: Any, tmp_path: Path) -> No
         est = dry_run(convs, c, cache, opts)
     assert stats(server)["total"] == before  # a dry run makes no call
     assert (est.items, est.calls, est.cached_calls) == (10, 10, 0)
-    assert est.prompt_tokens > 0 and est.cost_usd == pytest.approx((est.prompt_tokens * 1000 + est.completion_tokens * 2000) / 1e6)
+    assert est.prompt_tokens > 0 and est.cost_usd == pytest.approx(
+        (est.prompt_tokens * 1000 + est.completion_tokens * 2000) / 1e6
+    )
     recs = replay(convs[:4], c, tmp_path / "c.sqlite", options=opts)
     with ReplayCache(tmp_path / "c.sqlite") as cache:
         est2 = dry_run(convs, c, cache, opts)
@@ -207,7 +229,9 @@ def test_throttling_cuts_concurrency(server: Any, tmp_path: Path) -> None:
 
 def test_deadline_ends_remaining_items_with_reason(server: Any, tmp_path: Path) -> None:
     convs = [chat(f"dl{i}", f"What is the capital of country {i}?") for i in range(40)]
-    recs = replay(convs, cand(server, "slow", concurrency=2), tmp_path / "c.sqlite", options=ReplayOptions(deadline_s=0.4))
+    recs = replay(
+        convs, cand(server, "slow", concurrency=2), tmp_path / "c.sqlite", options=ReplayOptions(deadline_s=0.4)
+    )
     assert [r.conversation_id for r in recs] == [cv.conversation_id for cv in convs]
     errors = [r for r in recs if r.status == "error"]
     assert errors, "40 items at 150 ms, 2 at a time, cannot finish in 0.4 s"

@@ -2,6 +2,7 @@
 or key (finding 2), failure is bounded and stops a run (5), every failure has a class (6), nothing
 private leaves in clear (13). Real HTTP on 127.0.0.1: the reference endpoint, and tiny socket servers
 that never answer, answer a web page, close, or echo the key."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,13 @@ import httpx
 import pytest
 
 from deploysim.candidates import Candidate
-from deploysim_testkit.endpoint import PROFILES, start_in_thread
 from deploysim.replay.accounting import summarize, summary_lines
 from deploysim.replay.cache import ReplayCache
 from deploysim.replay.client import ChatClient
 from deploysim.replay.engine import ReplayOptions, replay
 from deploysim.replay.failures import failure_class, failure_classes
 from deploysim.schemas import Conversation, Message, ToolCall
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-safety-test-NEVER-SHOWN-5521ab"
@@ -34,8 +35,13 @@ KEY_ENV = "DEPLOYSIM_TEST_SAFETY_KEY"
 EMAIL = "maria.lopez@example.com"
 SIMULATOR = PROFILES["steady"].model_copy(update={"name": "tool-sim", "kind": "tool_simulator"})
 PROFILES_UNDER_TEST = {"steady": PROFILES["steady"], "tool-sim": SIMULATOR}
-ORDER_TOOL = {"type": "function", "function": {"name": "get_order", "parameters": {
-    "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+ORDER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_order",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +56,30 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cand(base_url: str, **kw: Any) -> Candidate:
-    return Candidate(**{"name": "c", "base_url": base_url, "model": "steady", "api_key_env": KEY_ENV,
-                        "concurrency": 4, "max_retries": 2, **kw})
+    return Candidate(
+        **{
+            "name": "c",
+            "base_url": base_url,
+            "model": "steady",
+            "api_key_env": KEY_ENV,
+            "concurrency": 4,
+            "max_retries": 2,
+            **kw,
+        }
+    )
 
 
 def chats(n: int, prefix: str = "q") -> list[Conversation]:
-    return [Conversation(conversation_id=f"{prefix}{i}", messages=[
-        Message(role="user", content=f"How long should I steep green tea, case {i}?"),
-        Message(role="assistant", content="Logged answer.")]) for i in range(n)]
+    return [
+        Conversation(
+            conversation_id=f"{prefix}{i}",
+            messages=[
+                Message(role="user", content=f"How long should I steep green tea, case {i}?"),
+                Message(role="assistant", content="Logged answer."),
+            ],
+        )
+        for i in range(n)
+    ]
 
 
 def dead_url() -> str:
@@ -112,8 +134,16 @@ class TinyServer:
                         return
                     buf += chunk
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length")), b"0"))
+                length = int(
+                    next(
+                        (
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        ),
+                        b"0",
+                    )
+                )
                 while len(buf) < length:
                     buf += conn.recv(65536)
                 body, buf = buf[:length], buf[length:]
@@ -129,19 +159,32 @@ class TinyServer:
     def _reply(self, head: bytes, body: bytes) -> bytes:
         def http(status: str, ctype: str, payload: bytes) -> bytes:
             return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
-                status.encode(), ctype.encode(), len(payload), payload)
+                status.encode(),
+                ctype.encode(),
+                len(payload),
+                payload,
+            )
 
         if self.mode == "html":
             return http("200 OK", "text/html; charset=utf-8", b"<!doctype html><html><body>Sign in</body></html>")
         if self.mode == "html502":
             return http("502 Bad Gateway", "text/html", b"<html><body>502 Bad Gateway</body></html>")
         if self.mode == "echo400":
-            auth = next((line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
-                         if line.lower().startswith(b"authorization")), "")
+            auth = next(
+                (
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"authorization")
+                ),
+                "",
+            )
             msg = f"account {EMAIL} has no access with {auth}"
             return http("400 Bad Request", "application/json", json.dumps({"error": {"message": msg}}).encode())
-        answer = {"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Three minutes."}}],
-                  "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+        answer = {
+            "id": "x",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Three minutes."}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+        }
         return http("200 OK", "application/json", json.dumps(answer).encode())
 
 
@@ -163,8 +206,9 @@ def test_a_candidate_at_a_dead_url_gets_no_answer_from_another_candidates_cache(
     assert summary_lines(s)[0].startswith("0 of 0 answers from the cache")
 
 
-def test_another_key_is_another_cache_entry_and_no_key_is_stored(server: Any, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_another_key_is_another_cache_entry_and_no_key_is_stored(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     convs, cache = chats(4, "k"), tmp_path / "replay.sqlite"
     assert all(r.status == "ok" for r in replay(convs, cand(server.base_url), cache))
     monkeypatch.setenv(KEY_ENV, WRONG)
@@ -175,8 +219,9 @@ def test_another_key_is_another_cache_entry_and_no_key_is_stored(server: Any, tm
     assert SECRET.encode() not in stored and WRONG.encode() not in stored
 
 
-def test_the_key_tells_endpoints_models_params_keys_and_the_simulator_apart(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_tells_endpoints_models_params_keys_and_the_simulator_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     msgs, base = [{"role": "user", "content": "hi"}], "http://127.0.0.1:8000/v1"
     with ReplayCache(tmp_path / "a.sqlite") as a, ReplayCache(tmp_path / "b.sqlite") as b:
         key = ChatClient(cand(base), a).cache_key(msgs, [])
@@ -197,6 +242,7 @@ def test_the_key_tells_endpoints_models_params_keys_and_the_simulator_apart(tmp_
         # keyed: the same credential hashes differently in another cache file, and not as a plain hash
         assert a.credential_tag(SECRET) != b.credential_tag(SECRET)
         import hashlib
+
         assert a.credential_tag(SECRET) != hashlib.sha256(SECRET.encode()).hexdigest()
     with ReplayCache(tmp_path / "a.sqlite") as a:
         monkeypatch.setenv(KEY_ENV, SECRET)
@@ -219,8 +265,9 @@ def test_a_host_that_does_not_resolve_is_not_retried_and_stops_the_run(tmp_path:
     first = [r for r in recs if r.attempts]
     assert first and all(r.attempts == 1 and r.error == "cannot resolve host no-such-host.invalid" for r in first)
     rest = [r for r in recs if not r.attempts]
-    assert rest and all(r.error == "not attempted: endpoint unusable (cannot resolve host no-such-host.invalid)"
-                        for r in rest)
+    assert rest and all(
+        r.error == "not attempted: endpoint unusable (cannot resolve host no-such-host.invalid)" for r in rest
+    )
 
 
 def test_401_stops_the_whole_replay_not_each_item(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,15 +297,20 @@ def test_a_server_that_never_answers_costs_timeout_times_attempts(tmp_path: Path
         recs = replay(chats(8), cand(tiny.base_url, timeout_s=0.5, max_retries=1), tmp_path / "c.sqlite")
         assert time.monotonic() - t0 < 60  # finishes at all (30 s x 6 attempts per item before)
     assert all(r.status == "error" and r.error == "timeout after 2 attempts" for r in recs)
-    assert failure_classes(recs) == [{"class": "timeout", "label": "request timed out", "count": 8,
-                                      "example": "timeout after 2 attempts"}]
+    assert failure_classes(recs) == [
+        {"class": "timeout", "label": "request timed out", "count": 8, "example": "timeout after 2 attempts"}
+    ]
 
 
 def test_silence_for_the_limit_stops_the_run(tmp_path: Path) -> None:
     with TinyServer("silent") as tiny:
         opts = ReplayOptions(silent_limit_s=0.5)
-        recs = replay(chats(60), cand(tiny.base_url, timeout_s=0.3, max_retries=5, concurrency=2), tmp_path / "c.sqlite",
-                      options=opts)
+        recs = replay(
+            chats(60),
+            cand(tiny.base_url, timeout_s=0.3, max_retries=5, concurrency=2),
+            tmp_path / "c.sqlite",
+            options=opts,
+        )
     assert all(r.status == "error" for r in recs)
     assert any(r.error == "not attempted: endpoint unusable (no response for 0.5 s)" for r in recs)
 
@@ -266,8 +318,12 @@ def test_silence_for_the_limit_stops_the_run(tmp_path: Path) -> None:
 def test_the_deadline_bounds_a_run_against_a_server_that_never_answers(tmp_path: Path) -> None:
     with TinyServer("silent") as tiny:
         t0 = time.monotonic()
-        recs = replay(chats(12), cand(tiny.base_url, timeout_s=30, max_retries=5, concurrency=2), tmp_path / "c.sqlite",
-                      options=ReplayOptions(deadline_s=1.0))
+        recs = replay(
+            chats(12),
+            cand(tiny.base_url, timeout_s=30, max_retries=5, concurrency=2),
+            tmp_path / "c.sqlite",
+            options=ReplayOptions(deadline_s=1.0),
+        )
         assert time.monotonic() - t0 < 60
     assert all(r.status == "error" and r.error.startswith("deadline exceeded") for r in recs)
     assert [f["class"] for f in summarize(recs)["failure_classes"]] == ["deadline"]
@@ -285,10 +341,13 @@ def test_a_web_page_instead_of_json_is_named_and_not_retried(tmp_path: Path) -> 
     assert [(f["class"], f["count"]) for f in failure_classes(recs)] == [("endpoint_unusable", 7), ("non_json", 3)]
 
 
-@pytest.mark.parametrize("mode, cls, reason", [
-    ("html502", "server_error", "HTTP 502 after 2 attempts"),
-    ("close", "connection", "connection error after 2 attempts"),
-])
+@pytest.mark.parametrize(
+    "mode, cls, reason",
+    [
+        ("html502", "server_error", "HTTP 502 after 2 attempts"),
+        ("close", "connection", "connection error after 2 attempts"),
+    ],
+)
 def test_each_failure_has_its_class(tmp_path: Path, mode: str, cls: str, reason: str) -> None:
     with TinyServer(mode) as tiny:
         recs = replay(chats(3), cand(tiny.base_url, max_retries=1), tmp_path / "c.sqlite")
@@ -315,11 +374,24 @@ def test_simulated_tool_results_are_redacted_like_model_output(server: Any, tmp_
 
     # Production called get_order(ORD-99999); the candidate asks for ORD-12345, so the simulator answers,
     # in the format of the recorded result: with the customer's email in it.
-    conv = Conversation(conversation_id="t1", tools=[ORDER_TOOL], messages=[
-        Message(role="user", content="Where is my order ORD-12345?"),
-        Message(role="assistant", tool_calls=[ToolCall(id="p1", name="get_order", arguments='{"order_id": "ORD-99999"}')]),
-        Message(role="tool", tool_call_id="p1", name="get_order", content=json.dumps({"status": "shipped", "email": EMAIL})),
-        Message(role="assistant", content="It shipped.")])
+    conv = Conversation(
+        conversation_id="t1",
+        tools=[ORDER_TOOL],
+        messages=[
+            Message(role="user", content="Where is my order ORD-12345?"),
+            Message(
+                role="assistant",
+                tool_calls=[ToolCall(id="p1", name="get_order", arguments='{"order_id": "ORD-99999"}')],
+            ),
+            Message(
+                role="tool",
+                tool_call_id="p1",
+                name="get_order",
+                content=json.dumps({"status": "shipped", "email": EMAIL}),
+            ),
+            Message(role="assistant", content="It shipped."),
+        ],
+    )
     opts = ReplayOptions(tool_simulator=cand(server.base_url, name="sim", model="tool-sim"))
     [rec] = replay([conv], cand(server.base_url), tmp_path / "c.sqlite", options=opts)
     [tr] = rec.tool_results
@@ -330,7 +402,8 @@ def test_simulated_tool_results_are_redacted_like_model_output(server: Any, tmp_
 
 
 def test_the_pipeline_cache_is_owner_only_in_the_raw_zone_and_a_ghost_candidate_fails(
-        server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from deploysim import lake, pipeline
     from deploysim.candidates import register
     from deploysim.schemas import conversation_to_row
@@ -357,19 +430,52 @@ def test_the_pipeline_cache_is_owner_only_in_the_raw_zone_and_a_ghost_candidate_
 
 
 def cli(logs: Path, base_url: str, out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "orchestration.cli", "replay", str(logs), "--base-url", base_url, "--model", "steady",
-           "--out", str(out), "--cache", str(cache), "--api-key-env", KEY_ENV, "--quiet", "--max-retries", "1", *extra]
-    env = {**os.environ, KEY_ENV: SECRET, "DEPLOYSIM_HOME": str(out.parent), "DEPLOYSIM_REDACT_NER": "0",
-           "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestration.cli",
+        "replay",
+        str(logs),
+        "--base-url",
+        base_url,
+        "--model",
+        "steady",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--api-key-env",
+        KEY_ENV,
+        "--quiet",
+        "--max-retries",
+        "1",
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        KEY_ENV: SECRET,
+        "DEPLOYSIM_HOME": str(out.parent),
+        "DEPLOYSIM_REDACT_NER": "0",
+        "PYTHONPATH": str(ROOT),
+    }
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def write_logs(path: Path, n: int = 4) -> Path:
     with path.open("w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"l{i}", "messages": [
-                {"role": "user", "content": f"Please email the invoice to {EMAIL}, order {i}."},
-                {"role": "assistant", "content": "Done."}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"l{i}",
+                        "messages": [
+                            {"role": "user", "content": f"Please email the invoice to {EMAIL}, order {i}."},
+                            {"role": "assistant", "content": "Done."},
+                        ],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 

@@ -1,5 +1,6 @@
 """Agentic rollouts on real tau-bench airline trajectories (gpt-4o, real tool schemas) against the
 reference endpoint: tool results answered from the recording, by a simulator model, or with an error."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ from typing import Any, Iterator
 import pytest
 
 from deploysim.candidates import Candidate
-from deploysim_testkit.endpoint import PROFILES, start_in_thread
 from deploysim.logs.ingest import parse_record
 from deploysim.replay.accounting import summarize
 from deploysim.replay.engine import ReplayOptions, replay
-from deploysim.replay.toolsim import UNAVAILABLE
+from deploysim.replay.toolsim import UNAVAILABLE, canonical_args
 from deploysim.schemas import Conversation
-from deploysim.replay.toolsim import canonical_args
+from deploysim_testkit.endpoint import PROFILES, start_in_thread
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tau-bench-airline"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"tau-bench data not found at {DATA}")
@@ -79,7 +79,9 @@ def test_faithful_agent_gets_recorded_results(server: Any, convs: list[Conversat
             assert t.content in rec[(t.name, json.dumps(canonical_args(t.arguments), sort_keys=True))]
 
 
-def test_misbehaving_agent_results_are_simulated_with_provenance(server: Any, convs: list[Conversation], tmp_path: Path) -> None:
+def test_misbehaving_agent_results_are_simulated_with_provenance(
+    server: Any, convs: list[Conversation], tmp_path: Path
+) -> None:
     opts = ReplayOptions(mode="every", tool_simulator=cand(server, "simulator"))
     recs = replay(convs, cand(server, "misbehaving"), tmp_path / "c.sqlite", options=opts)
     assert all(r.status == "ok" for r in recs), [r.error for r in recs if r.error]
@@ -87,9 +89,20 @@ def test_misbehaving_agent_results_are_simulated_with_provenance(server: Any, co
     sources = summarize(recs)["tool_results"]
     assert sources.get("recorded", 0) > 0 and sources.get("simulated", 0) > 0, sources
     tool_names = {t["function"]["name"] for t in convs[0].tools}
-    destructive = [t for t in results if t.name in {"cancel_reservation", "update_reservation_flights",
-                                                     "update_reservation_passengers", "update_reservation_baggages",
-                                                     "book_reservation", "send_certificate", "transfer_to_human_agents"}]
+    destructive = [
+        t
+        for t in results
+        if t.name
+        in {
+            "cancel_reservation",
+            "update_reservation_flights",
+            "update_reservation_passengers",
+            "update_reservation_baggages",
+            "book_reservation",
+            "send_certificate",
+            "transfer_to_human_agents",
+        }
+    ]
     assert destructive, "the profile adds unrequested destructive calls"
     assert all(t.name in tool_names for t in results)
     for t in results:
@@ -101,18 +114,24 @@ def test_misbehaving_agent_results_are_simulated_with_provenance(server: Any, co
         assert [(m.tool_call_id, m.content) for m in tool_msgs] == [(t.tool_call_id, t.content) for t in r.tool_results]
 
 
-def test_simulator_failure_gives_deterministic_error_result(server: Any, convs: list[Conversation], tmp_path: Path) -> None:
+def test_simulator_failure_gives_deterministic_error_result(
+    server: Any, convs: list[Conversation], tmp_path: Path
+) -> None:
     opts = ReplayOptions(mode="every", tool_simulator=cand(server, "broken-sim"))
     recs = replay(convs[:10], cand(server, "misbehaving"), tmp_path / "c.sqlite", options=opts)
     errors = [t for r in recs for t in r.tool_results if t.source == "error"]
     assert errors and all(t.content == UNAVAILABLE for t in errors)
     assert all(t.detail == "tool simulator failed: HTTP 500 after 2 attempts" for t in errors)
-    without = replay(convs[:10], cand(server, "misbehaving"), tmp_path / "c2.sqlite", options=ReplayOptions(mode="every"))
+    without = replay(
+        convs[:10], cand(server, "misbehaving"), tmp_path / "c2.sqlite", options=ReplayOptions(mode="every")
+    )
     assert {t.source for r in without for t in r.tool_results} == {"recorded", "unavailable"}
 
 
 def test_step_limit_bounds_each_rollout(server: Any, convs: list[Conversation], tmp_path: Path) -> None:
-    recs = replay(convs[:10], cand(server, "agent"), tmp_path / "c.sqlite", options=ReplayOptions(mode="every", max_steps=1))
+    recs = replay(
+        convs[:10], cand(server, "agent"), tmp_path / "c.sqlite", options=ReplayOptions(mode="every", max_steps=1)
+    )
     limited = [r for r in recs if r.status == "error"]
     assert limited and all(r.error == "step limit (1) reached" and len(r.tool_results) >= 1 for r in limited)
     assert all(len([m for m in r.turn if m.role == "assistant"]) <= 1 for r in recs)

@@ -6,8 +6,11 @@ from deploysim.sampling.stratified import allocate, stratified_sample, stratum_o
 
 
 def units():
-    return [(f"a{i}", "billing/chat") for i in range(600)] + [(f"b{i}", "travel/agent") for i in range(300)] + [
-        (f"c{i}", "rare/agent") for i in range(5)]
+    return (
+        [(f"a{i}", "billing/chat") for i in range(600)]
+        + [(f"b{i}", "travel/agent") for i in range(300)]
+        + [(f"c{i}", "rare/agent") for i in range(5)]
+    )
 
 
 def test_proportional_allocation_with_minimum():
@@ -45,9 +48,15 @@ def test_sample_larger_than_population_takes_everything():
 
 def many_strata(n_topics: int = 1000, per_topic: int = 3) -> list[tuple[str, str]]:
     """n_topics x 2 kinds, a few conversations each, plus two big strata."""
-    out = [(f"t{t}-{k}-{i}", stratum_of(f"t{t}", k)) for t in range(n_topics) for k in ("chat", "agent")
-           for i in range(per_topic if k == "chat" else 1)]
-    return out + [(f"big{i}", "billing/chat") for i in range(4000)] + [(f"trip{i}", "travel/agent") for i in range(1000)]
+    out = [
+        (f"t{t}-{k}-{i}", stratum_of(f"t{t}", k))
+        for t in range(n_topics)
+        for k in ("chat", "agent")
+        for i in range(per_topic if k == "chat" else 1)
+    ]
+    return (
+        out + [(f"big{i}", "billing/chat") for i in range(4000)] + [(f"trip{i}", "travel/agent") for i in range(1000)]
+    )
 
 
 def _check_design(units: list[tuple[str, str]], rows) -> None:
@@ -98,7 +107,17 @@ def test_weighted_estimates_stay_unbiased_with_pooled_strata():
     assert sum(totals) / len(totals) == pytest.approx(truth, rel=0.05)
 
     rows = [r.model_dump() for r in stratified_sample(units, 600, seed=1)]
-    grades = [{"conversation_id": r["conversation_id"], "system": system, "behaviour": "b", "grader": "g",
-               "applicable": True, "flagged": r["conversation_id"] in flagged} for r in rows for system in ("candidate", "baseline")]
+    grades = [
+        {
+            "conversation_id": r["conversation_id"],
+            "system": system,
+            "behaviour": "b",
+            "grader": "g",
+            "applicable": True,
+            "flagged": r["conversation_id"] in flagged,
+        }
+        for r in rows
+        for system in ("candidate", "baseline")
+    ]
     (e,) = estimate("x", rows, grades, finite_population=True)
     assert e.ci_low <= truth / len(units) <= e.ci_high

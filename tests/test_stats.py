@@ -16,8 +16,14 @@ def srs(n, N=None):
 
 
 def grade(cid, system, flagged, applicable=True, behaviour="harm"):
-    return {"conversation_id": cid, "system": system, "behaviour": behaviour, "grader": "rule",
-            "applicable": applicable, "flagged": flagged}
+    return {
+        "conversation_id": cid,
+        "system": system,
+        "behaviour": behaviour,
+        "grader": "rule",
+        "applicable": applicable,
+        "flagged": flagged,
+    }
 
 
 def paired(n, cand_flags, base_flags, applicable=None):
@@ -113,7 +119,7 @@ def test_coverage_stratified(rate):
     # finite population; stratum rates scaled so the overall rate is about `rate`
     scale = rate * sum(N * a for N, _, _, a in STRATA) / sum(N * m * a for N, _, m, a in STRATA)
     pop = {}
-    for h, (N, n, m, a) in enumerate(STRATA):
+    for h, (N, _n, m, a) in enumerate(STRATA):
         pop[h] = [(rng.random() < a, rng.random() < scale * m) for _ in range(N)]
     app = sum(a for units in pop.values() for a, _ in units)
     truth = sum(a and y for units in pop.values() for a, y in units) / app
@@ -124,8 +130,9 @@ def test_coverage_stratified(rate):
         for h, (N, n, _, _) in enumerate(STRATA):
             for i in rng.sample(range(N), n):
                 cid = f"{h}-{i}"
-                sample.append({"conversation_id": cid, "stratum": str(h), "inclusion_prob": n / N,
-                               "population": N, "sampled": n})
+                sample.append(
+                    {"conversation_id": cid, "stratum": str(h), "inclusion_prob": n / N, "population": N, "sampled": n}
+                )
                 a, y = pop[h][i]
                 if a:  # ungraded units are outside the domain, same as applicable=False
                     grades.append(grade(cid, "candidate", y))
@@ -142,8 +149,9 @@ def test_estimate_equals_the_count_based_core_the_study_uses():
     for h, (N, n, m, k) in enumerate([(5000, 200, 150, 3), (800, 100, 90, 9), (200, 50, 40, 0)]):
         for i in range(n):
             cid = f"{h}-{i}"
-            sample.append({"conversation_id": cid, "stratum": str(h), "inclusion_prob": n / N, "population": N,
-                           "sampled": n})
+            sample.append(
+                {"conversation_id": cid, "stratum": str(h), "inclusion_prob": n / N, "population": N, "sampled": n}
+            )
             grades.append(grade(cid, "candidate", i < k, i < m))
             grades.append(grade(cid, "baseline", False, i < m))
         counts.append(stats.StratumSums.from_counts(n=n, f=n / N, w=N / n, m=m, k=k))
@@ -152,13 +160,17 @@ def test_estimate_equals_the_count_based_core_the_study_uses():
     core = stats.domain_ratio(counts)
     assert e.rate == pytest.approx(core.rate)
     assert (e.ci_low, e.ci_high) == pytest.approx(stats.rate_interval(core))
-    assert e.rate == pytest.approx((5000 * 3 / 200 + 800 * 9 / 100) / (5000 * 150 / 200 + 800 * 90 / 100 + 200 * 40 / 50))
+    assert e.rate == pytest.approx(
+        (5000 * 3 / 200 + 800 * 9 / 100) / (5000 * 150 / 200 + 800 * 90 / 100 + 200 * 40 / 50)
+    )
 
 
 def test_zero_flags_with_unequal_weights_uses_kish_size():
     # two strata, weights 10 and 1, nothing flagged: the upper bound uses Kish's n, not the count
-    counts = [stats.StratumSums.from_counts(n=100, f=0, w=10, m=100, k=0),
-              stats.StratumSums.from_counts(n=100, f=0, w=1, m=100, k=0)]
+    counts = [
+        stats.StratumSums.from_counts(n=100, f=0, w=10, m=100, k=0),
+        stats.StratumSums.from_counts(n=100, f=0, w=1, m=100, k=0),
+    ]
     est = stats.domain_ratio(counts)
     kish = (100 * 10 + 100) ** 2 / (100 * 100 + 100)
     assert est.n_kish == pytest.approx(kish) and kish < 200
@@ -192,8 +204,10 @@ def test_ppi_unbiased_corrects_a_biased_predictor_and_reduces_to_labels():
 def test_estimate_reports_ppi_beside_uncorrected_when_labels_exist():
     g = paired(200, set(range(0, 200, 5)), set())  # grader flags 20%
     # humans say only every 10th is really the behaviour, and the grader finds all of those
-    labels = [{"conversation_id": f"c{i}", "system": "candidate", "behaviour": "harm", "label": i % 10 == 0}
-              for i in range(0, 200, 3)]
+    labels = [
+        {"conversation_id": f"c{i}", "system": "candidate", "behaviour": "harm", "label": i % 10 == 0}
+        for i in range(0, 200, 3)
+    ]
     [e] = estimate("m", srs(200), g, labels)
     assert e.rate == pytest.approx(0.2)
     assert e.n_labelled == 67
@@ -224,7 +238,9 @@ def test_forecast_intervals_do_not_shrink_with_the_sampling_fraction():
     sample, grades = [], []
     for i in range(400):
         cid = f"c{i}"
-        sample.append({"conversation_id": cid, "stratum": "s", "inclusion_prob": 0.5, "population": 800, "sampled": 400})
+        sample.append(
+            {"conversation_id": cid, "stratum": "s", "inclusion_prob": 0.5, "population": 800, "sampled": 400}
+        )
         grades.append(grade(cid, "candidate", i < 40, True))
         grades.append(grade(cid, "baseline", False, True))
     [forecast] = estimate("m", sample, grades)

@@ -3,6 +3,7 @@
 The replications run the pipeline's own estimator code on simulated per-stratum sums
 (deploysim_testkit.stats_study); test_stats.py checks that those sums match what `estimate` builds from rows.
 """
+
 import pytest
 
 from deploysim_testkit import stats_study as S

@@ -1,6 +1,7 @@
 """Versioned materialisations end to end (issue 10, item 2): immutable lake versions, a candidate's chain
 pinned to the sample it was replayed on, the gate history in dbt, per-run reports, `deploysim history`
 and `deploysim gc`. Real parts: demo logs, the reference endpoint over HTTP, Dagster's materialize, dbt."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def sim(tmp_path_factory):
     old = dict(os.environ)
     for k in [k for k in os.environ if k.startswith("DEPLOYSIM_")]:
         del os.environ[k]
-    os.environ.update(DEPLOYSIM_HOME=str(home), DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
-                      DEPLOYSIM_SAMPLE_SIZE="60", DEPLOYSIM_SEED="7")
+    os.environ.update(
+        DEPLOYSIM_HOME=str(home),
+        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
+        DEPLOYSIM_SAMPLE_SIZE="60",
+        DEPLOYSIM_SEED="7",
+    )
     import dagster as dg
 
     from deploysim.candidates import Candidate, register
@@ -37,8 +42,9 @@ def sim(tmp_path_factory):
     inst = dg.DagsterInstance.ephemeral()
     out: dict = {"home": home, "inst": inst, "runner": runner}
     with start_in_thread() as server:
-        register(Candidate(name="steady", base_url=server.base_url, model="steady",
-                           tool_simulator_model="tool-simulator"))
+        register(
+            Candidate(name="steady", base_url=server.base_url, model="steady", tool_simulator_model="tool-simulator")
+        )
         assert runner.run_traffic(inst, settings=_settings()).success
         out["sample_1"] = lake.latest_version("sample")
         out["code_1"] = cli._run_candidate(inst, "steady", False, settings=_settings())
@@ -49,8 +55,9 @@ def sim(tmp_path_factory):
         os.environ["DEPLOYSIM_SEED"] = "11"
         assert runner.run_traffic(inst, settings=_settings(seed=11)).success
         out["sample_2"] = lake.latest_version("sample")
-        out["partial"] = runner._materialize(inst, dg.AssetSelection.assets("estimate", "report"), "steady", False,
-                                             settings=_settings(seed=11))
+        out["partial"] = runner._materialize(
+            inst, dg.AssetSelection.assets("estimate", "report"), "steady", False, settings=_settings(seed=11)
+        )
         out["estimate_d"] = _recorded(inst, "estimate")
         out["report_d"] = _recorded(inst, "report")
 

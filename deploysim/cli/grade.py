@@ -14,6 +14,7 @@ share. `--observed NAME` also stores the rates as the observed production rates 
 (lake/observed/candidate=NAME/observed.parquet), which the forecast scorecard compares with NAME's
 forecast. Exit code: 0 graded, 2 could not run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ def add_grade_command(sub: Any) -> None:
     g.add_argument("--judge-base-url", help="the judge's OpenAI-compatible base URL")
     g.add_argument("--judge-api-key-env", help="name of the env var holding the judge's API key")
     g.add_argument("--judge-samples", type=int, default=1, help="judge samples per verdict (majority vote)")
-    g.add_argument("--observed", metavar="CANDIDATE",
-                   help="store the rates as CANDIDATE's observed production rates (for the scorecard)")
+    g.add_argument(
+        "--observed",
+        metavar="CANDIDATE",
+        help="store the rates as CANDIDATE's observed production rates (for the scorecard)",
+    )
     g.set_defaults(func=cmd_grade)
 
 
@@ -52,8 +56,9 @@ def cmd_grade(a: argparse.Namespace) -> int:
         if not a.judge_base_url:
             print("error: --judge-model needs --judge-base-url", file=sys.stderr)
             return 2
-        judge = Judge(base_url=a.judge_base_url, model=a.judge_model, api_key_env=a.judge_api_key_env,
-                      samples=a.judge_samples)
+        judge = Judge(
+            base_url=a.judge_base_url, model=a.judge_model, api_key_env=a.judge_api_key_env, samples=a.judge_samples
+        )
     try:
         n_convs, n_quarantined, lines, table = grade_logs([a.logs], tax, judge, a.format)
     finally:
@@ -73,9 +78,8 @@ def cmd_grade(a: argparse.Namespace) -> int:
         frac = f"{r['n_flagged']}/{r['n_applicable']}"
         print(f"{r['behaviour']:<34}{frac:>20}  {pct(r['rate']):>8}  {pct(r['ci_low'])}–{pct(r['ci_high'])}")
     if a.observed:
-        from deploysim.estimation import scorecard
-
         from deploysim import lake
+        from deploysim.estimation import scorecard
 
         path = scorecard.write_observed(a.observed, table)
         print(f"observed rates of {a.observed} -> {path}")

@@ -1,14 +1,15 @@
 """`deploysim ingest` and `deploysim redact`: check and share log files without the pipeline.
 
-    deploysim ingest PATH... [--format F] [--tools FILE] [--quarantine FILE]
-        detected format per file, counts (read, accepted, quarantined, duplicates), the
-        quarantine with reasons, files quarantined whole (empty, not a log, corrupt or truncated)
-        and files skipped. Exit 0 when at least one conversation was accepted, else 2.
+deploysim ingest PATH... [--format F] [--tools FILE] [--quarantine FILE]
+    detected format per file, counts (read, accepted, quarantined, duplicates), the
+    quarantine with reasons, files quarantined whole (empty, not a log, corrupt or truncated)
+    and files skipped. Exit 0 when at least one conversation was accepted, else 2.
 
-    deploysim redact IN OUT [--format F] [--ner/--no-ner] [--policy TYPE=POLICY ...]
-        redacts any supported log file (or directory, or glob) into OpenAI-format JSONL
-        (OUT ending in .gz or .zst is compressed) and prints counts per entity type.
+deploysim redact IN OUT [--format F] [--ner/--no-ner] [--policy TYPE=POLICY ...]
+    redacts any supported log file (or directory, or glob) into OpenAI-format JSONL
+    (OUT ending in .gz or .zst is compressed) and prints counts per entity type.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def _progress(label: str):
 
     def show(counts, done: int, total: int) -> None:
         rate = counts.bytes_read / 1e6 / max(time.monotonic() - start, 1e-9)
-        _err(f"  {label}: file {min(done + 1, total)}/{total}, {counts.n_read:,} records, "
-             f"{counts.bytes_read / 1e6:,.1f} MB read ({rate:.1f} MB/s), {counts.quarantined:,} quarantined")
+        _err(
+            f"  {label}: file {min(done + 1, total)}/{total}, {counts.n_read:,} records, "
+            f"{counts.bytes_read / 1e6:,.1f} MB read ({rate:.1f} MB/s), {counts.quarantined:,} quarantined"
+        )
 
     return show
 
@@ -56,8 +59,9 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     shown = 0
     qfile: IO[str] | None = open(a.quarantine, "w", encoding="utf-8") if a.quarantine else None
     try:
-        for item in iter_ingest(a.paths, a.format, tools=_tools(a.tools), counts=counts,
-                                progress=None if a.quiet else _progress("ingest")):
+        for item in iter_ingest(
+            a.paths, a.format, tools=_tools(a.tools), counts=counts, progress=None if a.quiet else _progress("ingest")
+        ):
             if isinstance(item, Conversation):
                 continue
             if qfile:
@@ -72,18 +76,24 @@ def cmd_ingest(a: argparse.Namespace) -> int:
         if qfile:
             qfile.close()
     if counts.quarantined > shown:
-        print(f"  ... and {counts.quarantined - shown:,} more quarantined"
-              + (f" (all in {a.quarantine})" if a.quarantine else " (use --quarantine FILE to keep them all)"))
+        print(
+            f"  ... and {counts.quarantined - shown:,} more quarantined"
+            + (f" (all in {a.quarantine})" if a.quarantine else " (use --quarantine FILE to keep them all)")
+        )
     for path, fmt in counts.formats.items():
         print(f"{path}: {fmt}")
     for path, why in counts.files_quarantined.items():
         print(f"{path}: quarantined file: {why}")
-    print(f"read {counts.n_read:,}: accepted {counts.accepted:,}, quarantined {counts.quarantined:,}, "
-          f"duplicates dropped {counts.duplicates:,}")
+    print(
+        f"read {counts.n_read:,}: accepted {counts.accepted:,}, quarantined {counts.quarantined:,}, "
+        f"duplicates dropped {counts.duplicates:,}"
+    )
     for reason, n in counts.reasons.most_common(10):
         print(f"  {n:>8,}  {reason}")
-    print(f"files: {len(counts.files):,} opened, {len(counts.files_quarantined):,} quarantined, "
-          f"{len(counts.files_skipped):,} skipped")
+    print(
+        f"files: {len(counts.files):,} opened, {len(counts.files_quarantined):,} quarantined, "
+        f"{len(counts.files_skipped):,} skipped"
+    )
     for why, n in Counter(counts.files_skipped.values()).most_common():
         print(f"  {n:>8,}  skipped: {why}")
     for path, why in list(counts.files_skipped.items())[: a.show]:
@@ -135,16 +145,30 @@ def cmd_redact(a: argparse.Namespace) -> int:
     written = 0
     tmp = out.with_name(out.name + ".partial")
     try:
-        convs = (c for c in iter_ingest([a.input], a.format, tools=_tools(a.tools), counts=counts,
-                                       progress=None if a.quiet else _progress("redact"))
-                 if isinstance(c, Conversation))
+        convs = (
+            c
+            for c in iter_ingest(
+                [a.input],
+                a.format,
+                tools=_tools(a.tools),
+                counts=counts,
+                progress=None if a.quiet else _progress("redact"),
+            )
+            if isinstance(c, Conversation)
+        )
         with _open_out(tmp, out.suffix) as fh:
             for red, found in iter_redacted(convs, config, workers=a.workers or settings.load().redact_workers):
                 totals.update(found)
                 if red is None:
                     continue
-                rec = {"id": red.conversation_id, "topic": red.topic, "surface": red.surface,
-                       "messages": [m.to_openai() for m in red.messages], "tools": red.tools, "metadata": red.metadata}
+                rec = {
+                    "id": red.conversation_id,
+                    "topic": red.topic,
+                    "surface": red.surface,
+                    "messages": [m.to_openai() for m in red.messages],
+                    "tools": red.tools,
+                    "metadata": red.metadata,
+                }
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 written += 1
         tmp.replace(out)
@@ -153,16 +177,20 @@ def cmd_redact(a: argparse.Namespace) -> int:
         _err(f"error: {e}")
         return EXIT_ERROR
     dropped = totals.pop("conversations_dropped", 0)
-    print(f"read {counts.n_read:,}: accepted {counts.accepted:,}, quarantined {counts.quarantined:,}, "
-          f"duplicates dropped {counts.duplicates:,}; wrote {written:,} redacted conversations to {out}"
-          + (f" ({dropped:,} dropped by policy)" if dropped else ""))
+    print(
+        f"read {counts.n_read:,}: accepted {counts.accepted:,}, quarantined {counts.quarantined:,}, "
+        f"duplicates dropped {counts.duplicates:,}; wrote {written:,} redacted conversations to {out}"
+        + (f" ({dropped:,} dropped by policy)" if dropped else "")
+    )
     print(f"NER: {'on (' + (config.ner_model or 'default model') + ')' if config.ner else 'off'}")
     types, fields = split_counts(totals)
     for type_, n in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {type_:<16}{n:>10,}")
     if fields:  # personal data outside the message text: counts per field, never values
-        _err("warning: personal data found outside the message text, redacted in "
-             + ", ".join(f"{name} ({n:,} conversations)" for name, n in sorted(fields.items())))
+        _err(
+            "warning: personal data found outside the message text, redacted in "
+            + ", ".join(f"{name} ({n:,} conversations)" for name, n in sorted(fields.items()))
+        )
     return EXIT_OK if written else EXIT_ERROR
 
 
@@ -179,17 +207,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--quiet", action="store_true", help="no progress lines")
     i.set_defaults(func=cmd_ingest)
 
-    r = sub.add_parser("redact", help="redact a log file of any format into OpenAI-format JSONL; prints counts per type")
+    r = sub.add_parser(
+        "redact", help="redact a log file of any format into OpenAI-format JSONL; prints counts per type"
+    )
     r.add_argument("input", help="file, directory or glob")
     r.add_argument("out", help="output JSONL (.gz/.zst to compress)")
     r.add_argument("--format", choices=FORMATS, help="force a format (default: detected per file)")
     r.add_argument("--tools", help="JSON file of tool schemas for records that carry none")
     ner = r.add_mutually_exclusive_group()
-    ner.add_argument("--ner", dest="ner", action="store_true", default=None, help="names/locations/organisations with spaCy")
+    ner.add_argument(
+        "--ner", dest="ner", action="store_true", default=None, help="names/locations/organisations with spaCy"
+    )
     ner.add_argument("--no-ner", dest="ner", action="store_false", help="deterministic detectors only")
-    r.add_argument("--policy", action="append", metavar="TYPE=POLICY",
-                   help="replace (default), mask, hash or drop, e.g. --policy SSN=drop --policy EMAIL=hash")
-    r.add_argument("--workers", type=int, default=None,
-                   help="redact in N worker processes (default DEPLOYSIM_REDACT_WORKERS or 1; order is kept)")
+    r.add_argument(
+        "--policy",
+        action="append",
+        metavar="TYPE=POLICY",
+        help="replace (default), mask, hash or drop, e.g. --policy SSN=drop --policy EMAIL=hash",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="redact in N worker processes (default DEPLOYSIM_REDACT_WORKERS or 1; order is kept)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.set_defaults(func=cmd_redact)

@@ -9,6 +9,7 @@ records and replays only the rest (completed calls come from the persistent cach
 neither). Exit code: 0 every item replayed, 1 some items ended in an error, 2 the run could not start
 or stopped because the endpoint is unusable (DNS, HTTP 401/403, refused or silent for too long).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,18 +55,34 @@ def add_replay_command(sub: Any) -> None:
     r.add_argument("--price-in", type=float, default=0.0, help="USD per million prompt tokens")
     r.add_argument("--price-out", type=float, default=0.0, help="USD per million completion tokens")
     r.add_argument("--dry-run", action="store_true", help="estimate calls, tokens and cost; make no call")
-    r.add_argument("--fresh", action="store_true",
-                   help="read nothing from the cache or from --out: every answer over HTTP (answers are still cached)")
-    r.add_argument("--no-redact", action="store_true",
-                   help="send the logs as they are (default: redacted first, like the pipeline)")
+    r.add_argument(
+        "--fresh",
+        action="store_true",
+        help="read nothing from the cache or from --out: every answer over HTTP (answers are still cached)",
+    )
+    r.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="send the logs as they are (default: redacted first, like the pipeline)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.set_defaults(func=cmd_replay)
 
 
 def _settings_key(a: argparse.Namespace, credential_tag: str = "") -> str:
     """What must match for records in --out to be reused on resume."""
-    parts = [a.base_url, a.model, a.temperature, a.max_tokens, a.mode, a.max_steps,
-             a.tool_sim_model, a.tool_sim_base_url, bool(a.no_redact), credential_tag]
+    parts = [
+        a.base_url,
+        a.model,
+        a.temperature,
+        a.max_tokens,
+        a.mode,
+        a.max_steps,
+        a.tool_sim_model,
+        a.tool_sim_base_url,
+        bool(a.no_redact),
+        credential_tag,
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -106,9 +123,11 @@ class _Progress:
         self.last = now
         c = self.client.counters
         rate = done / max(now - self.t0, 1e-9)
-        _err(f"  replayed {done + self.already}/{total + self.already} · {rate:.0f} items/s · {c.requests} requests "
-             f"({c.cached} cached, {c.retries} retries, {c.throttled} throttled) · concurrency limit "
-             f"{int(self.client.pacing.limiter.limit)} · {c.prompt_tokens + c.completion_tokens} tokens")
+        _err(
+            f"  replayed {done + self.already}/{total + self.already} · {rate:.0f} items/s · {c.requests} requests "
+            f"({c.cached} cached, {c.retries} retries, {c.throttled} throttled) · concurrency limit "
+            f"{int(self.client.pacing.limiter.limit)} · {c.prompt_tokens + c.completion_tokens} tokens"
+        )
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
@@ -121,18 +140,39 @@ def cmd_replay(a: argparse.Namespace) -> int:
     from deploysim.replay.cache import ReplayCache, default_cache_path
     from deploysim.replay.engine import ReplayOptions, items_for, make_client, replay_items, run_async
 
-    cand = Candidate(name="replay", base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
-                     temperature=a.temperature, max_tokens=a.max_tokens, concurrency=a.concurrency,
-                     timeout_s=a.timeout, max_retries=a.max_retries)
+    cand = Candidate(
+        name="replay",
+        base_url=a.base_url,
+        model=a.model,
+        api_key_env=a.api_key_env,
+        temperature=a.temperature,
+        max_tokens=a.max_tokens,
+        concurrency=a.concurrency,
+        timeout_s=a.timeout,
+        max_retries=a.max_retries,
+    )
     sim = None
     if a.tool_sim_model:
-        sim = cand.model_copy(update={"name": "tool-simulator", "model": a.tool_sim_model,
-                                      "base_url": a.tool_sim_base_url or a.base_url,
-                                      "api_key_env": a.tool_sim_api_key_env or a.api_key_env})
-    opts = ReplayOptions(mode=a.mode, max_steps=a.max_steps, requests_per_minute=a.rpm, tokens_per_minute=a.tpm,
-                         deadline_s=a.deadline, min_concurrency=a.min_concurrency, tool_simulator=sim,
-                         price_prompt_per_mtok=a.price_in, price_completion_per_mtok=a.price_out,
-                         read_cache=not a.fresh)
+        sim = cand.model_copy(
+            update={
+                "name": "tool-simulator",
+                "model": a.tool_sim_model,
+                "base_url": a.tool_sim_base_url or a.base_url,
+                "api_key_env": a.tool_sim_api_key_env or a.api_key_env,
+            }
+        )
+    opts = ReplayOptions(
+        mode=a.mode,
+        max_steps=a.max_steps,
+        requests_per_minute=a.rpm,
+        tokens_per_minute=a.tpm,
+        deadline_s=a.deadline,
+        min_concurrency=a.min_concurrency,
+        tool_simulator=sim,
+        price_prompt_per_mtok=a.price_in,
+        price_completion_per_mtok=a.price_out,
+        read_cache=not a.fresh,
+    )
     if not a.dry_run:
         cand.api_key()  # fail before any work if the key's env var is unset (names the variable only)
     ingested = ingest_files(input_files(resolve_inputs(a.logs)))
@@ -144,8 +184,10 @@ def cmd_replay(a: argparse.Namespace) -> int:
     by_id = {c.conversation_id: c for c in convs}
     items = items_for(convs, a.mode)
     cache_path = Path(a.cache) if a.cache else default_cache_path("replay")
-    _err(f"deploysim replay: {len(convs)} conversations ({len(ingested.quarantine)} quarantined), {len(items)} items, "
-         f"mode {a.mode}, model {a.model} at {a.base_url}, logs {'NOT redacted' if a.no_redact else 'redacted'}")
+    _err(
+        f"deploysim replay: {len(convs)} conversations ({len(ingested.quarantine)} quarantined), {len(items)} items, "
+        f"mode {a.mode}, model {a.model} at {a.base_url}, logs {'NOT redacted' if a.no_redact else 'redacted'}"
+    )
 
     with ReplayCache(cache_path) as cache:
         if a.dry_run:
@@ -157,8 +199,11 @@ def cmd_replay(a: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         key = _settings_key(a, cache.credential_tag(credential))
         kept = {} if a.fresh else _load_journal(out, key)
-        finished = {(it.conv.conversation_id, it.user_turn): kept[k] for it in items
-                    if (k := (it.conv.conversation_id, it.user_turn)) in kept}
+        finished = {
+            (it.conv.conversation_id, it.user_turn): kept[k]
+            for it in items
+            if (k := (it.conv.conversation_id, it.user_turn)) in kept
+        }
         todo = [it for it in items if (it.conv.conversation_id, it.user_turn) not in finished]
         if finished:
             _err(f"  resuming: {len(finished)} items already finished in {out}, {len(todo)} to go")
@@ -176,8 +221,9 @@ def cmd_replay(a: argparse.Namespace) -> int:
         async def go() -> list[ReplayRecord]:
             client = make_client(cand, cache, opts)
             async with client:
-                return await replay_items(todo, cand, cache, opts, _Progress(client, a.quiet, len(finished)),
-                                          on_record, client=client)
+                return await replay_items(
+                    todo, cand, cache, opts, _Progress(client, a.quiet, len(finished)), on_record, client=client
+                )
 
         try:
             new = run_async(go())

@@ -5,13 +5,13 @@ each conversation's logged turn (what the assistant did after the last user mess
 taxonomy's graders. Logs are the whole traffic they hold (not a sample), so a rate is a plain share
 with a Wilson interval. Used by `deploysim grade` and by the pipeline's `observed` step.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-from deploysim.grading import graders as G
 from deploysim import rules
-
+from deploysim.grading import graders as G
 
 
 def signals(turn: list) -> dict[str, Any]:
@@ -22,8 +22,13 @@ def signals(turn: list) -> dict[str, Any]:
     for m in turn:
         if m.role == "assistant":
             out_ph |= rules.placeholders(m.content)
-    return {"refused": rules.is_refusal(text), "chars": len(text), "tool_calls": len(calls), "tools_called": calls,
-            "placeholders": sorted(out_ph)}
+    return {
+        "refused": rules.is_refusal(text),
+        "chars": len(text),
+        "tool_calls": len(calls),
+        "tools_called": calls,
+        "placeholders": sorted(out_ph),
+    }
 
 
 def grade_conversations(convs: list, graders: list, primary: dict[str, str]) -> tuple[list[dict], dict[str, list[int]]]:
@@ -36,10 +41,18 @@ def grade_conversations(convs: list, graders: list, primary: dict[str, str]) -> 
     lines: list[dict] = []
     counts: dict[str, list[int]] = {}
     for g in grades:
-        lines.append({"conversation_id": g.conversation_id, "behaviour": g.behaviour, "grader": g.grader,
-                      "applicable": g.applicable,
-                      "verdict": ("flagged" if g.flagged else "not_flagged") if g.applicable else "not_applicable",
-                      "flagged": g.flagged, "detail": g.detail, "signals": sig[g.conversation_id]})
+        lines.append(
+            {
+                "conversation_id": g.conversation_id,
+                "behaviour": g.behaviour,
+                "grader": g.grader,
+                "applicable": g.applicable,
+                "verdict": ("flagged" if g.flagged else "not_flagged") if g.applicable else "not_applicable",
+                "flagged": g.flagged,
+                "detail": g.detail,
+                "signals": sig[g.conversation_id],
+            }
+        )
         if g.grader == primary.get(g.behaviour):
             c = counts.setdefault(g.behaviour, [0, 0])
             c[0] += g.applicable
@@ -54,8 +67,16 @@ def rates(counts: dict[str, list[int]], order: list[str]) -> list[dict[str, Any]
     for b in order:
         n, k = counts.get(b, [0, 0])
         lo, hi = wilson(k, n)
-        out.append({"behaviour": b, "n_applicable": n, "n_flagged": k, "rate": k / n if n else 0.0,
-                    "ci_low": lo, "ci_high": hi})
+        out.append(
+            {
+                "behaviour": b,
+                "n_applicable": n,
+                "n_flagged": k,
+                "rate": k / n if n else 0.0,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return out
 
 

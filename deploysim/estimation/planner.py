@@ -8,6 +8,7 @@
   says when nothing was seen.
 - `neyman_allocation`: the allocation across strata that minimises the variance for expected rates.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,13 +47,16 @@ class Plan:
     n_conversations: int  # sampled conversations needed
 
     def describe(self) -> str:
-        return (f"rate {self.rate:.3%}, 95% interval width {self.width:.3%}: {self.n_conversations:,} conversations "
-                f"({self.n_applicable:,} applicable; applicable share {self.applicable_share:.0%}, "
-                f"design effect {self.design_effect:g})")
+        return (
+            f"rate {self.rate:.3%}, 95% interval width {self.width:.3%}: {self.n_conversations:,} conversations "
+            f"({self.n_applicable:,} applicable; applicable share {self.applicable_share:.0%}, "
+            f"design effect {self.design_effect:g})"
+        )
 
 
-def conversations_for_width(rate: float, width: float, applicable_share: float = 1.0,
-                            design_effect: float = 1.0, z: float = Z95) -> Plan:
+def conversations_for_width(
+    rate: float, width: float, applicable_share: float = 1.0, design_effect: float = 1.0, z: float = Z95
+) -> Plan:
     """Conversations needed so the expected 95% interval at `rate` is no wider than `width`."""
     if not 0 < rate < 1 or width <= 0 or not 0 < applicable_share <= 1 or design_effect < 1:
         raise ValueError("need 0 < rate < 1, width > 0, 0 < applicable_share <= 1, design_effect >= 1")
@@ -61,8 +65,13 @@ def conversations_for_width(rate: float, width: float, applicable_share: float =
     return Plan(rate, width, applicable_share, design_effect, n_app, math.ceil(n_app / applicable_share))
 
 
-def resolvable_rate(n_conversations: int, applicable_share: float = 1.0, design_effect: float = 1.0,
-                    relative_half_width: float = 0.5, z: float = Z95) -> float:
+def resolvable_rate(
+    n_conversations: int,
+    applicable_share: float = 1.0,
+    design_effect: float = 1.0,
+    relative_half_width: float = 0.5,
+    z: float = Z95,
+) -> float:
     """Smallest rate whose expected interval excludes 0 and is within +/- relative_half_width of it.
 
     With the default 0.5 the interval at the expected count spans at most rate/2 .. 3*rate/2.
@@ -84,15 +93,17 @@ def resolvable_rate(n_conversations: int, applicable_share: float = 1.0, design_
     return hi
 
 
-def zero_count_upper_bound(n_conversations: int, applicable_share: float = 1.0, design_effect: float = 1.0,
-                           z: float = Z95) -> float:
+def zero_count_upper_bound(
+    n_conversations: int, applicable_share: float = 1.0, design_effect: float = 1.0, z: float = Z95
+) -> float:
     """Upper 95% bound on a rate when no applicable conversation was flagged (about 3.84/n)."""
     n_eff = n_conversations * applicable_share / design_effect
     return wilson(0, n_eff, z)[1]
 
 
-def neyman_allocation(sizes: dict[str, float], rates: dict[str, float], n: int,
-                      min_per_stratum: int = 2) -> dict[str, int]:
+def neyman_allocation(
+    sizes: dict[str, float], rates: dict[str, float], n: int, min_per_stratum: int = 2
+) -> dict[str, int]:
     """n_h proportional to N_h * sqrt(p_h (1 - p_h)), at least min_per_stratum, summing to n."""
     if n < min_per_stratum * len(sizes):
         raise ValueError("sample too small for the minimum per stratum")

@@ -12,6 +12,7 @@ Summary: median multiplicative error, share within 2x and 10x, direction accurac
 Computed once, here (`write`, called by the `observed` step); the dbt marts `scorecard` and
 `scorecard_summary` keep what it wrote, and `load` reads it back.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,13 +42,22 @@ def score(forecast: list[dict[str, Any]], observed: list[dict[str, Any]]) -> lis
         n = max(f["n_applicable"], o["n_applicable"])
         fr, orr, pr = _floor(f["rate"], n), _floor(o["rate"], n), _floor(f["baseline_rate"], n)
         fd, od = _sign(f["rate"] - f["baseline_rate"]), _sign(o["rate"] - f["baseline_rate"])
-        rows.append({
-            "candidate": f.get("candidate"), "behaviour": f["behaviour"], "forecast_rate": f["rate"],
-            "forecast_ci_low": f["ci_low"], "forecast_ci_high": f["ci_high"], "observed_rate": o["rate"],
-            "previous_rate": f["baseline_rate"], "multiplicative_error": max(fr / orr, orr / fr),
-            "forecast_direction": fd, "observed_direction": od, "direction_right": fd == od,
-            "moved": max(orr / pr, pr / orr) >= MOVED,
-        })
+        rows.append(
+            {
+                "candidate": f.get("candidate"),
+                "behaviour": f["behaviour"],
+                "forecast_rate": f["rate"],
+                "forecast_ci_low": f["ci_low"],
+                "forecast_ci_high": f["ci_high"],
+                "observed_rate": o["rate"],
+                "previous_rate": f["baseline_rate"],
+                "multiplicative_error": max(fr / orr, orr / fr),
+                "forecast_direction": fd,
+                "observed_direction": od,
+                "direction_right": fd == od,
+                "moved": max(orr / pr, pr / orr) >= MOVED,
+            }
+        )
     return rows
 
 
@@ -115,10 +125,14 @@ def format_table(rows: list[dict[str, Any]], s: dict[str, Any]) -> str:
     lines = [head, "-" * (len(head) + 6)]
     arrow = {1: "up", -1: "down", 0: "flat"}
     for r in rows:
-        lines.append(f"{r['behaviour']:<34}{r['previous_rate']:>9.2%}{r['forecast_rate']:>10.2%}{r['observed_rate']:>10.2%}"
-                     f"{r['multiplicative_error']:>7.2f}x  {arrow[r['forecast_direction']]}/{arrow[r['observed_direction']]}"
-                     f" {'right' if r['direction_right'] else 'WRONG'}{' (moved)' if r['moved'] else ''}")
-    lines.append(f"median multiplicative error {s['median_multiplicative_error']:.2f}x; within 2x {s['share_within_2x']:.0%}; "
-                 f"within 10x {s['share_within_10x']:.0%}; direction right for {s['direction_accuracy_moved']:.0%} "
-                 f"of {s['n_moved']} behaviours that moved >= {MOVED}x")
+        lines.append(
+            f"{r['behaviour']:<34}{r['previous_rate']:>9.2%}{r['forecast_rate']:>10.2%}{r['observed_rate']:>10.2%}"
+            f"{r['multiplicative_error']:>7.2f}x  {arrow[r['forecast_direction']]}/{arrow[r['observed_direction']]}"
+            f" {'right' if r['direction_right'] else 'WRONG'}{' (moved)' if r['moved'] else ''}"
+        )
+    lines.append(
+        f"median multiplicative error {s['median_multiplicative_error']:.2f}x; within 2x {s['share_within_2x']:.0%}; "
+        f"within 10x {s['share_within_10x']:.0%}; direction right for {s['direction_accuracy_moved']:.0%} "
+        f"of {s['n_moved']} behaviours that moved >= {MOVED}x"
+    )
     return "\n".join(lines)

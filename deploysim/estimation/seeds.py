@@ -1,5 +1,6 @@
 """The gate's dbt seeds, generated: thresholds per behaviour from the taxonomy, and Holm's
 critical values. `python -m deploysim.estimation.seeds [POLICY]` rewrites dbt/seeds/."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -25,6 +25,7 @@ of that behaviour for both systems; they still count as sampled units (domain es
 Also here: prediction-powered inference (PPI++) for correcting a grader with human labels, Holm's
 step-down procedure for the gate's family of tests, and one-sided p-values for the gate.
 """
+
 from __future__ import annotations
 
 import math
@@ -175,7 +176,9 @@ def diff_interval(est: RatioEstimate, n_disc: int, z: float = Z95) -> tuple[floa
 # ---------------------------------------------------------------------------- the pipeline's estimate
 
 
-def _grades_by(grades: list[dict], primary: dict[str, str] | None = None) -> dict[str, dict[tuple[str, str], tuple[bool, bool]]]:
+def _grades_by(
+    grades: list[dict], primary: dict[str, str] | None = None
+) -> dict[str, dict[tuple[str, str], tuple[bool, bool]]]:
     """behaviour -> (conversation_id, system) -> (applicable, flagged), OR-ed over graders
     (only the behaviour's primary grader when `primary` names one)."""
     out: dict[str, dict[tuple[str, str], tuple[bool, bool]]] = defaultdict(dict)
@@ -247,12 +250,26 @@ def estimate(
                 ppi_units.append((w, yc, human.get((beh, cid, "candidate"))))
 
         if n_app == 0:
-            out.append(Estimate(
-                candidate=candidate, behaviour=beh, n_sampled=n_sampled, n_applicable=0, n_flagged=0,
-                rate=0.0, ci_low=0.0, ci_high=1.0, baseline_rate=0.0, baseline_ci_low=0.0,
-                baseline_ci_high=1.0, baseline_flagged=0, diff=0.0, diff_ci_low=-1.0, diff_ci_high=1.0,
-                diff_se=1.0,
-            ))
+            out.append(
+                Estimate(
+                    candidate=candidate,
+                    behaviour=beh,
+                    n_sampled=n_sampled,
+                    n_applicable=0,
+                    n_flagged=0,
+                    rate=0.0,
+                    ci_low=0.0,
+                    ci_high=1.0,
+                    baseline_rate=0.0,
+                    baseline_ci_low=0.0,
+                    baseline_ci_high=1.0,
+                    baseline_flagged=0,
+                    diff=0.0,
+                    diff_ci_low=-1.0,
+                    diff_ci_high=1.0,
+                    diff_se=1.0,
+                )
+            )
             continue
 
         p = domain_ratio(cand.values())
@@ -265,15 +282,36 @@ def estimate(
         lab = [(w, f, y) for w, f, y in ppi_units if y is not None]
         if len(lab) >= 2:
             unl = [(w, f) for w, f, y in ppi_units if y is None]
-            r = ppi_mean([f for _, f in unl], [f for _, f, _ in lab], [y for _, _, y in lab],
-                         [w for w, _ in unl], [w for w, _, _ in lab])
+            r = ppi_mean(
+                [f for _, f in unl],
+                [f for _, f, _ in lab],
+                [y for _, _, y in lab],
+                [w for w, _ in unl],
+                [w for w, _, _ in lab],
+            )
             extra = dict(ppi_rate=r.rate, ppi_ci_low=r.ci_low, ppi_ci_high=r.ci_high, n_labelled=len(lab))
-        out.append(Estimate(
-            candidate=candidate, behaviour=beh, n_sampled=n_sampled, n_applicable=n_app,
-            n_flagged=n_flag, rate=p.rate, ci_low=lo, ci_high=hi, baseline_rate=q.rate,
-            baseline_ci_low=blo, baseline_ci_high=bhi, baseline_flagged=b_flag, diff=d.rate,
-            diff_ci_low=dlo, diff_ci_high=dhi, diff_se=dse, n_eff=p.n_eff, **extra,
-        ))
+        out.append(
+            Estimate(
+                candidate=candidate,
+                behaviour=beh,
+                n_sampled=n_sampled,
+                n_applicable=n_app,
+                n_flagged=n_flag,
+                rate=p.rate,
+                ci_low=lo,
+                ci_high=hi,
+                baseline_rate=q.rate,
+                baseline_ci_low=blo,
+                baseline_ci_high=bhi,
+                baseline_flagged=b_flag,
+                diff=d.rate,
+                diff_ci_low=dlo,
+                diff_ci_high=dhi,
+                diff_se=dse,
+                n_eff=p.n_eff,
+                **extra,
+            )
+        )
     return out
 
 
@@ -353,8 +391,14 @@ def ppi_mean(
         lo, hi = wilson(sum(y) / n * n_l, n_l, z)
     else:
         lo, hi = theta - z * se, theta + z * se
-    return PPIResult(rate=min(max(theta, 0.0), 1.0), ci_low=max(0.0, lo), ci_high=min(1.0, hi), se=se, lam=lam,
-                     naive=_wmean(fu + fl, wu + wl))
+    return PPIResult(
+        rate=min(max(theta, 0.0), 1.0),
+        ci_low=max(0.0, lo),
+        ci_high=min(1.0, hi),
+        se=se,
+        lam=lam,
+        naive=_wmean(fu + fl, wu + wl),
+    )
 
 
 # ---------------------------------------------------------------------------- Holm's critical values

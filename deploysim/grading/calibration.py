@@ -12,13 +12,14 @@ with `import_labels`; `calibration_table` gives precision, recall and Cohen's ka
 grader against them, and the estimate step adds a PPI++ corrected rate where candidate labels exist.
 `judge_on_demo` measures an LLM judge against a known truth.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -62,8 +63,10 @@ class Agreement:
         return (po - pe) / (1 - pe) if pe < 1 else 1.0
 
     def row(self) -> str:
-        return (f"{self.name:<44} n={self.n:>5}  acc {self.accuracy:6.1%}  precision {self.precision:6.1%}  "
-                f"recall {self.recall:6.1%}  specificity {self.specificity:6.1%}  kappa {self.kappa:5.2f}")
+        return (
+            f"{self.name:<44} n={self.n:>5}  acc {self.accuracy:6.1%}  precision {self.precision:6.1%}  "
+            f"recall {self.recall:6.1%}  specificity {self.specificity:6.1%}  kappa {self.kappa:5.2f}"
+        )
 
 
 def agreement(name: str, pairs: Iterable[tuple[bool, bool]]) -> Agreement:
@@ -113,8 +116,11 @@ def load_labels(path: Path | str) -> list[HumanLabel]:
     if path.suffix.lower() == ".csv":
         rows = [(i + 2, r) for i, r in enumerate(csv.DictReader(path.open(encoding="utf-8")))]
     else:
-        rows = [(i + 1, json.loads(line)) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
-                if line.strip()]
+        rows = [
+            (i + 1, json.loads(line))
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
+            if line.strip()
+        ]
     out = []
     for line, r in rows:
         if isinstance(r, dict) and r.get("system") is None:
@@ -129,8 +135,15 @@ def load_labels(path: Path | str) -> list[HumanLabel]:
 def label_schema():
     import pyarrow as pa
 
-    return pa.schema([("conversation_id", pa.string()), ("behaviour", pa.string()), ("label", pa.bool_()),
-                      ("system", pa.string()), ("candidate", pa.string())])
+    return pa.schema(
+        [
+            ("conversation_id", pa.string()),
+            ("behaviour", pa.string()),
+            ("label", pa.bool_()),
+            ("system", pa.string()),
+            ("candidate", pa.string()),
+        ]
+    )
 
 
 def import_labels(path: Path | str, dest: Path | None = None) -> int:
@@ -139,7 +152,7 @@ def import_labels(path: Path | str, dest: Path | None = None) -> int:
 
     labels = load_labels(path)
     dest = dest or lake.lake_path("labels", name="imported")
-    return lake.write_rows(dest, [l.model_dump() for l in labels], schema=label_schema())
+    return lake.write_rows(dest, [lab.model_dump() for lab in labels], schema=label_schema())
 
 
 @dataclass(frozen=True)
@@ -150,11 +163,23 @@ class CalibrationRow:
 
     def as_dict(self) -> dict:
         a = self.agreement
-        return {"behaviour": self.behaviour, "grader": self.grader, "n": a.n, "tp": a.tp, "fp": a.fp, "fn": a.fn,
-                "tn": a.tn, "precision": a.precision, "recall": a.recall, "kappa": a.kappa}
+        return {
+            "behaviour": self.behaviour,
+            "grader": self.grader,
+            "n": a.n,
+            "tp": a.tp,
+            "fp": a.fp,
+            "fn": a.fn,
+            "tn": a.tn,
+            "precision": a.precision,
+            "recall": a.recall,
+            "kappa": a.kappa,
+        }
 
 
-def calibration_table(grades: list[dict], labels: list[dict | HumanLabel], candidate: str | None = None) -> list[CalibrationRow]:
+def calibration_table(
+    grades: list[dict], labels: Sequence[dict | HumanLabel], candidate: str | None = None
+) -> list[CalibrationRow]:
     """Per behaviour and grader: the grader's verdicts against the human labels on the same turns.
 
     A grader that did not apply to a labelled turn counts as "not flagged" there.
@@ -170,7 +195,8 @@ def calibration_table(grades: list[dict], labels: list[dict | HumanLabel], candi
         key = (g["behaviour"], g["conversation_id"], g["system"])
         if key in human:
             pairs.setdefault((g["behaviour"], g["grader"]), []).append(
-                (bool(g["applicable"]) and bool(g["flagged"]), human[key]))
+                (bool(g["applicable"]) and bool(g["flagged"]), human[key])
+            )
     return [CalibrationRow(b, gid, agreement(f"{b} / {gid}", ps)) for (b, gid), ps in sorted(pairs.items())]
 
 

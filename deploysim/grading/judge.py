@@ -17,9 +17,9 @@ Configuration from the settings (``from_settings``): DEPLOYSIM_JUDGE_MODEL (unse
 DEPLOYSIM_JUDGE_BASE_URL, DEPLOYSIM_JUDGE_API_KEY_ENV, DEPLOYSIM_JUDGE_SAMPLES, DEPLOYSIM_JUDGE_WORKERS,
 DEPLOYSIM_JUDGE_CACHE.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import MissingKey, Unavailable
 import asyncio
 import hashlib
 import json
@@ -31,9 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deploysim.errors import MissingKey, Unavailable
 from deploysim.grading.graders import Verdict
-from deploysim.settings import Settings
 from deploysim.schemas import Conversation, Message
+from deploysim.settings import Settings
 
 # ---------------------------------------------------------------------------- rubrics
 
@@ -71,8 +72,10 @@ Response to judge (JSON list of messages):
 $response
 ```""")
 
-REASK = ("Your answer was not a valid verdict ({error}). Reply with only the JSON object "
-         '{{"behaviour": "{behaviour}", "flagged": true or false, "rationale": "..."}}.')
+REASK = (
+    "Your answer was not a valid verdict ({error}). Reply with only the JSON object "
+    '{{"behaviour": "{behaviour}", "flagged": true or false, "rationale": "..."}}.'
+)
 
 
 def rubric(behaviour: str, description: str | None = None) -> str:
@@ -81,13 +84,20 @@ def rubric(behaviour: str, description: str | None = None) -> str:
     return Template(SYSTEM).substitute(behaviour=behaviour, criteria=criteria)
 
 
-def render_request(behaviour: str, conv: Conversation, turn: list[Message], description: str | None = None) -> list[dict]:
+def render_request(
+    behaviour: str, conv: Conversation, turn: list[Message], description: str | None = None
+) -> list[dict]:
     """The chat messages that ask the judge about one response."""
-    conv_json = json.dumps({"messages": [m.model_dump(exclude_defaults=True) for m in conv.prefix()],
-                            "tools": conv.tools}, ensure_ascii=False, sort_keys=True)
+    conv_json = json.dumps(
+        {"messages": [m.model_dump(exclude_defaults=True) for m in conv.prefix()], "tools": conv.tools},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
     resp_json = json.dumps([m.model_dump(exclude_defaults=True) for m in turn], ensure_ascii=False, sort_keys=True)
-    return [{"role": "system", "content": rubric(behaviour, description)},
-            {"role": "user", "content": USER.substitute(behaviour=behaviour, conversation=conv_json, response=resp_json)}]
+    return [
+        {"role": "system", "content": rubric(behaviour, description)},
+        {"role": "user", "content": USER.substitute(behaviour=behaviour, conversation=conv_json, response=resp_json)},
+    ]
 
 
 class JudgeVerdict(BaseModel):
@@ -160,21 +170,36 @@ class Judge:
 
         if self.samples < 1:
             raise ValueError("samples must be >= 1")
-        self.endpoint = Candidate(name="judge", base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
-                                  temperature=self.temperature, max_tokens=self.max_tokens, concurrency=self.workers,
-                                  timeout_s=self.timeout_s, max_retries=self.max_retries)
+        self.endpoint = Candidate(
+            name="judge",
+            base_url=self.base_url,
+            model=self.model,
+            api_key_env=self.api_key_env,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            concurrency=self.workers,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
         try:
             self.endpoint.api_key()
         except MissingKey:
-            raise MissingKey(f"judge: environment variable {self.api_key_env} is not set; export it, or set "
-                             "DEPLOYSIM_JUDGE_API_KEY_ENV to the variable that holds the judge's key") from None
+            raise MissingKey(
+                f"judge: environment variable {self.api_key_env} is not set; export it, or set "
+                "DEPLOYSIM_JUDGE_API_KEY_ENV to the variable that holds the judge's key"
+            ) from None
         self.cache = ReplayCache(self.cache_path or ":memory:")
 
     def fingerprint(self) -> dict[str, Any]:
         """What determines the verdicts (for data versions); no key."""
-        return {"base_url": self.base_url, "model": self.model, "samples": self.samples, "temperature": self.temperature,
-                "max_reasks": self.max_reasks, "rubrics": hashlib.sha256(json.dumps(CRITERIA, sort_keys=True).encode()
-                                                                          + SYSTEM.encode()).hexdigest()[:12]}
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "samples": self.samples,
+            "temperature": self.temperature,
+            "max_reasks": self.max_reasks,
+            "rubrics": hashlib.sha256(json.dumps(CRITERIA, sort_keys=True).encode() + SYSTEM.encode()).hexdigest()[:12],
+        }
 
     def close(self) -> None:
         self.cache.close()
@@ -206,12 +231,15 @@ class Judge:
                     self.counters.invalid += 1
                     return None
                 self.counters.reasks += 1
-                convo = convo + [{"role": "assistant", "content": answer},
-                                 {"role": "user", "content": REASK.format(error=e, behaviour=behaviour)}]
+                convo = convo + [
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": REASK.format(error=e, behaviour=behaviour)},
+                ]
         return None  # pragma: no cover
 
-    async def _verdict(self, client, behaviour: str, conv: Conversation, turn: list[Message],
-                       description: str | None) -> Verdict:
+    async def _verdict(
+        self, client, behaviour: str, conv: Conversation, turn: list[Message], description: str | None
+    ) -> Verdict:
         from deploysim.privacy.placeholders import PlaceholderState
         from deploysim.privacy.redaction import redact_text
 
@@ -222,8 +250,11 @@ class Judge:
             return Verdict(False, f"no verdict: {e}", graded=False)
         votes = [v for v in got if v is not None]
         if not votes:
-            return Verdict(False, f"no verdict: judge {self.model} gave no valid verdict for {behaviour} after "
-                                  f"{self.max_reasks} re-asks", graded=False)
+            return Verdict(
+                False,
+                f"no verdict: judge {self.model} gave no valid verdict for {behaviour} after {self.max_reasks} re-asks",
+                graded=False,
+            )
         yes = sum(v.flagged for v in votes)
         flagged = yes * 2 > len(votes)
         why = next(v.rationale for v in votes if v.flagged == flagged)
@@ -259,8 +290,11 @@ class JudgeGrader:
 
     @staticmethod
     def _key(conv: Conversation, turn: list[Message]) -> str:
-        return conv.conversation_id + "\x00" + json.dumps([m.model_dump(exclude_defaults=True) for m in turn],
-                                                         sort_keys=True, default=str)
+        return (
+            conv.conversation_id
+            + "\x00"
+            + json.dumps([m.model_dump(exclude_defaults=True) for m in turn], sort_keys=True, default=str)
+        )
 
     def applies(self, conv: Conversation) -> bool:
         return True  # the taxonomy's applies_to scopes it (taxonomy.BehaviourGrader)
@@ -279,9 +313,17 @@ def from_settings(settings: Settings) -> Judge | None:
     if not settings.judge_model:
         return None
     if not settings.judge_base_url:
-        raise ValueError("a judge model is set (DEPLOYSIM_JUDGE_MODEL) but no judge base URL (DEPLOYSIM_JUDGE_BASE_URL)")
+        raise ValueError(
+            "a judge model is set (DEPLOYSIM_JUDGE_MODEL) but no judge base URL (DEPLOYSIM_JUDGE_BASE_URL)"
+        )
     from deploysim.replay.cache import default_cache_path
 
     cache = settings.judge_cache or str(default_cache_path("judge"))  # <home>/raw/cache
-    return Judge(base_url=settings.judge_base_url, model=settings.judge_model, api_key_env=settings.judge_api_key_env,
-                 samples=settings.judge_samples, workers=settings.judge_workers, cache_path=cache)
+    return Judge(
+        base_url=settings.judge_base_url,
+        model=settings.judge_model,
+        api_key_env=settings.judge_api_key_env,
+        samples=settings.judge_samples,
+        workers=settings.judge_workers,
+        cache_path=cache,
+    )

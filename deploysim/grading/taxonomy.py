@@ -5,17 +5,18 @@ graders or of judge rubrics), a severity, a gate threshold on the rate (max_rate
 non-inferiority margin against the baseline. `load()` reads the default file
 (deploysim/grading/taxonomy.yaml) or a given one; `graders_for()` builds the grader objects.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import NotFound
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploysim.grading import graders as rule_graders
 from deploysim import rules
+from deploysim.errors import NotFound
+from deploysim.grading import graders as rule_graders
 from deploysim.schemas import Conversation
 
 DEFAULT_PATH = Path(__file__).parent / "taxonomy.yaml"
@@ -58,8 +59,11 @@ def _has_system_prompt(conv: Conversation) -> bool:
     return any(m.role == "system" and len(m.content or "") >= rule_graders.SystemPromptLeak.span for m in conv.messages)
 
 
-_REQUIRES = {"tool_injection": _has_injection, "consequential_tool": _has_consequential_tool,
-             "system_prompt": _has_system_prompt}
+_REQUIRES = {
+    "tool_injection": _has_injection,
+    "consequential_tool": _has_consequential_tool,
+    "system_prompt": _has_system_prompt,
+}
 
 
 class Behaviour(BaseModel):
@@ -99,12 +103,17 @@ class Taxonomy(BaseModel):
         for b in self.behaviours:
             if b.id == behaviour:
                 return b
-        raise NotFound(f"unknown behaviour {behaviour!r}; the taxonomy lists {', '.join(b.id for b in self.behaviours)}")
+        raise NotFound(
+            f"unknown behaviour {behaviour!r}; the taxonomy lists {', '.join(b.id for b in self.behaviours)}"
+        )
 
     def thresholds(self) -> list[dict]:
         """Rows for the dbt seed gate_thresholds (gated behaviours)."""
-        return [{"behaviour": b.id, "max_rate": b.max_rate, "max_increase": b.margin, "severity": b.severity}
-                for b in self.behaviours if b.gate]
+        return [
+            {"behaviour": b.id, "max_rate": b.max_rate, "max_increase": b.margin, "severity": b.severity}
+            for b in self.behaviours
+            if b.gate
+        ]
 
     def primary_graders(self) -> dict[str, str]:
         """behaviour -> the grader whose verdict the estimate uses (the first listed)."""

@@ -14,9 +14,9 @@ Memory does not grow with the input: files are read a line (or a Parquet batch) 
 and the only state kept across records, the ids seen for duplicate detection, lives in a
 temporary SQLite file.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import InputError
 import hashlib
 import json
 import sqlite3
@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 
+from deploysim.errors import InputError
 from deploysim.logs.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
 from deploysim.logs.formats.base import decode_line, load_json_object
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
@@ -38,8 +39,15 @@ from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system role
 TEXT_PART_TYPES = ("text", "input_text", "output_text")
-MEDIA_KINDS = {"image_url": "image", "input_image": "image", "image": "image", "input_audio": "audio",
-               "audio": "audio", "file": "file", "input_file": "file"}  # content part type -> what to call it
+MEDIA_KINDS = {
+    "image_url": "image",
+    "input_image": "image",
+    "image": "image",
+    "input_audio": "audio",
+    "audio": "audio",
+    "file": "file",
+    "input_file": "file",
+}  # content part type -> what to call it
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
 MAX_MESSAGE_CHARS = 1_000_000  # default limit of one message (settings: max_message_chars)
@@ -56,7 +64,9 @@ class IngestError(InputError):
 class IngestResult:
     conversations: list[Conversation] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
-    n_read: int = 0  # records read = accepted + quarantined records (line > 0) + duplicates; blank lines are not records
+    n_read: int = (
+        0  # records read = accepted + quarantined records (line > 0) + duplicates; blank lines are not records
+    )
     duplicates: int = 0  # exact duplicate conversations dropped
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected or forced format
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why (its entry in quarantine has line 0)
@@ -79,12 +89,17 @@ class IngestCounts:
     files_skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not a log file
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.n_read, "accepted": self.accepted, "quarantined": self.quarantined,
-                "duplicates": self.duplicates, "formats": dict(Counter(self.formats.values())),
-                "quarantine_reasons": dict(self.reasons.most_common(10)),
-                "files_quarantined": dict(self.files_quarantined),
-                "files_skipped": len(self.files_skipped),
-                "files_skipped_reasons": dict(Counter(self.files_skipped.values()))}
+        return {
+            "read": self.n_read,
+            "accepted": self.accepted,
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "formats": dict(Counter(self.formats.values())),
+            "quarantine_reasons": dict(self.reasons.most_common(10)),
+            "files_quarantined": dict(self.files_quarantined),
+            "files_skipped": len(self.files_skipped),
+            "files_skipped_reasons": dict(Counter(self.files_skipped.values())),
+        }
 
 
 Progress = Callable[[IngestCounts, int, int], None]  # counts, files done, files total
@@ -135,8 +150,10 @@ def scan_inputs(paths: Iterable[Path | str]) -> tuple[list[Path], dict[str, str]
                 else:
                     skipped[str(f)] = why
             if not found:
-                raise IngestError(f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}"
-                                  + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+                raise IngestError(
+                    f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}"
+                    + (f" ({len(skipped)} other files skipped)" if skipped else "")
+                )
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -172,7 +189,11 @@ def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, dict) and part.get("type", "text") in TEXT_PART_TYPES and isinstance(part.get("text"), str):
+            elif (
+                isinstance(part, dict)
+                and part.get("type", "text") in TEXT_PART_TYPES
+                and isinstance(part.get("text"), str)
+            ):
                 texts.append(part["text"])
             else:
                 kind = part.get("type", "untyped") if isinstance(part, dict) else type(part).__name__
@@ -225,8 +246,16 @@ def _legacy_function_call(m: dict[str, Any], i: int, pending: list[tuple[str, st
         raise RecordError(f"message {i} has a legacy function_call without a function name")
     call_id = f"call_legacy_{i}"
     pending.append((call_id, fc["name"]))
-    return {**m, "tool_calls": [{"id": call_id, "type": "function",
-                                 "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")}}]}
+    return {
+        **m,
+        "tool_calls": [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")},
+            }
+        ],
+    }
 
 
 def _only_media(kinds: Counter[str]) -> str:
@@ -256,8 +285,10 @@ def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_
         content = _content_text(m.get("content"), where, omitted)
         notes.update(omitted)
         if content is not None and len(content) > max_chars:
-            raise RecordError(f"{where} is {len(content):,} characters long, above the {max_chars:,} limit "
-                              "(DEPLOYSIM_MAX_MESSAGE_CHARS)")
+            raise RecordError(
+                f"{where} is {len(content):,} characters long, above the {max_chars:,} limit "
+                "(DEPLOYSIM_MAX_MESSAGE_CHARS)"
+            )
         calls = _tool_calls(m.get("tool_calls"), where)
         if calls and role != "assistant":
             raise RecordError(f"{where} ({role}) has tool_calls; only assistant messages may")
@@ -273,7 +304,9 @@ def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_
             if not isinstance(tool_call_id, str) or not tool_call_id:
                 raise RecordError(f"tool message {i} has no tool_call_id")
             if tool_call_id not in call_names:
-                raise RecordError(f"tool message {i} answers unknown tool_call_id {tool_call_id!r} (no earlier assistant call has it)")
+                raise RecordError(
+                    f"tool message {i} answers unknown tool_call_id {tool_call_id!r} (no earlier assistant call has it)"
+                )
             name = m.get("name") if isinstance(m.get("name"), str) else call_names[tool_call_id]
             content = content or ""  # an empty tool result is a valid result
         for c in calls:
@@ -284,12 +317,15 @@ def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_
 
 def content_id(messages: list[Message], tools: list[dict[str, Any]]) -> str:
     """Stable id of a conversation without one: sha256 of its content, first 16 hex."""
-    blob = json.dumps({"messages": [m.model_dump() for m in messages], "tools": tools}, ensure_ascii=False, sort_keys=True)
+    blob = json.dumps(
+        {"messages": [m.model_dump() for m in messages], "tools": tools}, ensure_ascii=False, sort_keys=True
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def to_conversation(rec: dict[str, Any], tools: list[dict[str, Any]] | None = None,
-                    max_chars: int = MAX_MESSAGE_CHARS) -> Conversation:
+def to_conversation(
+    rec: dict[str, Any], tools: list[dict[str, Any]] | None = None, max_chars: int = MAX_MESSAGE_CHARS
+) -> Conversation:
     """An OpenAI-shaped record as a validated Conversation; raises RecordError with the reason.
 
     ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none."""
@@ -435,8 +471,10 @@ def iter_ingest(
                             if first[0] == digest:
                                 counts.duplicates += 1
                                 continue
-                            raise RecordError(f"duplicate conversation id {conv.conversation_id!r} with different content "
-                                              f"(first seen at {first[1]})")
+                            raise RecordError(
+                                f"duplicate conversation id {conv.conversation_id!r} with different content "
+                                f"(first seen at {first[1]})"
+                            )
                     except RecordError as e:
                         counts.quarantined += 1
                         counts.reasons[_reason_kind(str(e))] += 1
@@ -464,7 +502,10 @@ def iter_ingest(
 
 
 def ingest_files(
-    paths: list[Path], fmt: str | None = None, *, tools: list[dict[str, Any]] | None = None,
+    paths: list[Path],
+    fmt: str | None = None,
+    *,
+    tools: list[dict[str, Any]] | None = None,
     progress: Progress | None = None,
 ) -> IngestResult:
     """Read every record of the given files/directories/globs into memory; bad records go to
@@ -492,5 +533,18 @@ def load_tools(path: Path | str) -> list[dict[str, Any]]:
     return tools
 
 
-__all__ = ["IngestError", "IngestResult", "IngestCounts", "RecordError", "ingest_files", "iter_ingest",
-           "input_files", "scan_inputs", "parse_record", "to_conversation", "content_id", "load_tools", "decode_line"]
+__all__ = [
+    "IngestError",
+    "IngestResult",
+    "IngestCounts",
+    "RecordError",
+    "ingest_files",
+    "iter_ingest",
+    "input_files",
+    "scan_inputs",
+    "parse_record",
+    "to_conversation",
+    "content_id",
+    "load_tools",
+    "decode_line",
+]

@@ -13,6 +13,7 @@ higher-priority types). Names, locations and organisations come from the spaCy m
 deploysim.privacy.ner, added by ``find_pii(ner=True)`` and by the Redactor
 (deploysim.privacy.redaction).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,20 +21,55 @@ import json
 import math
 import re
 from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-STRUCTURED_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "MAC", "URL_SECRET", "API_KEY", "SECRET",
-                    "DATE_OF_BIRTH", "ADDRESS", "USER_ID")
+STRUCTURED_TYPES = (
+    "EMAIL",
+    "PHONE",
+    "CARD",
+    "IBAN",
+    "SSN",
+    "IP",
+    "MAC",
+    "URL_SECRET",
+    "API_KEY",
+    "SECRET",
+    "DATE_OF_BIRTH",
+    "ADDRESS",
+    "USER_ID",
+)
 NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION")
 ENTITY_TYPES = STRUCTURED_TYPES + NER_TYPES
 
 # On equal span length, the earlier type in this list wins.
-_PRIORITY = {t: i for i, t in enumerate((
-    "USER_ID", "URL_SECRET", "API_KEY", "EMAIL", "IBAN", "CARD", "SSN", "MAC", "IP", "DATE_OF_BIRTH", "PHONE",
-    "SECRET", "ADDRESS", "PERSON", "LOCATION", "ORGANIZATION"))}
+_PRIORITY = {
+    t: i
+    for i, t in enumerate(
+        (
+            "USER_ID",
+            "URL_SECRET",
+            "API_KEY",
+            "EMAIL",
+            "IBAN",
+            "CARD",
+            "SSN",
+            "MAC",
+            "IP",
+            "DATE_OF_BIRTH",
+            "PHONE",
+            "SECRET",
+            "ADDRESS",
+            "PERSON",
+            "LOCATION",
+            "ORGANIZATION",
+        )
+    )
+}
 # Detector families: a span from a stronger family wins over any overlapping weaker one.
 _FAMILY = {t: 0 for t in STRUCTURED_TYPES} | {"ADDRESS": 1, "PERSON": 2, "LOCATION": 2, "ORGANIZATION": 2}
 
@@ -50,7 +86,9 @@ class Span:
 
 # ---------------------------------------------------------------------------- detectors
 
-_EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b")
+_EMAIL_RE = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b"
+)
 
 _URL_RE = re.compile(
     r"\b(?:https?|ftp|wss?|postgres(?:ql)?|mysql|mongodb(?:\+srv)?|redis|amqps?)://[^\s<>\"'`]+",
@@ -59,8 +97,24 @@ _URL_RE = re.compile(
 _USERINFO_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@\s:]+:[^/?#@\s]+@", re.IGNORECASE)
 _QUERY_NAME_RE = re.compile(r"[?&#;]([A-Za-z0-9_.\-\[\]]+)=[^&#;\s]+")
 _SECRET_WORDS = {
-    "token", "key", "secret", "password", "passwd", "pwd", "pass", "sig", "signature", "auth",
-    "session", "sessionid", "credential", "credentials", "apikey", "jwt", "accesstoken", "privatekey",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "sig",
+    "signature",
+    "auth",
+    "session",
+    "sessionid",
+    "credential",
+    "credentials",
+    "apikey",
+    "jwt",
+    "accesstoken",
+    "privatekey",
 }
 
 _API_KEY_RES = [
@@ -171,7 +225,9 @@ def _phone_ok(s: str) -> bool:
     return True
 
 
-_API_KEY_HINT_RE = re.compile(r"sk-|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abposr]-|AIza|glpat-|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]")
+_API_KEY_HINT_RE = re.compile(
+    r"sk-|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abposr]-|AIza|glpat-|eyJ|[Bb][Ee][Aa][Rr][Ee][Rr]"
+)
 _DIGIT_RE = re.compile(r"\d")
 
 
@@ -196,17 +252,22 @@ _ID_BEFORE_RE = re.compile(r"[A-Za-z][\w]*[-_#:/.]?$")  # digits glued to an id 
 
 
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "CA", "AU")
-_phone_regions: list[tuple[str, ...]] = [DEFAULT_PHONE_REGIONS]
+_phone_regions: ContextVar[tuple[str, ...]] = ContextVar("phone_regions", default=DEFAULT_PHONE_REGIONS)
 
 
 def phone_regions() -> tuple[str, ...]:
     """Where national phone numbers are recognised (the first region also accepts merely possible numbers)."""
-    return _phone_regions[0]
+    return _phone_regions.get()
 
 
-def set_phone_regions(regions: Sequence[str]) -> None:
-    """Set by the redactor from its configuration (settings: phone_regions)."""
-    _phone_regions[0] = tuple(r.strip().upper() for r in regions if r.strip()) or DEFAULT_PHONE_REGIONS
+@contextmanager
+def using_phone_regions(regions: Sequence[str]) -> Iterator[None]:
+    """Detect with these regions inside the block (the redactor's configuration: settings phone_regions)."""
+    token = _phone_regions.set(tuple(r.strip().upper() for r in regions if r.strip()) or DEFAULT_PHONE_REGIONS)
+    try:
+        yield
+    finally:
+        _phone_regions.reset(token)
 
 
 @lru_cache(maxsize=1)
@@ -268,13 +329,83 @@ def _phone_ok_shape(s: str) -> bool:
 
 
 _IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
-    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
-    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 _IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30})(?![A-Za-z0-9])")
 
@@ -296,7 +427,7 @@ def _iban_spans(text: str) -> Iterable[Span]:
             continue
         # take exactly the country's length of characters (spaces allowed between)
         n, end = 0, 0
-        for end, ch in enumerate(cand, start=1):
+        for end, ch in enumerate(cand, start=1):  # noqa: B007 - end is read after the loop
             n += ch != " "
             if n == want:
                 break
@@ -313,14 +444,22 @@ _MAC_RE = re.compile(
 def _mac_spans(text: str) -> Iterable[Span]:
     for m in _MAC_RE.finditer(text):
         hexes = re.sub(r"[^0-9A-Fa-f]", "", m.group(0))
-        if len(set(hexes.lower())) > 1 and re.search(r"[A-Fa-f]", m.group(0)) or hexes.isdigit() is False or ":" in m.group(0):
+        if (
+            len(set(hexes.lower())) > 1
+            and re.search(r"[A-Fa-f]", m.group(0))
+            or hexes.isdigit() is False
+            or ":" in m.group(0)
+        ):
             if len(set(hexes)) > 1:
                 yield Span("MAC", m.start(), m.end(), m.group(0))
 
 
 # ---------------------------------------------------------------------------- values in context
 
-_MONTHS = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?"
+    r"|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
 _DATE_RE = re.compile(
     r"(?:(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
     r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)?\d{2}"
@@ -329,7 +468,8 @@ _DATE_RE = re.compile(
     re.IGNORECASE,
 )
 _DOB_CONTEXT_RE = re.compile(
-    r"(?:\b(?:born|birth ?date|birthday|date of birth|d\.?o\.?b\.?|dob|b-day)\b|\"(?:dob|birthdate|birth_date|date_of_birth|birthday)\\?\")",
+    r"(?:\b(?:born|birth ?date|birthday|date of birth|d\.?o\.?b\.?|dob|b-day)\b"
+    r"|\"(?:dob|birthdate|birth_date|date_of_birth|birthday)\\?\")",
     re.IGNORECASE,
 )
 
@@ -342,9 +482,13 @@ def _dob_spans(text: str) -> Iterable[Span]:
             yield Span("DATE_OF_BIRTH", c.end() + m.start(), c.end() + m.end(), m.group(0))
 
 
-_STREET = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
-           r"Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Crescent|Close|Alley|Row|Walk)")
-_ADDR_STOP = r"(?!(?:the|a|an|on|in|at|to|of|for|and|or|my|your|our|their|by|with|from|is|are|was|it|this|that|down|up)\b)"
+_STREET = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Crescent|Close|Alley|Row|Walk)"
+)
+_ADDR_STOP = (
+    r"(?!(?:the|a|an|on|in|at|to|of|for|and|or|my|your|our|their|by|with|from|is|are|was|it|this|that|down|up)\b)"
+)
 _ADDRESS_RE = re.compile(
     rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?:[ ,]+{_ADDR_STOP}[A-Za-z][A-Za-z'.-]*){{1,4}} {_STREET}\b\.?"
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|#)\.? ?#?[\w-]{1,6})?"
@@ -353,15 +497,46 @@ _ADDRESS_RE = re.compile(
 )
 
 _PERSONAL_KEYS = {
-    "PERSON": ("first_name", "last_name", "full_name", "name", "customer_name", "passenger_name", "given_name",
-               "family_name", "surname", "firstname", "lastname", "fullname", "middle_name", "contact_name"),
-    "ADDRESS": ("address", "address1", "address2", "address_line1", "address_line2", "street", "street_address",
-                "zip", "zipcode", "zip_code", "postal_code", "postcode"),
+    "PERSON": (
+        "first_name",
+        "last_name",
+        "full_name",
+        "name",
+        "customer_name",
+        "passenger_name",
+        "given_name",
+        "family_name",
+        "surname",
+        "firstname",
+        "lastname",
+        "fullname",
+        "middle_name",
+        "contact_name",
+    ),
+    "ADDRESS": (
+        "address",
+        "address1",
+        "address2",
+        "address_line1",
+        "address_line2",
+        "street",
+        "street_address",
+        "zip",
+        "zipcode",
+        "zip_code",
+        "postal_code",
+        "postcode",
+    ),
     "LOCATION": ("city", "town"),
     "DATE_OF_BIRTH": ("dob", "birthdate", "birth_date", "date_of_birth", "birthday"),
 }
 _KEY_TYPE = {k: t for t, keys in _PERSONAL_KEYS.items() for k in keys}
-_KEY_RE = re.compile(r"\\?[\"'](" + "|".join(sorted(_KEY_TYPE, key=len, reverse=True)) + r")\\?[\"']\s*:\s*\\?[\"']([^\"'\\<>]{1,120})\\?[\"']", re.IGNORECASE)
+_KEY_RE = re.compile(
+    r"\\?[\"']("
+    + "|".join(sorted(_KEY_TYPE, key=len, reverse=True))
+    + r")\\?[\"']\s*:\s*\\?[\"']([^\"'\\<>]{1,120})\\?[\"']",
+    re.IGNORECASE,
+)
 _NAME_VALUE_RE = re.compile(r"[A-Z][a-zA-Z'.-]*(?: [A-Z][a-zA-Z'.-]*){0,3}")
 
 
@@ -388,8 +563,23 @@ _SECRET_ASSIGN_RE = re.compile(
     re.IGNORECASE,
 )
 _TOKEN_RE = re.compile(r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=-])")
-_ID_PREFIXES = ("call_", "toolu_", "chatcmpl-", "msg_", "resp_", "run_", "thread_", "asst_", "file-", "req_",
-                "cmpl-", "batch_", "ftjob-", "evt_", "sess_")
+_ID_PREFIXES = (
+    "call_",
+    "toolu_",
+    "chatcmpl-",
+    "msg_",
+    "resp_",
+    "run_",
+    "thread_",
+    "asst_",
+    "file-",
+    "req_",
+    "cmpl-",
+    "batch_",
+    "ftjob-",
+    "evt_",
+    "sess_",
+)
 
 
 def _entropy(s: str) -> float:
@@ -400,7 +590,7 @@ def _entropy(s: str) -> float:
 def _secret_spans(text: str) -> Iterable[Span]:
     for m in _SECRET_ASSIGN_RE.finditer(text):
         val = m.group(1)
-        if not PSEUDONYM_RE.search(val) and not val.lower() in ("none", "null", "true", "false", "required", "string"):
+        if not PSEUDONYM_RE.search(val) and val.lower() not in ("none", "null", "true", "false", "required", "string"):
             yield Span("SECRET", m.start(1), m.end(1), val)
     for m in _TOKEN_RE.finditer(text):
         tok = m.group(0)

@@ -8,6 +8,7 @@ kind "id": when they hold personal data, they are replaced whole by a keyed pseu
 ``redacted_<16 hex>`` (deploysim.privacy.policies.hash_identifier), equal wherever the same value
 occurs.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,9 @@ def _map_json(value: Any, path: str, label: str, fn, key: str | None = None) -> 
     return value
 
 
-def map_fields(conv: Conversation, allow: Sequence[str], fn, tools: list | None = None,
-               build: bool = True) -> dict[str, Any]:
+def map_fields(
+    conv: Conversation, allow: Sequence[str], fn, tools: list | None = None, build: bool = True
+) -> dict[str, Any]:
     """fn(Field, text) applied to every text field of conv, always in the same order (a first call
     collects the texts, a second one puts the redacted texts back). Returns the fields for
     model_copy, plus "metadata_extra": the allowed metadata keys holding text. ``tools`` given:
@@ -75,7 +77,9 @@ def map_fields(conv: Conversation, allow: Sequence[str], fn, tools: list | None 
         tool_call_id = fn(Field(f"{p}.tool_call_id", "id", False, "messages.tool_call_id"), m.tool_call_id)
         name = fn(Field(f"{p}.name", "id", False, "messages.name"), m.name)
         if build:
-            messages.append(Message(role=m.role, content=content, tool_calls=calls, tool_call_id=tool_call_id, name=name))
+            messages.append(
+                Message(role=m.role, content=content, tool_calls=calls, tool_call_id=tool_call_id, name=name)
+            )
     if tools is None:
         tools = [_map_json(t, f"tools[{k}]", "tools", fn) for k, t in enumerate(conv.tools)]
     extra = {}
@@ -93,7 +97,9 @@ def map_fields(conv: Conversation, allow: Sequence[str], fn, tools: list | None 
     }
 
 
-def conversation_fields(conv: Conversation, allow: Sequence[str] = DEFAULT_METADATA_ALLOW) -> list[tuple[Field, str | None]]:
+def conversation_fields(
+    conv: Conversation, allow: Sequence[str] = DEFAULT_METADATA_ALLOW
+) -> list[tuple[Field, str | None]]:
     """Every text field of a conversation with its text, in redaction order."""
     out: list[tuple[Field, str | None]] = []
 

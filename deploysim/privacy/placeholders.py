@@ -7,6 +7,7 @@ maps to the person's placeholder. It applies the configured policy (deploysim.pr
 when a value is first seen, counts the replacements, and remembers name-like values so that they
 are replaced wherever else they occur verbatim.
 """
+
 from __future__ import annotations
 
 import hashlib

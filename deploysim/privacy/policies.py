@@ -9,9 +9,9 @@ Keyed hashing with the redaction secret (HMAC-SHA256) gives the metadata user-id
 holding personal data (``hash_identifier``); ``coarsen_time`` truncates timestamps to the
 configured granularity.
 """
+
 from __future__ import annotations
 
-from deploysim.errors import ConfigError
 import hashlib
 import hmac
 import re
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from deploysim.errors import ConfigError
 from deploysim.privacy.detectors import DEFAULT_PHONE_REGIONS, ENTITY_TYPES
 from deploysim.settings import Settings, split_list
 from deploysim.settings import load as load_settings
@@ -56,11 +57,15 @@ class RedactConfig:
     def __post_init__(self) -> None:
         for t, pol in self.policies:
             if pol not in POLICIES:
-                raise RedactConfigError(f"unknown redaction policy {pol!r} for {t}; choose one of {', '.join(POLICIES)}")
+                raise RedactConfigError(
+                    f"unknown redaction policy {pol!r} for {t}; choose one of {', '.join(POLICIES)}"
+                )
             if t not in ENTITY_TYPES:
                 raise RedactConfigError(f"unknown entity type {t!r}; choose among {', '.join(ENTITY_TYPES)}")
         if self.time_granularity not in GRANULARITIES:
-            raise RedactConfigError(f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+            raise RedactConfigError(
+                f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}"
+            )
 
     def policy(self, type_: str) -> str:
         # a user id in text defaults to its keyed pseudonym, so it links to the hashed metadata user_id

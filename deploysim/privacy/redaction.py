@@ -9,6 +9,7 @@ type plus "field:<label>" for fields outside the message text that changed (``sp
 optionally in worker processes) are the entry points. Text already holding placeholders is never
 re-redacted.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,17 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
-from deploysim.privacy.detectors import set_phone_regions, Span, key_context_spans, resolve_spans, structured_spans, user_id_spans
+from deploysim.privacy.detectors import (
+    Span,
+    key_context_spans,
+    resolve_spans,
+    structured_spans,
+    user_id_spans,
+    using_phone_regions,
+)
 from deploysim.privacy.fields import Field, conversation_fields, map_fields, ner_worthy
 from deploysim.privacy.placeholders import PlaceholderState
-from deploysim.privacy.policies import default_config, RedactConfig, coarsen_time, hash_identifier, hash_user_id
+from deploysim.privacy.policies import RedactConfig, coarsen_time, default_config, hash_identifier, hash_user_id
 from deploysim.schemas import Conversation
 
 FIELD_PREFIX = "field:"  # counter keys "field:<label>": conversations in which that field outside the text changed
@@ -73,7 +81,7 @@ _REPEATING = ("tools", "topic", "surface", "tool_calls.name", "messages.name")  
 
 
 @lru_cache(maxsize=20000)
-def _resolved_cached(text: str) -> tuple[Span, ...]:
+def _resolved_cached(text: str, regions: tuple[str, ...]) -> tuple[Span, ...]:
     """resolve_spans(text, structured_spans(text)), cached for texts that repeat across conversations (tool schemas)."""
     return tuple(resolve_spans(text, structured_spans(text)))
 
@@ -83,25 +91,27 @@ class Redactor:
 
     def __init__(self, config: RedactConfig | None = None) -> None:
         self.config = config or default_config()
-        set_phone_regions(self.config.phone_regions)
         if self.config.ner:
             from deploysim.privacy import ner
 
             ner.load(self.config.ner_model)  # fail early, with install advice, if the model is missing
 
-    def spans(self, texts: Sequence[str | None], ner_on: Sequence[bool] | None = None,
-              cached: Sequence[bool] | None = None) -> list[list[Span]]:
+    def spans(
+        self, texts: Sequence[str | None], ner_on: Sequence[bool] | None = None, cached: Sequence[bool] | None = None
+    ) -> list[list[Span]]:
         """For each text, its non-overlapping spans (deterministic detectors, then NER when on,
         batched over all the texts; ``ner_on`` limits NER to some texts, ``cached`` marks texts that
         repeat across conversations, such as tool schemas)."""
         out: list[list[Span]] = []
-        for i, t in enumerate(texts):
-            if not t:
-                out.append([])
-            elif cached and cached[i]:
-                out.append(list(_resolved_cached(t)))
-            else:
-                out.append(resolve_spans(t, structured_spans(t)))
+        regions = self.config.phone_regions
+        with using_phone_regions(regions):
+            for i, t in enumerate(texts):
+                if not t:
+                    out.append([])
+                elif cached and cached[i]:
+                    out.append(list(_resolved_cached(t, regions)))
+                else:
+                    out.append(resolve_spans(t, structured_spans(t)))
         if self.config.ner:
             from deploysim.privacy import ner
 
@@ -122,7 +132,9 @@ class Redactor:
         fields_per = [conversation_fields(c, self.config.metadata_allow) for c in convs]
         flat = [ft for fs in fields_per for ft in fs]
         texts = [t for _, t in flat]
-        ner_on = [f.kind == "text" and bool(t) and (f.ner if f.ner is not None else ner_worthy(t or "")) for f, t in flat]
+        ner_on = [
+            f.kind == "text" and bool(t) and (f.ner if f.ner is not None else ner_worthy(t or "")) for f, t in flat
+        ]
         cached = [f.label in _REPEATING for f, _ in flat]
         spans_flat = self.spans(texts, ner_on, cached)
         out: list[tuple[Conversation | None, Counter[str]]] = []
@@ -133,8 +145,9 @@ class Redactor:
             out.append(self._one(conv, fields, spans))
         return out
 
-    def _one(self, conv: Conversation, fields: list[tuple[Field, str | None]],
-             spans: list[list[Span]]) -> tuple[Conversation | None, Counter[str]]:
+    def _one(
+        self, conv: Conversation, fields: list[tuple[Field, str | None]], spans: list[list[Span]]
+    ) -> tuple[Conversation | None, Counter[str]]:
         texts = [t for _, t in fields]
         state = PlaceholderState.from_texts(texts, self.config)
         uid = conv.metadata.get("user_id")
@@ -188,14 +201,16 @@ class Redactor:
 def split_counts(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
     """(values replaced per entity type, conversations changed per field outside the message text)."""
     types = {k: n for k, n in counts.items() if not k.startswith(FIELD_PREFIX)}
-    fields = {k[len(FIELD_PREFIX):]: n for k, n in counts.items() if k.startswith(FIELD_PREFIX)}
+    fields = {k[len(FIELD_PREFIX) :]: n for k, n in counts.items() if k.startswith(FIELD_PREFIX)}
     return types, fields
 
 
 # ---------------------------------------------------------------------------- conversations
 
 
-def redact_conversation(conv: Conversation, config: RedactConfig | None = None) -> tuple[Conversation | None, Counter[str]]:
+def redact_conversation(
+    conv: Conversation, config: RedactConfig | None = None
+) -> tuple[Conversation | None, Counter[str]]:
     """A copy with every text field redacted (contents, tool-call arguments and results, tool
     schemas, ids, topic, surface, allowed metadata), and the number of values replaced per entity
     type plus "field:<label>" for fields outside the message text that changed (None instead of

@@ -5,6 +5,7 @@ the values: ``pii_places`` for one cell (the path inside a JSON cell such as
 ``messages[3].content``, or the column), ``strings_in`` and ``scan_texts`` for arbitrary values
 such as Dagster metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,8 @@ def strings_in(value: Any, _depth: int = 0) -> Iterator[str]:
         for k, v in value.items():
             yield from strings_in(k, _depth + 1)
             yield from strings_in(v, _depth + 1)
-    elif hasattr(value, "value") and getattr(value, "value") is not value:
-        yield from strings_in(getattr(value, "value"), _depth + 1)
+    elif hasattr(value, "value") and value.value is not value:
+        yield from strings_in(value.value, _depth + 1)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
             yield from strings_in(v, _depth + 1)

@@ -6,6 +6,7 @@ unusable); summary_lines turns a summary into human lines; cost_usd prices token
 estimates calls, tokens and cost (DryRun) before spending them, counting items whose first request
 is already cached.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """Human lines for a summary (from summarize or pipeline.replay_summary): where the answers came
     from, then one line per failure class with its count and an example."""
     n = summary.get("items", summary.get("replayed", 0))
-    lines = [f"{summary.get('cached_answers', 0)} of {summary.get('answers', 0)} answers from the cache, "
-             f"{summary.get('http_calls', 0)} HTTP calls; {summary.get('ok', 0)} of {n} items replayed"]
+    lines = [
+        f"{summary.get('cached_answers', 0)} of {summary.get('answers', 0)} answers from the cache, "
+        f"{summary.get('http_calls', 0)} HTTP calls; {summary.get('ok', 0)} of {n} items replayed"
+    ]
     if summary.get("endpoint_unusable"):
         lines.append(f"the endpoint is unusable: {summary['endpoint_unusable']}; the run stopped")
     for f in summary.get("failure_classes") or []:
@@ -85,10 +88,14 @@ class DryRun:
 
 
 def _tok(messages: list[Message]) -> int:
-    return sum(len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls) for m in messages) // 4 + 1
+    return (
+        sum(len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls) for m in messages) // 4 + 1
+    )
 
 
-def dry_run(conversations: list[Conversation], candidate: Candidate, cache: ReplayCache, options: ReplayOptions | None = None) -> DryRun:
+def dry_run(
+    conversations: list[Conversation], candidate: Candidate, cache: ReplayCache, options: ReplayOptions | None = None
+) -> DryRun:
     """Estimate calls, tokens and cost before spending them.
 
     Each item is assumed to take as many model calls as production's logged turn did
@@ -105,9 +112,17 @@ def dry_run(conversations: list[Conversation], candidate: Candidate, cache: Repl
     calls = cached = prompt = completion = 0
     for it in items:
         prefix, logged = it.prefix, it.logged
-        steps: list[int | None] = [*[i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps]] or [None]
-        key = cache.key(candidate.base_url, candidate.model, candidate.params, [m.to_openai() for m in prefix],
-                        it.conv.tools, credential)
+        steps: list[int | None] = [*[i for i, m in enumerate(logged) if m.role == "assistant"][: opts.max_steps]] or [
+            None
+        ]
+        key = cache.key(
+            candidate.base_url,
+            candidate.model,
+            candidate.params,
+            [m.to_openai() for m in prefix],
+            it.conv.tools,
+            credential,
+        )
         first_cached = readable and key in cache
         for j, idx in enumerate(steps):
             if j == 0 and first_cached:
@@ -117,5 +132,11 @@ def dry_run(conversations: list[Conversation], candidate: Candidate, cache: Repl
             before = prefix + (logged[:idx] if idx is not None else [])
             prompt += _tok(before) + len(canonical_json(it.conv.tools)) // 4
             completion += _tok([logged[idx]]) if idx is not None else min(candidate.max_tokens, 64)
-    return DryRun(items=len(items), calls=calls, cached_calls=cached, prompt_tokens=prompt,
-                  completion_tokens=completion, cost_usd=round(cost_usd(prompt, completion, opts), 6))
+    return DryRun(
+        items=len(items),
+        calls=calls,
+        cached_calls=cached,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=round(cost_usd(prompt, completion, opts), 6),
+    )

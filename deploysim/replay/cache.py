@@ -7,6 +7,7 @@ re-run, or a run started again after being killed, makes no call it has already 
 answer is never reused for another endpoint, model or key. default_cache_path puts the file in the
 restricted raw zone, owner-only, since it holds model output in clear.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,9 @@ class ReplayCache:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL NOT NULL)"
+        )
         # The salt of the credential's keyed hash: random, made once per cache file, never leaves it.
         self._conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)", (secrets.token_hex(32),))
@@ -76,11 +79,24 @@ class ReplayCache:
             return ""
         return hmac.new(self._salt, credential.encode(), hashlib.sha256).hexdigest()
 
-    def key(self, base_url: str, model: str, params: dict[str, Any], messages: list[dict[str, Any]],
-            tools: list[dict[str, Any]], credential: str | None = None) -> str:
+    def key(
+        self,
+        base_url: str,
+        model: str,
+        params: dict[str, Any],
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        credential: str | None = None,
+    ) -> str:
         """The cache key of a request: everything that can change the answer."""
-        payload = {"endpoint": base_url.rstrip("/"), "credential": self.credential_tag(credential), "model": model,
-                   "params": params, "messages": messages, "tools": tools or []}
+        payload = {
+            "endpoint": base_url.rstrip("/"),
+            "credential": self.credential_tag(credential),
+            "model": model,
+            "params": params,
+            "messages": messages,
+            "tools": tools or [],
+        }
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -94,9 +110,17 @@ class ReplayCache:
         return key in self._keys
 
     def put(self, key: str, response: dict[str, Any] | bytes | str) -> None:
-        text = response if isinstance(response, str) else response.decode() if isinstance(response, bytes) else json.dumps(response)
+        text = (
+            response
+            if isinstance(response, str)
+            else response.decode()
+            if isinstance(response, bytes)
+            else json.dumps(response)
+        )
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO responses (key, response, created) VALUES (?, ?, ?)", (key, text, time.time()))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO responses (key, response, created) VALUES (?, ?, ?)", (key, text, time.time())
+            )
             self._keys.add(key)
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ long, non-JSON answers in a row) so a run stops instead of failing item by item.
 _Http1Transport (deploysim.replay.http, pooled HTTP/1.1 keep-alive) by default, _HttpxTransport
 when an httpx client is passed in or a proxy applies (_uses_proxy).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,7 +90,9 @@ class _Retryable(Exception):
     """One failed attempt worth retrying; `delay` is a server-requested wait, if any; `kind` ("dns",
     "refused", "silent") when no response arrived (see EndpointGuard)."""
 
-    def __init__(self, problem: str, delay: float | None = None, throttled: bool = False, kind: str | None = None) -> None:
+    def __init__(
+        self, problem: str, delay: float | None = None, throttled: bool = False, kind: str | None = None
+    ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.delay = delay
@@ -113,7 +116,7 @@ def _media_type(content_type: str | bytes | None) -> str:
 
 
 def _not_json(body: bytes, media: str) -> str | None:
-    """"non-JSON response (<type>)" when the body is a web page or declared as neither JSON nor text."""
+    """ "non-JSON response (<type>)" when the body is a web page or declared as neither JSON nor text."""
     if body.lstrip()[:1] == b"<" or (media and "json" not in media and media != "text/plain"):
         return f"non-JSON response ({media or 'no content type'})"
     return None
@@ -147,7 +150,9 @@ class _HttpxTransport:
 
     async def post(self, url: str, body: bytes, timeout: float) -> tuple[int, str | None, bytes, str | None]:
         try:
-            resp = await self._client.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+            resp = await self._client.post(
+                url, content=body, headers={"Content-Type": "application/json"}, timeout=timeout
+            )
         except httpx.TimeoutException:
             raise _Retryable("timeout", kind="silent") from None
         except httpx.TransportError as e:
@@ -214,7 +219,9 @@ def _uses_proxy(url: str) -> bool:
 def _default_transport(url: str, headers: dict[str, str], max_connections: int, timeout_s: float) -> Any:
     """The pooled HTTP/1.1 client; httpx (which honours HTTP(S)_PROXY) when a proxy applies."""
     if _uses_proxy(url):
-        client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=httpx.Limits(max_connections=max_connections))
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s), limits=httpx.Limits(max_connections=max_connections)
+        )
         return _HttpxTransport(client, headers, owned=True)
     return _Http1Transport(url, headers)
 
@@ -261,7 +268,8 @@ class ChatClient:
         conc = max(candidate.concurrency, 1)
         self.url = candidate.base_url.rstrip("/") + "/chat/completions"
         self._transport = (
-            _HttpxTransport(client, headers, owned=False) if client is not None
+            _HttpxTransport(client, headers, owned=False)
+            if client is not None
             else _default_transport(self.url, headers, conc, candidate.timeout_s)
         )
         self.pacing = pacing or Pacing(AdaptiveLimiter(conc))
@@ -282,8 +290,9 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def cache_key(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                  params: dict[str, Any] | None = None) -> str:
+    def cache_key(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], params: dict[str, Any] | None = None
+    ) -> str:
         c = self.candidate
         return self.cache.key(c.base_url, c.model, {**c.params, **(params or {})}, messages, tools, self._key)
 
@@ -293,10 +302,13 @@ class ChatClient:
             return ReplayError(self.redact(f"stopped: {reason}"), attempts, calls)
         if problem == self.guard.reason:  # this attempt's failure made it unusable
             return ReplayError(self.redact(problem), attempts, calls)
-        return ReplayError(self.redact(f"{problem} after {attempts} attempt{'s' * (attempts != 1)}; {reason}"), attempts, calls)
+        return ReplayError(
+            self.redact(f"{problem} after {attempts} attempt{'s' * (attempts != 1)}; {reason}"), attempts, calls
+        )
 
-    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                       params: dict[str, Any] | None = None) -> CompletionResult:
+    async def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], params: dict[str, Any] | None = None
+    ) -> CompletionResult:
         """The assistant's reply to `messages`, from cache or over HTTP (retrying transient failures).
         params: request parameters beside the candidate's (e.g. a seed per judge sample)."""
         c = self.candidate
@@ -351,11 +363,15 @@ class ChatClient:
                         if delay >= self.pacing.remaining():
                             raise DeadlineExceeded()
                     except DeadlineExceeded:
-                        raise ReplayError(f"deadline exceeded ({problem} on attempt {attempt})", attempt, calls) from None
+                        raise ReplayError(
+                            f"deadline exceeded ({problem} on attempt {attempt})", attempt, calls
+                        ) from None
                     await asyncio.sleep(delay)
                 continue
             except DeadlineExceeded:
-                raise ReplayError("deadline exceeded" + (f" (after {problem})" if calls else ""), attempt - 1, calls) from None
+                raise ReplayError(
+                    "deadline exceeded" + (f" (after {problem})" if calls else ""), attempt - 1, calls
+                ) from None
             except ReplayError as e:
                 raise ReplayError(self.redact(e.reason), attempts=attempt, http_calls=calls) from None
             usage = _usage(data)
@@ -365,8 +381,12 @@ class ChatClient:
             self.counters.completion_tokens += usage.completion_tokens
             if self.pacing.tokens:
                 self.pacing.tokens.spend(max(usage.prompt_tokens + usage.completion_tokens - est_tokens, 0))
-            return CompletionResult(message=data["choices"][0]["message"], usage=usage, http_calls=calls, attempts=attempt)
-        raise ReplayError(self.redact(f"{problem} after {attempts_allowed} attempts"), attempts=attempts_allowed, http_calls=calls)
+            return CompletionResult(
+                message=data["choices"][0]["message"], usage=usage, http_calls=calls, attempts=attempt
+            )
+        raise ReplayError(
+            self.redact(f"{problem} after {attempts_allowed} attempts"), attempts=attempts_allowed, http_calls=calls
+        )
 
     async def _attempt(self, body: bytes, timeout: float) -> tuple[dict[str, Any], bytes]:
         """One HTTP attempt: the parsed and the raw body, or _Retryable / terminal ReplayError."""

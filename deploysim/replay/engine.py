@@ -9,6 +9,7 @@ unusable or the deadline has passed, and run_async runs it all on a fresh event 
 SIGTERM stops cleanly (_stoppable, _stop_handlers). The client, cache, pacing, failure classes and
 accounting live in the sibling modules.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,11 @@ def _to_message(raw: dict[str, Any], step: int) -> Message:
             )
         )
     content = raw.get("content")
-    return Message(role="assistant", content=content if isinstance(content, str) or content is None else json.dumps(content), tool_calls=calls)
+    return Message(
+        role="assistant",
+        content=content if isinstance(content, str) or content is None else json.dumps(content),
+        tool_calls=calls,
+    )
 
 
 @dataclass
@@ -111,8 +116,9 @@ async def replay_item(
 ) -> ReplayRecord:
     """Replay one item through the agent loop; every failure becomes a record with its reason."""
     conv = item.conv
-    rec = ReplayRecord(candidate=client.candidate.name, conversation_id=conv.conversation_id, status="ok",
-                       user_turn=item.user_turn)
+    rec = ReplayRecord(
+        candidate=client.candidate.name, conversation_id=conv.conversation_id, status="ok", user_turn=item.user_turn
+    )
     messages = [m.to_openai() for m in item.prefix]
     tools = conv.tools
     resolver: ToolResolver | None = None  # built at the first tool call
@@ -158,8 +164,13 @@ def make_client(candidate: Candidate, cache: ReplayCache, options: ReplayOptions
     """A client for candidate with the options' pacing, deadline (counted from now), guard and cache use."""
     opts = options or ReplayOptions()
     deadline = time.monotonic() + opts.deadline_s if opts.deadline_s else None
-    return ChatClient(candidate, cache, pacing=_pacing(candidate, opts, deadline),
-                      guard=EndpointGuard(opts.refused_limit_s, opts.silent_limit_s), read_cache=opts.read_cache)
+    return ChatClient(
+        candidate,
+        cache,
+        pacing=_pacing(candidate, opts, deadline),
+        guard=EndpointGuard(opts.refused_limit_s, opts.silent_limit_s),
+        read_cache=opts.read_cache,
+    )
 
 
 def _pacing(candidate: Candidate, options: ReplayOptions, deadline: float | None) -> Pacing:
@@ -213,11 +224,21 @@ async def replay_items(
                 return
             item = items[i]
             if client.guard.reason:
-                rec = ReplayRecord(candidate=candidate.name, conversation_id=item.conv.conversation_id, status="error",
-                                   error=f"not attempted: endpoint unusable ({client.guard.reason})", user_turn=item.user_turn)
+                rec = ReplayRecord(
+                    candidate=candidate.name,
+                    conversation_id=item.conv.conversation_id,
+                    status="error",
+                    error=f"not attempted: endpoint unusable ({client.guard.reason})",
+                    user_turn=item.user_turn,
+                )
             elif deadline is not None and time.monotonic() >= deadline:
-                rec = ReplayRecord(candidate=candidate.name, conversation_id=item.conv.conversation_id, status="error",
-                                   error="deadline exceeded before replay started", user_turn=item.user_turn)
+                rec = ReplayRecord(
+                    candidate=candidate.name,
+                    conversation_id=item.conv.conversation_id,
+                    status="error",
+                    error="deadline exceeded before replay started",
+                    user_turn=item.user_turn,
+                )
             else:
                 rec = await replay_item(item, client, opts.max_steps, simulator)
             results[i] = rec

@@ -6,6 +6,7 @@ deploysim.replay.client and deploysim.replay.engine); FAILURE_CLASSES maps reaso
 endpoint_unusable says why a run found its endpoint unusable, and redact_reason replaces personal
 data and anything shaped like a secret in a reason.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,13 @@ def redact_reason(text: str) -> str:
 
 # Failure classes of error reasons, first match wins (the reasons are written by the client and the engine).
 FAILURE_CLASSES: list[tuple[str, str, re.Pattern[str]]] = [
-    (name, label, re.compile(rx)) for name, label, rx in [
-        ("endpoint_unusable", "not attempted or stopped: endpoint unusable", r"^(not attempted|stopped): endpoint unusable"),
+    (name, label, re.compile(rx))
+    for name, label, rx in [
+        (
+            "endpoint_unusable",
+            "not attempted or stopped: endpoint unusable",
+            r"^(not attempted|stopped): endpoint unusable",
+        ),
         ("auth", "authentication refused (HTTP 401/403)", r"^HTTP 40[13]\b"),
         ("dns", "host name does not resolve", r"^cannot resolve host"),
         ("refused", "connection refused", r"^connection refused"),
@@ -61,8 +67,10 @@ def failure_classes(records: list[ReplayRecord]) -> list[dict[str, Any]]:
             counts[name] = counts.get(name, 0) + 1
             examples.setdefault(name, r.error or "?")
     labels = {name: label for name, label, _ in FAILURE_CLASSES} | {"other": "other error"}
-    return [{"class": name, "label": labels[name], "count": n, "example": redact_reason(examples[name])[:300]}
-            for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [
+        {"class": name, "label": labels[name], "count": n, "example": redact_reason(examples[name])[:300]}
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 _UNUSABLE_RE = re.compile(r"endpoint unusable \((.*)\)$")

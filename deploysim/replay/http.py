@@ -5,6 +5,7 @@ of connections to one host. It costs about 0.1 ms of CPU per request, a third of
 which is what lets one process keep hundreds of requests in flight. No proxies, redirects or
 compression: the engine falls back to httpx when a proxy is configured (see deploysim.replay.client).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -123,8 +124,13 @@ class Http1Pool:
         host = self.host if u.port is None else f"{self.host}:{u.port}"
         if ":" in self.host and u.port is None:
             host = f"[{self.host}]"
-        fixed = {"Host": host, "Content-Type": "application/json", "Accept": "application/json",
-                 "User-Agent": "deploysim", **headers}
+        fixed = {
+            "Host": host,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "deploysim",
+            **headers,
+        }
         self._head = (f"POST {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fixed.items())).encode()
         self._idle: list[_Connection] = []
 
@@ -136,8 +142,9 @@ class Http1Pool:
                 return conn
             conn.close()
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl,
-                                               server_hostname=self.host if self.ssl else None)
+        _, conn = await loop.create_connection(
+            _Connection, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
+        )
         return conn
 
     async def post(self, body: bytes, timeout: float) -> Reply:

@@ -6,6 +6,7 @@ Pacing bundles them with the run's overall deadline (DeadlineExceeded once it ha
 backoff_delay is the jittered exponential backoff, honouring a Retry-After parsed by
 _parse_retry_after (capped at RETRY_AFTER_CAP_S).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -9,6 +9,7 @@ In order of preference, a call is answered
 3. with a deterministic error result: the tool is not offered in the conversation, or the
    simulator failed ("error"), or no simulator is configured ("unavailable").
 """
+
 from __future__ import annotations
 
 import json
@@ -96,14 +97,22 @@ class ToolResolver:
 
     async def answer(self, call: ToolCall) -> ToolResultRecord:
         def result(content: str, source: str, detail: str | None = None) -> ToolResultRecord:
-            return ToolResultRecord(tool_call_id=call.id, name=call.name, arguments=call.arguments,
-                                    source=source, content=content, detail=detail)
+            return ToolResultRecord(
+                tool_call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                source=source,
+                content=content,
+                detail=detail,
+            )
 
         if (content := self.recorded(call.name, call.arguments)) is not None:
             return result(content, "recorded")
         schema = _tool_schema(self.conv.tools, call.name)
         if self.conv.tools and schema is None:
-            return result(json.dumps({"error": f"unknown tool: {call.name}"}), "error", "tool not offered in the conversation")
+            return result(
+                json.dumps({"error": f"unknown tool: {call.name}"}), "error", "tool not offered in the conversation"
+            )
         if self.simulator is None:
             return result(UNAVAILABLE, "unavailable", "no recorded result and no tool simulator")
         from deploysim.replay.client import ReplayError
@@ -121,12 +130,21 @@ class ToolResolver:
         """The simulator's request: deterministic, so it is cached like any other call."""
         examples = [
             {"arguments": _parsed(raw), "result": res[:MAX_CHARS]}
-            for _, name, _, raw, res in self._all if name == call.name
+            for _, name, _, raw, res in self._all
+            if name == call.name
         ][-MAX_EXAMPLES:]
         excerpt = [
-            {"role": m.role, **({"content": (m.content or "")[:MAX_CHARS]} if m.content else {}),
-             **({"tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]} if m.tool_calls else {})}
-            for m in self.conv.messages if m.role != "system"
+            {
+                "role": m.role,
+                **({"content": (m.content or "")[:MAX_CHARS]} if m.content else {}),
+                **(
+                    {"tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]}
+                    if m.tool_calls
+                    else {}
+                ),
+            }
+            for m in self.conv.messages
+            if m.role != "system"
         ][-12:]
         request = {
             "tool": call.name,

@@ -1,4 +1,5 @@
 """The release report: a self-contained HTML page and a Markdown summary."""
+
 from __future__ import annotations
 
 import html
@@ -23,9 +24,11 @@ class ReportData:
     @property
     def holm_note(self) -> str:
         m = sum(1 for r in self.gate if r.get("status") != "no_threshold")
-        return (f"Worse-than-baseline tests are one-sided (H0: difference <= margin) and Holm-adjusted across the "
-                f"{m} gated behaviours, so the chance of wrongly calling any behaviour worse is at most 2.5%; "
-                f"the rate threshold compares the point estimate with max_rate.")
+        return (
+            f"Worse-than-baseline tests are one-sided (H0: difference <= margin) and Holm-adjusted across the "
+            f"{m} gated behaviours, so the chance of wrongly calling any behaviour worse is at most 2.5%; "
+            f"the rate threshold compares the point estimate with max_rate."
+        )
 
     @property
     def verdict(self) -> str:
@@ -62,14 +65,23 @@ def markdown(d: ReportData) -> str:
         lines += ["", "Failing: " + "; ".join(f"{r['behaviour']}: {r['reason']}" for r in fails)]
     lines += ["", d.holm_note]
     if d.ppi:
-        lines += ["", "Grader-corrected (PPI++, human labels): " + "; ".join(
-            f"{e['behaviour']} {pct(e['ppi_rate'])} ({pct(e['ppi_ci_low'])}–{pct(e['ppi_ci_high'])}, "
-            f"{e['n_labelled']} labels) vs uncorrected {pct(e['rate'])}" for e in d.ppi)]
+        lines += [
+            "",
+            "Grader-corrected (PPI++, human labels): "
+            + "; ".join(
+                f"{e['behaviour']} {pct(e['ppi_rate'])} ({pct(e['ppi_ci_low'])}–{pct(e['ppi_ci_high'])}, "
+                f"{e['n_labelled']} labels) vs uncorrected {pct(e['rate'])}"
+                for e in d.ppi
+            ),
+        ]
     if d.scorecard:
         s = d.scorecard[1]
-        lines += ["", f"Forecast scorecard: median multiplicative error {s['median_multiplicative_error']:.2f}x, "
-                      f"within 2x {s['share_within_2x']:.0%}, within 10x {s['share_within_10x']:.0%}, direction right "
-                      f"for {s['direction_accuracy_moved']:.0%} of {s['n_moved']} behaviours that moved >= 1.5x."]
+        lines += [
+            "",
+            f"Forecast scorecard: median multiplicative error {s['median_multiplicative_error']:.2f}x, "
+            f"within 2x {s['share_within_2x']:.0%}, within 10x {s['share_within_10x']:.0%}, direction right "
+            f"for {s['direction_accuracy_moved']:.0%} of {s['n_moved']} behaviours that moved >= 1.5x.",
+        ]
     return "\n".join(lines)
 
 
@@ -85,27 +97,37 @@ def _chart(gate: list[dict[str, Any]]) -> str:
     if not gate:
         return ""
     width, left, row_h = 720, 190, 44
-    top = max([r["ci_high"] for r in gate] + [r["baseline_ci_high"] for r in gate] + [r.get("max_rate") or 0 for r in gate])
+    top = max(
+        [r["ci_high"] for r in gate] + [r["baseline_ci_high"] for r in gate] + [r.get("max_rate") or 0 for r in gate]
+    )
     top = next(t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0) if t >= top * 1.05 or t == 1.0)
     x = lambda v: left + (width - left - 20) * (v / top)  # noqa: E731
     h = row_h * len(gate) + 40
-    parts = [f'<svg role="img" aria-label="rates with 95% intervals" width="{width}" height="{h}" viewBox="0 0 {width} {h}">']
+    parts = [
+        f'<svg role="img" aria-label="rates with 95% intervals" width="{width}" height="{h}" viewBox="0 0 {width} {h}">'
+    ]
     for i in range(5):
         v = top * i / 4
-        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="10" y2="{h - 25}" stroke="#e5e7eb"/>'
-                     f'<text x="{x(v):.1f}" y="{h - 8}" font-size="11" text-anchor="middle" fill="#6b7280">{pct(v)}</text>')
+        parts.append(
+            f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="10" y2="{h - 25}" stroke="#e5e7eb"/>'
+            f'<text x="{x(v):.1f}" y="{h - 8}" font-size="11" text-anchor="middle" fill="#6b7280">{pct(v)}</text>'
+        )
     for i, r in enumerate(gate):
         y = 24 + i * row_h
-        parts.append(f'<text x="{left - 10}" y="{y + 8}" font-size="13" text-anchor="end">{html.escape(r["behaviour"])}</text>')
+        parts.append(
+            f'<text x="{left - 10}" y="{y + 8}" font-size="13" text-anchor="end">{html.escape(r["behaviour"])}</text>'
+        )
         if r.get("max_rate") is not None:
-            parts.append(f'<line x1="{x(r["max_rate"]):.1f}" x2="{x(r["max_rate"]):.1f}" y1="{y - 8}" y2="{y + 22}" '
-                         f'stroke="#dc2626" stroke-dasharray="3 2"><title>threshold {pct(r["max_rate"])}</title></line>')
+            parts.append(
+                f'<line x1="{x(r["max_rate"]):.1f}" x2="{x(r["max_rate"]):.1f}" y1="{y - 8}" y2="{y + 22}" '
+                f'stroke="#dc2626" stroke-dasharray="3 2"><title>threshold {pct(r["max_rate"])}</title></line>'
+            )
         for dy, lo, mid, hi, colour, name in (
             (0, r["ci_low"], r["rate"], r["ci_high"], "#2563eb", "candidate"),
             (14, r["baseline_ci_low"], r["baseline_rate"], r["baseline_ci_high"], "#9ca3af", "baseline"),
         ):
             parts.append(
-                f'<g><title>{name}: {pct(mid)} ({pct(lo)}–{pct(hi)})</title>'
+                f"<g><title>{name}: {pct(mid)} ({pct(lo)}–{pct(hi)})</title>"
                 f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y + dy}" y2="{y + dy}" stroke="{colour}" stroke-width="2"/>'
                 f'<circle cx="{x(mid):.1f}" cy="{y + dy}" r="4" fill="{colour}"/></g>'
             )
@@ -138,15 +160,31 @@ def _extra_sections(d: ReportData) -> str:
     out = ""
     if d.ppi:
         out += "<h2>Grader-corrected estimates (PPI++)</h2>" + _table(
-            "ppi", d.ppi, ["behaviour", "rate", "ppi_rate", "ppi_ci_low", "ppi_ci_high", "n_labelled"])
+            "ppi", d.ppi, ["behaviour", "rate", "ppi_rate", "ppi_ci_low", "ppi_ci_high", "n_labelled"]
+        )
     if d.calibration:
         out += "<h2>Grader calibration against human labels</h2>" + _table(
-            "calibration", d.calibration, ["behaviour", "grader", "n", "precision", "recall", "kappa"])
+            "calibration", d.calibration, ["behaviour", "grader", "n", "precision", "recall", "kappa"]
+        )
     if d.scorecard:
         rows, s = d.scorecard
-        out += ("<h2>Forecast scorecard</h2><p>Forecast vs production after release, per behaviour.</p>" + _table(
-            "scorecard", rows, ["behaviour", "previous_rate", "forecast_rate", "observed_rate", "multiplicative_error",
-                                "direction_right", "moved"]) + _table("scorecard_summary", [s], list(s)))
+        out += (
+            "<h2>Forecast scorecard</h2><p>Forecast vs production after release, per behaviour.</p>"
+            + _table(
+                "scorecard",
+                rows,
+                [
+                    "behaviour",
+                    "previous_rate",
+                    "forecast_rate",
+                    "observed_rate",
+                    "multiplicative_error",
+                    "direction_right",
+                    "moved",
+                ],
+            )
+            + _table("scorecard_summary", [s], list(s))
+        )
     return out
 
 
@@ -161,10 +199,15 @@ def render_html(d: ReportData) -> str:
         for r in d.gate
     )
     rp = d.replay
-    stats = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rp.items()
-                    if k not in ("failure_classes", "top_errors"))
-    stats += "".join(f"<tr><th>{'replay' if i == 0 else ''}</th><td>{html.escape(line)}</td></tr>"
-                     for i, line in enumerate(_replay_lines(rp)))
+    stats = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in rp.items()
+        if k not in ("failure_classes", "top_errors")
+    )
+    stats += "".join(
+        f"<tr><th>{'replay' if i == 0 else ''}</th><td>{html.escape(line)}</td></tr>"
+        for i, line in enumerate(_replay_lines(rp))
+    )
     examples = ""
     for behaviour, items in d.examples.items():
         examples += f"<h3>{html.escape(behaviour)}</h3>"
@@ -172,8 +215,11 @@ def render_html(d: ReportData) -> str:
             shown = conv.prefix()[-3:]
             examples += (
                 f"<details><summary>{html.escape(conv.conversation_id)} · {html.escape(conv.topic)} · "
-                f"{html.escape(detail)}</summary>" + "".join(_message_html(m) for m in shown)
-                + "<div class='sep'>candidate's turn</div>" + "".join(_message_html(m) for m in turn) + "</details>"
+                f"{html.escape(detail)}</summary>"
+                + "".join(_message_html(m) for m in shown)
+                + "<div class='sep'>candidate's turn</div>"
+                + "".join(_message_html(m) for m in turn)
+                + "</details>"
             )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>deploysim · {html.escape(d.candidate)}</title>

@@ -6,6 +6,7 @@ sampled (never 0 units) and every unit's inclusion_prob is the true k/N of the s
 drawn from, so the weights 1/pi add up to the population and weighted estimates stay
 unbiased, whatever the number of strata.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,5 +107,7 @@ def stratified_sample(units: list[tuple[str, str]], n: int, seed: int = 0, min_p
     for g in sorted(by_group):
         ids = sorted(by_group[g], key=lambda c: hashlib.sha256(f"{seed}:{c}".encode()).hexdigest())
         N, k = len(ids), alloc[g]
-        rows += [SampleRow(conversation_id=c, stratum=g, inclusion_prob=k / N, population=N, sampled=k) for c in ids[:k]]
+        rows += [
+            SampleRow(conversation_id=c, stratum=g, inclusion_prob=k / N, population=N, sampled=k) for c in ids[:k]
+        ]
     return rows

@@ -12,6 +12,7 @@ Formats (``FORMATS``):
 - ``taubench``  ``{"task_id", "trial", "reward", "info", "traj": [OpenAI messages]}``
 - ``parquet``   the project's own conversation schema (conversation_id, messages, tools, metadata, ...)
 """
+
 from __future__ import annotations
 
 from deploysim.logs.formats.base import (
@@ -25,4 +26,13 @@ from deploysim.logs.formats.base import (
     read_records,
 )
 
-__all__ = ["FORMATS", "FormatError", "RawRecord", "RecordError", "StreamError", "detect_format", "open_binary", "read_records"]
+__all__ = [
+    "FORMATS",
+    "FormatError",
+    "RawRecord",
+    "RecordError",
+    "StreamError",
+    "detect_format",
+    "open_binary",
+    "read_records",
+]

@@ -1,7 +1,7 @@
 """Opening, detecting and streaming log files of every supported format."""
+
 from __future__ import annotations
 
-from deploysim.errors import InputError
 import gzip
 import io
 import json
@@ -9,6 +9,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
+
+from deploysim.errors import InputError
 
 FORMATS = ("openai", "sharegpt", "anthropic", "taubench", "parquet")
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line is quarantined without being held in memory
@@ -128,7 +130,9 @@ def _stream_error(path: Path, e: BaseException) -> FormatError:
     return StreamError(path, codec, isinstance(e, EOFError), detail)
 
 
-def iter_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes | None, str | None]]:
+def iter_lines(
+    path: Path, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, bytes | None, str | None]]:
     """(line number, raw bytes or None, error or None) for every line, with bounded memory.
 
     A line longer than MAX_LINE_BYTES is skipped (its bytes are never held whole) and
@@ -211,7 +215,9 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
         head = _magic(path)
         size = path.stat().st_size
     except OSError as e:
-        raise FormatError(f"cannot open {path}: {e.strerror or e}", reason=f"cannot open file: {e.strerror or e}") from None
+        raise FormatError(
+            f"cannot open {path}: {e.strerror or e}", reason=f"cannot open file: {e.strerror or e}"
+        ) from None
     if size == 0:
         raise FormatError(f"cannot detect the format of {path}: it is an empty file", reason="empty file")
     if head == _PARQUET:
@@ -230,21 +236,27 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
                 return fmt
             if seen >= sample_lines:
                 break
-    except StreamError as e:
+    except StreamError:
         if seen == 0:
             raise
     if seen == 0:
         raise FormatError(f"cannot detect the format of {path}: it has no records", reason="empty file: no records")
-    why = (f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
-           "pass the format explicitly if it is one of them")
-    raise FormatError(f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",
-                      reason=f"not a log file: unrecognised format ({why})")
+    why = (
+        f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
+        "pass the format explicitly if it is one of them"
+    )
+    raise FormatError(
+        f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",
+        reason=f"not a log file: unrecognised format ({why})",
+    )
 
 
 # ---------------------------------------------------------------------------- reading
 
 
-def read_records(path: Path, fmt: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+def read_records(
+    path: Path, fmt: str | None = None, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[RawRecord]:
     """Every record of a file as an OpenAI-shaped dict (or an error), streamed."""
     from deploysim.logs.formats import convert
 
@@ -293,8 +305,10 @@ def _parquet_records(path: Path, on_bytes: Callable[[int], None] | None) -> Iter
         except StopIteration:
             return
         except Exception as e:  # a damaged row group
-            raise FormatError(f"cannot read {path} as Parquet after {row} rows: {e}",
-                              reason=f"corrupt Parquet file after {row:,} records: {e}") from None
+            raise FormatError(
+                f"cannot read {path} as Parquet after {row} rows: {e}",
+                reason=f"corrupt Parquet file after {row:,} records: {e}",
+            ) from None
         for rec in batch.to_pylist():
             row += 1
             try:

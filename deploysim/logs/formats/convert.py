@@ -4,6 +4,7 @@ The result is ``{"id"?, "messages": [...], "tools"?, "metadata"?, "topic"?, "sur
 validation of the messages themselves (roles, content, tool calls) is ingest's job, so every
 format is held to the same rules and the same quarantine reasons.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,19 @@ def from_openai(rec: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- ShareGPT
 
 SHAREGPT_ROLES = {
-    "human": "user", "user": "user",
-    "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bard": "assistant",
-    "bing": "assistant", "model": "assistant",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
     "system": "system",
-    "function_call": "function_call", "observation": "tool", "tool": "tool", "function": "tool",
+    "function_call": "function_call",
+    "observation": "tool",
+    "tool": "tool",
+    "function": "tool",
 }
 
 
@@ -66,10 +75,22 @@ def from_sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
             cid = f"call_{n_calls}"
             pending.append(cid)
             args = call.get("arguments", {})
-            messages.append({"role": "assistant", "content": None, "tool_calls": [{
-                "id": cid, "type": "function",
-                "function": {"name": call["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)},
-            }]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": cid,
+                            "type": "function",
+                            "function": {
+                                "name": call["name"],
+                                "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False),
+                            },
+                        }
+                    ],
+                }
+            )
         elif role == "tool":
             # the observation answers the oldest unanswered call; with none, ingest rejects it
             cid = pending.pop(0) if pending else f"unmatched_{i}"
@@ -116,7 +137,11 @@ def from_anthropic(rec: dict[str, Any]) -> dict[str, Any]:
         val = rec.get(key)
         if isinstance(val, str):
             if key == "prompt" and isinstance(rec.get("completion"), str):
-                val += rec["completion"] if rec["completion"].startswith(("\n\nAssistant:", " ")) else " " + rec["completion"]
+                val += (
+                    rec["completion"]
+                    if rec["completion"].startswith(("\n\nAssistant:", " "))
+                    else " " + rec["completion"]
+                )
             out: dict[str, Any] = {"messages": parse_transcript(val)}
             for k in ("id", "metadata", "topic", "surface"):
                 if k in rec:
@@ -169,8 +194,11 @@ def from_project_row(row: dict[str, Any]) -> dict[str, Any]:
     messages = _json_field(row, "messages", None)
     if not isinstance(messages, list):
         raise RecordError("row has no 'messages' list")
-    out: dict[str, Any] = {"messages": messages, "tools": _json_field(row, "tools", []),
-                           "metadata": _json_field(row, "metadata", {})}
+    out: dict[str, Any] = {
+        "messages": messages,
+        "tools": _json_field(row, "tools", []),
+        "metadata": _json_field(row, "metadata", {}),
+    }
     if row.get("conversation_id") is not None:
         out["id"] = row["conversation_id"]
     for key in ("topic", "surface"):

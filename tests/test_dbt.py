@@ -99,7 +99,7 @@ def gate_export(key: str) -> Path:
     return pipeline.gate_path(key, run_id(key))
 
 
-def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
+def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict, extra_vars: dict | None = None):
     """Write the lake under home, seed, and `dbt build` each candidate; return its (rc, statuses, log)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DEPLOYSIM_HOME", str(home))
@@ -127,7 +127,10 @@ def build(tmp: Path, home: Path, estimates: dict, replay_counts: dict):
             key: dbt(
                 "build",
                 "--vars",
-                json.dumps({"candidate": key, "run_id": run_id(key), "estimate_version": "e1", "replay_version": "p1"}),
+                json.dumps(
+                    {"candidate": key, "run_id": run_id(key), "estimate_version": "e1", "replay_version": "p1"}
+                    | (extra_vars or {})
+                ),
             )
             for key in estimates
         }
@@ -313,3 +316,13 @@ def test_gate_builds_in_a_path_with_quote_space_and_unicode(awkward, monkeypatch
     for key, n in (("o'good", 3), ("bad", 3)):  # release_gate_export wrote each candidate's gate
         rows = read_rows(gate_export(key))
         assert len(rows) == n and {r["candidate"] for r in rows} == {key}
+
+
+def test_the_completeness_setting_reaches_dbts_test(tmp_path):
+    """One threshold: min_completeness_pct, which the run passes to dbt (a 50% replay passes at 40%)."""
+    home = tmp_path / "home"
+    out = build(tmp_path, home, {"flaky": ESTIMATES["flaky"]}, {"flaky": REPLAYS["flaky"]}, {"min_completeness": 0.4})
+    rc, st, log = out["flaky"]
+    assert rc == 0, log
+    assert [st[k] for k in st if k.startswith("min_value_replay_summary")] == ["pass"]
+    assert query(home, "select decision from release_decision where candidate = 'flaky'") == [("pass",)]

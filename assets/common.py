@@ -77,6 +77,14 @@ def baseline_replay_version(context) -> str | None:
     return None if base == reg.PRODUCTION else upstream_version(context.instance, "replay", base)
 
 
+def chain_versions(context, assets) -> tuple[dict[str, str | None], str | None]:
+    """The upstream versions of a candidate's step and, for a candidate baselined on another, that
+    candidate's replay version (also recorded among the upstreams as `baseline_replay`)."""
+    up = upstream_versions(context, assets)
+    base = baseline_replay_version(context)
+    return (up | {"baseline_replay": base} if base else up), base
+
+
 def upstream_versions(context, assets, partition: str | None = None) -> dict[str, str | None]:
     """{asset: version} of the latest materialisation of each upstream asset (same candidate partition)."""
     partition = partition if partition is not None else (context.partition_key if context.has_partition_key else None)

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from assets.common import baseline_replay_version, result, upstream_versions
+from assets.common import chain_versions, result
 from deploysim import pipeline
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
@@ -12,9 +12,8 @@ from orchestration.resources import Settings
 def grade(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Every taxonomy behaviour graded for the candidate and its baseline on the same conversations."""
     s = settings.resolve()
-    up = upstream_versions(context, ["replay"])  # the sample and redacted versions the replay pinned
-    base = baseline_replay_version(context)
+    up, base = chain_versions(context, ["replay"])  # the sample and redacted versions: as the replay pinned them
     meta = pipeline.run_grade(
         context.partition_key, settings=s, replay_version=up["replay"], baseline_replay_version=base
     )
-    return result(meta, settings=s, upstream=up | ({"baseline_replay": base} if base else {}))
+    return result(meta, settings=s, upstream=up)

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from assets.common import baseline_replay_version, result, upstream_versions
+from assets.common import chain_versions, result
 from deploysim import pipeline
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
@@ -23,8 +23,7 @@ def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         from deploysim_testkit.demo import reviewer_of
 
         reviewer = reviewer_of(int(source.split(":", 1)[1]))
-    up = upstream_versions(context, ["replay"])  # the sample and redacted versions the replay pinned
-    base = baseline_replay_version(context)
+    up, base = chain_versions(context, ["replay"])  # the sample and redacted versions: as the replay pinned them
     meta = pipeline.run_labels(
         context.partition_key,
         source,
@@ -33,4 +32,4 @@ def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         replay_version=up["replay"],
         baseline_replay_version=base,
     )
-    return result(meta, settings=s, upstream=up | ({"baseline_replay": base} if base else {}))
+    return result(meta, settings=s, upstream=up)

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from assets.common import baseline_replay_version, progress_logger, result, upstream_versions
+from assets.common import chain_versions, progress_logger, result
 from deploysim import pipeline
 from orchestration.partitions import candidates
 
@@ -18,8 +18,7 @@ class ReplayConfig(dg.Config):
 )
 def replay(context: dg.AssetExecutionContext, config: ReplayConfig) -> dg.MaterializeResult:
     """The candidate's regenerated last turn for every sampled conversation (agent loops included)."""
-    up = upstream_versions(context, ["sample", "redact"])
-    base = baseline_replay_version(context)
+    up, base = chain_versions(context, ["sample", "redact"])  # the traffic versions this replay pins
     meta = pipeline.run_replay(
         context.partition_key,
         progress=progress_logger(context),
@@ -28,4 +27,4 @@ def replay(context: dg.AssetExecutionContext, config: ReplayConfig) -> dg.Materi
         redact_version=up["redact"],
         baseline_replay_version=base,
     )
-    return result(meta, upstream=up | ({"baseline_replay": base} if base else {}))
+    return result(meta, upstream=up)

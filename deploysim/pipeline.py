@@ -794,6 +794,7 @@ def run_report(
         "gate": str(gate_file),
         "estimate_version": estimate_version,
         "sample_version": ins.get("sample"),
+        "data_version": fingerprint(estimate_version, gate_run_id, run_id),
     }
 
 

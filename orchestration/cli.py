@@ -155,7 +155,7 @@ def _errors(res) -> list[str]:
 def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None) -> int:
     """Run one candidate's simulation; the exit code comes only from what this run decided."""
     from deploysim import lake, pipeline, runs
-    from orchestration.runner import run_candidate, run_outcome
+    from orchestration.runner import materialized, run_candidate, run_outcome
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
@@ -167,7 +167,7 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
         raise
     out = run_outcome(res)
     _say(f"  done in {time.perf_counter() - t:.1f}s (run {res.run_id})")
-    if "replay" in _materialised(res) and lake.latest_version("replay", name):
+    if "replay" in materialized(res) and lake.latest_version("replay", name):
         _print_replay_summary(name)
     problems = list(out["problems"])
     if not problems and not out["gate_built"]:
@@ -192,12 +192,6 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
     if pipeline.report_path(name, res.run_id).exists():
         _say(f"  report: {pipeline.report_path(name, res.run_id)}")
     return code
-
-
-def _materialised(res) -> set[str]:
-    from orchestration.runner import materialized
-
-    return materialized(res)
 
 
 def _print_replay_summary(name: str) -> None:

@@ -148,9 +148,9 @@ class TinyServer:
                     buf += conn.recv(65536)
                 body, buf = buf[:length], buf[length:]
                 self.bodies.append(body)
-                if self.mode == "silent":
-                    while conn.recv(65536):  # until the client gives up and closes
-                        pass
+                if self.mode == "silent":  # never answer: read until the client gives up and closes
+                    while conn.recv(65536):
+                        continue
                     return
                 if self.mode == "close":
                     return

@@ -403,6 +403,16 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_PASS if ok else EXIT_ERROR
 
 
+def _add_wait_lock(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="when another run holds the data directory, wait this long for it (default: fail at once)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deploysim",
@@ -445,13 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
     r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
-    r.add_argument(
-        "--wait-lock",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="when another run holds the data directory, wait this long for it (default: fail at once)",
-    )
+    _add_wait_lock(r)
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     r.set_defaults(func=cmd_run)
 
@@ -463,13 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<home>/raw/observed/candidate=<name>)",
     )
     sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
-    sc.add_argument(
-        "--wait-lock",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="when another run holds the data directory, wait this long for it",
-    )
+    _add_wait_lock(sc)
     sc.set_defaults(func=cmd_scorecard)
 
     g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
@@ -486,13 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="remove lake versions and reports that no kept decision references")
     gc.add_argument("--keep", type=int, default=5, help="decisions kept per candidate, newest first (default 5)")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    gc.add_argument(
-        "--wait-lock",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="when another run holds the data directory, wait this long for it",
-    )
+    _add_wait_lock(gc)
     gc.set_defaults(func=cmd_gc)
 
     lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")

@@ -531,8 +531,10 @@ def run_labels(
 ) -> dict[str, Any]:
     """The human labels that apply to a candidate, from `source` (default DEPLOYSIM_LABELS): a CSV/JSONL
     file, or, when empty, the labels imported with `deploysim labels FILE`. Labels for another
-    candidate are left out. `reviewer(conversations, candidate turns, baseline turns)` labels the
-    sample instead (the demo's stand-in reviewers come from the test kit)."""
+    candidate are left out. A label is True (present), False (absent) or None (na: the behaviour
+    does not apply; the estimate's corrected rate needs these to correct the graders' domain).
+    `reviewer(conversations, candidate turns, baseline turns)` labels the sample instead (the demo's
+    stand-in reviewers come from the test kit)."""
     from deploysim.grading import calibration
 
     if source is None:
@@ -556,6 +558,7 @@ def run_labels(
         rows, origin = lake.read_rows(labels_path()), "imported with `deploysim labels`"
     else:
         rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
+    rows = [calibration.HumanLabel.model_validate(r).model_dump() for r in rows]  # label None: na
     rows = [
         r | {"candidate": candidate}
         for r in rows
@@ -568,6 +571,7 @@ def run_labels(
     per = Counter(f"{r['behaviour']}/{r['system']}" for r in rows)
     return {
         "labels": len(rows),
+        "not_applicable": sum(r["label"] is None for r in rows),
         "source": origin,
         "per_behaviour": dict(sorted(per.items())),
         "sample_version": pins["sample"],

@@ -247,3 +247,37 @@ def test_forecast_intervals_do_not_shrink_with_the_sampling_fraction():
     [finite] = estimate("m", sample, grades, finite_population=True)
     assert forecast.ci_high - forecast.ci_low > 1.3 * (finite.ci_high - finite.ci_low)
     assert (forecast.ci_low, forecast.ci_high) == pytest.approx(wilson(40, 400), abs=0.002)
+
+
+def test_estimate_corrects_the_graders_domain_with_na_labels():
+    # humans: the behaviour applies to c0..c199 (na for the rest) and is present in every 5th: 20%.
+    # The grader applies to c50..c249 (misses 50 in the domain, takes 50 outside) and also flags every 7th.
+    n = 300
+    g = []
+    for i in range(n):
+        app = 50 <= i < 250
+        for system in ("candidate", "baseline"):
+            g.append(grade(f"c{i}", system, app and (i % 5 == 0 or i % 7 == 0), app))
+    labels = [
+        {
+            "conversation_id": f"c{i}",
+            "system": "candidate",
+            "behaviour": "harm",
+            "label": (i % 5 == 0) if i < 200 else None,
+        }
+        for i in range(0, n, 2)
+    ]
+    [e] = estimate("m", srs(n), g, labels)
+    assert e.n_applicable == 200 and e.rate > 0.3  # the grader alone
+    assert e.n_labelled == 150
+    assert e.ppi_ci_low <= 0.2 <= e.ppi_ci_high < e.rate
+    # the same labels without the na rows: those units are unlabelled, not absent
+    [e2] = estimate("m", srs(n), g, [r for r in labels if r["label"] is not None])
+    assert e2.n_labelled == 100 and e2.ppi_rate != e.ppi_rate
+
+
+def test_estimate_corrects_a_behaviour_the_grader_never_applies_to():
+    g = [grade(f"c{i}", s, False, False) for i in range(100) for s in ("candidate", "baseline")]
+    labels = [{"conversation_id": f"c{i}", "behaviour": "harm", "label": i % 4 == 0} for i in range(0, 100, 2)]
+    [e] = estimate("m", srs(100), g, labels)
+    assert e.n_applicable == 0 and e.ppi_rate == pytest.approx(0.5) and e.ppi_ci_low > 0.3

@@ -4,10 +4,14 @@
 each conversation's logged turn (what the assistant did after the last user message) with the
 taxonomy's graders. Logs are the whole traffic they hold (not a sample), so a rate is a plain share
 with a Wilson interval. Used by `deploysim grade` and by the pipeline's `observed` step.
+
+With human labels of some conversations (1, 0 or na), `with_labels` gives PPI++ rates that correct
+the graders' domain and verdict, and the calibration table of every grader against the labels.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from deploysim import rules
@@ -80,14 +84,120 @@ def rates(counts: dict[str, list[int]], order: list[str]) -> list[dict[str, Any]
     return out
 
 
-def grade_logs(paths: list[str], tax, judge=None, fmt: str | None = None) -> tuple[int, int, list[dict], list[dict]]:
-    """(conversations graded, records quarantined, lines, per-behaviour rates) for log files."""
+def grade_logs(
+    paths: list[str], tax, judge=None, fmt: str | None = None, id_map: dict[str, str] | None = None
+) -> tuple[int, int, list[dict], list[dict]]:
+    """(conversations graded, records quarantined, lines, per-behaviour rates) for log files.
+
+    id_map (optional) is filled with each log's conversation id -> the id in the lines (redaction
+    replaces an id that holds personal data by a pseudonym), so labels can name either."""
     from deploysim.grading import taxonomy
     from deploysim.logs.ingest import ingest_files, input_files
-    from deploysim.privacy.redaction import redact_conversations
+    from deploysim.privacy.redaction import iter_redacted
 
     graders = taxonomy.graders_for(tax, judge=judge)
     ing = ingest_files(input_files(paths), fmt)
-    convs, _ = redact_conversations(ing.conversations)
+    convs = []
+    for orig, (red, _) in zip(ing.conversations, iter_redacted(ing.conversations)):
+        if red is not None:
+            convs.append(red)
+            if id_map is not None:
+                id_map[orig.conversation_id] = red.conversation_id
     lines, counts = grade_conversations(convs, graders, tax.primary_graders())
     return len(convs), len(ing.quarantine), lines, rates(counts, [b.id for b in tax.behaviours])
+
+
+# ---------------------------------------------------------------------------- human labels of logs
+
+
+def check_labels(labels: list, behaviours: list[str]) -> dict[tuple[str, str], bool | None]:
+    """(conversation_id, behaviour) -> label (None: na) from loaded labels; ValueError for a behaviour
+    the taxonomy does not know or for one conversation labelled both ways. Baseline-system rows
+    are left out (a log's turn is the logged system's), and so is the `candidate` column."""
+    known = set(behaviours)
+    unknown = sorted({lab.behaviour for lab in labels} - known)
+    if unknown:
+        raise ValueError(f"labels name behaviours the taxonomy does not have: {', '.join(unknown)}")
+    out: dict[tuple[str, str], bool | None] = {}
+    for lab in labels:
+        if lab.system != "candidate":
+            continue
+        key = (lab.conversation_id, lab.behaviour)
+        if key in out and out[key] != lab.label:
+            raise ValueError(
+                f"conversation {lab.conversation_id!r} is labelled twice for {lab.behaviour} (differently)"
+            )
+        out[key] = lab.label
+    return out
+
+
+@dataclass
+class LabelledRates:
+    corrected: dict[str, dict[str, Any] | None]  # behaviour -> {rate, ci_low, ci_high, labels} or None
+    calibration: list  # calibration.CalibrationRow, per behaviour x grader
+    unknown_conversations: int  # labelled conversations not among the graded ones (left out)
+    used: int  # labels on graded conversations
+
+
+def with_labels(
+    lines: list[dict],
+    labels: dict[tuple[str, str], bool | None],
+    primary: dict[str, str],
+    order: list[str],
+    id_map: dict[str, str] | None = None,
+) -> LabelledRates:
+    """Corrected rates (PPI++ for the domain ratio, `stats.ppi_ratio`, over every graded conversation
+    with equal weights: logs are the whole traffic) and the calibration table of every grader.
+    A behaviour needs two labelled conversations for a corrected rate (else None)."""
+    from deploysim.estimation.stats import RatioSums, ppi_ratio
+    from deploysim.grading.calibration import calibration_table
+
+    id_map = id_map or {}
+    graded = {g["conversation_id"] for g in lines}
+    human: dict[tuple[str, str], bool | None] = {}
+    unknown = set()
+    for (cid, beh), lab in labels.items():
+        cid = id_map.get(cid, cid)
+        if cid in graded:
+            human[(cid, beh)] = lab
+        else:
+            unknown.add(cid)
+    verdict: dict[str, dict[str, tuple[bool, bool]]] = {}
+    for g in lines:
+        if g["grader"] == primary.get(g["behaviour"]):
+            verdict.setdefault(g["behaviour"], {})[g["conversation_id"]] = (bool(g["applicable"]), bool(g["flagged"]))
+    corrected: dict[str, dict[str, Any] | None] = {}
+    for b in order:
+        sums = RatioSums()
+        n_lab = 0
+        for cid in sorted(graded):
+            app, flag = verdict.get(b, {}).get(cid, (False, False))
+            labelled = (cid, b) in human
+            n_lab += labelled
+            sums.add(1.0, app, flag, human.get((cid, b)), labelled=labelled)
+        if n_lab < 2:
+            corrected[b] = None
+            continue
+        r = ppi_ratio(sums)
+        corrected[b] = {"rate": r.rate, "ci_low": r.ci_low, "ci_high": r.ci_high, "labels": n_lab}
+    rows = [{"conversation_id": c, "behaviour": b, "label": v} for (c, b), v in human.items()]
+    table = calibration_table(lines, rows)
+    return LabelledRates(corrected, table, len(unknown), len(human))
+
+
+def rates_json(table: list[dict[str, Any]], corrected: dict[str, dict[str, Any] | None] | None = None) -> dict:
+    """RATES.json: {"behaviours": {b: {flagged, applicable, rate, ci_low, ci_high, corrected}}}."""
+    corrected = corrected or {}
+    return {
+        "behaviours": {
+            r["behaviour"]: {
+                "flagged": r["n_flagged"],
+                "applicable": r["n_applicable"],
+                "rate": r["rate"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "corrected": corrected.get(r["behaviour"]),
+            }
+            for r in table
+        }
+    }

@@ -22,7 +22,8 @@ pairs (|diff| can't exceed the discordance rate), so it is never [0, 0].
 Conversations lacking a candidate or baseline grade for a behaviour (replay failed) leave the domain
 of that behaviour for both systems; they still count as sampled units (domain estimation).
 
-Also here: prediction-powered inference (PPI++) for correcting a grader with human labels, Holm's
+Also here: prediction-powered inference (PPI++) for correcting a grader with human labels (a mean,
+and a domain ratio whose domain the humans judge too), Holm's
 step-down procedure for the gate's family of tests, and one-sided p-values for the gate.
 """
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Iterable, Sequence
 
@@ -116,6 +117,7 @@ class RatioEstimate:
 
 
 SHRINK_FLAGS = 2.0
+SHRINK_LABELS = 4.0  # ppi_ratio: labelled positives behind the labels-only variance it shrinks toward
 
 
 def domain_ratio(strata: Iterable[StratumSums], binary: bool = True) -> RatioEstimate:
@@ -218,8 +220,11 @@ def estimate(
 ) -> list[Estimate]:
     """Per behaviour: candidate and baseline rates with 95% intervals and their paired difference.
 
-    labels (optional): human labels {conversation_id, system, behaviour, label}; where a behaviour
-    has labelled candidate turns, a PPI++ grader-corrected rate is reported beside the uncorrected one.
+    labels (optional): human labels {conversation_id, system, behaviour, label} with label True
+    (present), False (absent) or None (the behaviour does not apply). Where a behaviour has two or
+    more labelled candidate turns, a PPI++ ratio estimate (`ppi_ratio`) over every sampled unit
+    corrects both the grader's domain and its verdict; it is reported beside the uncorrected rate.
+    A unit counts as labelled for a behaviour only when a row names it (1, 0 or na).
     primary (optional): behaviour -> grader id whose verdicts count (the taxonomy's first grader);
     without it a turn is flagged when any of its behaviour's graders flagged it.
     """
@@ -233,7 +238,6 @@ def estimate(
         base: dict[str, StratumSums] = defaultdict(StratumSums)
         diff: dict[str, StratumSums] = defaultdict(StratumSums)
         n_app = n_flag = b_flag = n_disc = 0
-        ppi_units: list[tuple[float, float, float | None]] = []  # (w, prediction, human label or None)
         for cid, (h, w, f) in units.items():
             c, b = g.get((cid, "candidate")), g.get((cid, "baseline"))
             a = bool(c and b and (c[0] or b[0]))  # paired: both graded, applicable
@@ -247,7 +251,7 @@ def estimate(
                 n_flag += int(yc)
                 b_flag += int(yb)
                 n_disc += int(yc != yb)
-                ppi_units.append((w, yc, human.get((beh, cid, "candidate"))))
+        extra = _corrected(beh, g, units, human)
 
         if n_app == 0:
             out.append(
@@ -268,6 +272,7 @@ def estimate(
                     diff_ci_low=-1.0,
                     diff_ci_high=1.0,
                     diff_se=1.0,
+                    **extra,
                 )
             )
             continue
@@ -278,18 +283,6 @@ def estimate(
         lo, hi = rate_interval(p)
         blo, bhi = rate_interval(q)
         dlo, dhi, dse = diff_interval(d, n_disc)
-        extra: dict = {}
-        lab = [(w, f, y) for w, f, y in ppi_units if y is not None]
-        if len(lab) >= 2:
-            unl = [(w, f) for w, f, y in ppi_units if y is None]
-            r = ppi_mean(
-                [f for _, f in unl],
-                [f for _, f, _ in lab],
-                [y for _, _, y in lab],
-                [w for w, _ in unl],
-                [w for w, _, _ in lab],
-            )
-            extra = dict(ppi_rate=r.rate, ppi_ci_low=r.ci_low, ppi_ci_high=r.ci_high, n_labelled=len(lab))
         out.append(
             Estimate(
                 candidate=candidate,
@@ -315,11 +308,39 @@ def estimate(
     return out
 
 
-def _labels_by(labels: list[dict]) -> dict[tuple[str, str, str], float]:
-    out: dict[tuple[str, str, str], float] = {}
+def _labels_by(labels: list[dict]) -> dict[tuple[str, str, str], bool | None]:
+    """(behaviour, conversation_id, system) -> True (present), False (absent) or None (does not apply)."""
+    out: dict[tuple[str, str, str], bool | None] = {}
     for r in labels:
-        out[(r["behaviour"], r["conversation_id"], r.get("system") or "candidate")] = float(bool(r["label"]))
+        v = r.get("label")
+        out[(r["behaviour"], r["conversation_id"], r.get("system") or "candidate")] = None if v is None else bool(v)
     return out
+
+
+def _corrected(
+    beh: str,
+    g: dict[tuple[str, str], tuple[bool, bool]],
+    units: dict[str, tuple[str, float, float]],
+    human: dict[tuple[str, str, str], bool | None],
+) -> dict:
+    """The candidate's PPI++ ratio estimate over every sampled unit with a candidate turn graded or
+    labelled: the grader's (applies, flagged) against the humans' (applies, present); {} with fewer
+    than two labelled units."""
+    sums = RatioSums()
+    n_lab = 0
+    for cid, (_, w, _) in units.items():
+        c = g.get((cid, "candidate"))
+        key = (beh, cid, "candidate")
+        if c is None and key not in human:
+            continue  # no candidate turn (replay failed, or no verdict) and no label
+        app, flag = c or (False, False)
+        labelled = key in human
+        n_lab += labelled
+        sums.add(w, app, flag, human.get(key), labelled=labelled)
+    if n_lab < 2:
+        return {}
+    r = ppi_ratio(sums)
+    return dict(ppi_rate=r.rate, ppi_ci_low=r.ci_low, ppi_ci_high=r.ci_high, n_labelled=n_lab)
 
 
 # ---------------------------------------------------------------------------- PPI++
@@ -333,6 +354,7 @@ class PPIResult:
     se: float
     lam: float  # power-tuning parameter (0: labels only; 1: classic PPI)
     naive: float  # the uncorrected estimate from predictions alone
+    lam_den: float = 0.0  # a ratio's denominator lambda (ppi_ratio)
 
 
 def _wmean(x: Sequence[float], w: Sequence[float]) -> float:
@@ -399,6 +421,150 @@ def ppi_mean(
         lam=lam,
         naive=_wmean(fu + fl, wu + wl),
     )
+
+
+# ---------------------------------------------------------------------------- PPI++ for a domain ratio
+# theta = E[w A Y] / E[w A]: A = the human says the behaviour applies, Y = present. The graders give
+# A_hat (applies) and F_hat = A_hat * Y_hat (applies and flagged) on every unit; humans label a random
+# subset. Numerator and denominator are prediction-powered Hajek means, each power-tuned; the ratio's
+# variance comes from the delta method with their covariance.
+
+_L_VARS = ("a", "ay", "a_hat", "f_hat")  # labelled units: human domain, human present, the graders' two
+_U_VARS = ("a_hat", "f_hat")  # unlabelled units: the graders' only
+
+
+class _Moments:
+    """Weighted sums of one group of units: n, sum w x_j and sum w^2 x_j x_k (x_0 = 1)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = ("one", *names)
+        self.n = 0
+        k = len(self.names)
+        self.s1 = [0.0] * k
+        self.s2 = [[0.0] * k for _ in range(k)]
+
+    def add(self, w: float, values: Sequence[float], count: int = 1) -> None:
+        x = (1.0, *values)
+        self.n += count
+        for j, xj in enumerate(x):
+            self.s1[j] += count * w * xj
+            for k, xk in enumerate(x):
+                self.s2[j][k] += count * w * w * xj * xk
+
+    def total(self, name: str) -> float:
+        return self.s1[self.names.index(name)]
+
+    def mean(self, name: str) -> float:
+        return self.total(name) / self.s1[0] if self.s1[0] > 0 else 0.0
+
+    def cov(self, x: dict[str, float], y: dict[str, float]) -> float:
+        """Linearised covariance of the Hajek means of two linear combinations of the variables
+        (x, y: name -> coefficient): n/(n-1) sum w^2 (x - mean x)(y - mean y) / (sum w)^2."""
+        if self.n < 2 or self.s1[0] <= 0:
+            return 0.0
+        cx = [0.0] * len(self.names)
+        cy = [0.0] * len(self.names)
+        for name, c in x.items():
+            j = self.names.index(name)
+            cx[j] += c
+            cx[0] -= c * self.mean(name)
+        for name, c in y.items():
+            j = self.names.index(name)
+            cy[j] += c
+            cy[0] -= c * self.mean(name)
+        s = sum(cx[j] * cy[k] * self.s2[j][k] for j in range(len(cx)) for k in range(len(cy)))
+        return self.n / (self.n - 1) * s / (self.s1[0] ** 2)
+
+    @property
+    def kish(self) -> float:
+        return self.s1[0] ** 2 / self.s2[0][0] if self.s2[0][0] > 0 else 0.0
+
+
+@dataclass
+class RatioSums:
+    """What PPI++ for a domain ratio needs from the sample: moments of the labelled and unlabelled units."""
+
+    labelled: _Moments = field(default_factory=lambda: _Moments(_L_VARS))
+    unlabelled: _Moments = field(default_factory=lambda: _Moments(_U_VARS))
+    in_domain: _Moments = field(default_factory=lambda: _Moments(()))  # labelled units humans put in the domain
+    positives: int = 0  # labelled units with the behaviour present
+
+    def add(
+        self,
+        w: float,
+        applies_hat: bool,
+        flagged_hat: bool,
+        label: bool | None = None,
+        labelled: bool = False,
+        count: int = 1,
+    ) -> None:
+        """One unit (or `count` equal ones) of weight w; label: True present, False absent, None not
+        applicable (when labelled) or unknown (when not labelled)."""
+        ah = float(bool(applies_hat))
+        fh = float(bool(applies_hat) and bool(flagged_hat))
+        if not labelled:
+            self.unlabelled.add(w, (ah, fh), count)
+            return
+        a = float(label is not None)
+        ay = float(bool(label))
+        self.labelled.add(w, (a, ay, ah, fh), count)
+        if a:
+            self.in_domain.add(w, (), count)
+            self.positives += count * int(ay)
+
+
+def _tuned(sums: RatioSums, target: str, pred: str) -> float:
+    """Power-tuning lambda of one prediction-powered mean: minimises Var_L(target - lam pred) + lam^2
+    Var_U(pred), i.e. lam = Cov_L(target, pred) / (Var_L(pred) + Var_U(pred)), clipped to [0, 1]."""
+    L, U = sums.labelled, sums.unlabelled
+    if U.n < 2:
+        return 0.0
+    den = L.cov({pred: 1}, {pred: 1}) + U.cov({pred: 1}, {pred: 1})
+    if den <= 0:
+        return 0.0
+    return min(max(L.cov({target: 1}, {pred: 1}) / den, 0.0), 1.0)
+
+
+def ppi_ratio(sums: RatioSums, z: float = Z95) -> PPIResult:
+    """PPI++ estimate of a domain ratio (behaviour present among units where it applies) with a 95%
+    interval, correcting both the graders' verdict and their domain.
+
+    numerator   N = lam_n mean_U(F_hat) + mean_L(A Y - lam_n F_hat)
+    denominator D = lam_d mean_U(A_hat) + mean_L(A - lam_d A_hat)
+    theta = N / D, var = (V_N - 2 theta C_ND + theta^2 V_D) / D^2 (delta method), with V and C from
+    the labelled residuals and the unlabelled predictions (Hajek means, linearised variances,
+    strata ignored, which errs wide). With few labelled positives k, var is shrunk toward the
+    labels-only variance theta(1-theta)/m (m: the labelled domain's Kish size) with the weight of
+    SHRINK_LABELS positives. The interval is Wilson's at the effective size theta(1-theta)/var
+    (skewed like a rate near 0), never larger than the sample's whole domain. Degenerate cases:
+    no labelled unit in the domain gives [0, 1]; theta at 0 gives [0, the labels-only Wilson bound].
+    """
+    L, U = sums.labelled, sums.unlabelled
+    if L.n < 2:
+        raise ValueError("PPI needs at least two labelled units")
+    applies_hat = L.total("a_hat") + U.total("a_hat")
+    naive = (L.total("f_hat") + U.total("f_hat")) / applies_hat if applies_hat > 0 else 0.0
+    lam_n = _tuned(sums, "ay", "f_hat")
+    lam_d = _tuned(sums, "a", "a_hat")
+    num = lam_n * U.mean("f_hat") + L.mean("ay") - lam_n * L.mean("f_hat")
+    den = lam_d * U.mean("a_hat") + L.mean("a") - lam_d * L.mean("a_hat")
+    if sums.in_domain.n == 0 or den <= 0:
+        return PPIResult(naive, 0.0, 1.0, float("inf"), lam_n, naive, lam_d)
+    rn, rd = {"ay": 1.0, "f_hat": -lam_n}, {"a": 1.0, "a_hat": -lam_d}
+    v_n = L.cov(rn, rn) + lam_n**2 * U.cov({"f_hat": 1}, {"f_hat": 1})
+    v_d = L.cov(rd, rd) + lam_d**2 * U.cov({"a_hat": 1}, {"a_hat": 1})
+    c_nd = L.cov(rn, rd) + lam_n * lam_d * U.cov({"f_hat": 1}, {"a_hat": 1})
+    theta = min(max(num / den, 0.0), 1.0)
+    var = max((v_n - 2 * theta * c_nd + theta * theta * v_d) / (den * den), 0.0)
+    k, m = sums.positives, sums.in_domain.kish
+    var = (k * var + SHRINK_LABELS * theta * (1 - theta) / m) / (k + SHRINK_LABELS)
+    n_all = (L.kish + U.kish) * den  # about the domain's size had every sampled unit been labelled
+    if theta <= 0:
+        lo, hi = 0.0, wilson(k * m / sums.in_domain.n, m, z)[1]
+    else:
+        n_eff = min(theta * (1 - theta) / var if var > 0 and theta < 1 else n_all, n_all)
+        lo, hi = wilson(theta * n_eff, n_eff, z)
+    return PPIResult(theta, lo, hi, math.sqrt(var), lam_n, naive, lam_d)
 
 
 # ---------------------------------------------------------------------------- Holm's critical values

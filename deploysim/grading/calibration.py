@@ -7,9 +7,11 @@
 - The demo generator's ground truth (synthetic, labelled by construction): the logged production
   turns' refusals, leaks and followed injections, graded after redaction as the pipeline does.
 
-Human labels ({conversation_id, behaviour, label[, system][, candidate]}, CSV or JSONL) are imported
-with `import_labels`; `calibration_table` gives precision, recall and Cohen's kappa per behaviour and
-grader against them, and the estimate step adds a PPI++ corrected rate where candidate labels exist.
+Human labels ({conversation_id, behaviour, label[, system][, candidate]}, CSV or JSONL; label 1, 0
+or na: the behaviour does not apply) are imported with `import_labels`; `calibration_table` gives
+precision, recall and Cohen's kappa per behaviour and grader against them, and how often the
+grader's domain agrees with the humans'; the estimate step adds a PPI++ corrected rate (a ratio
+that corrects the domain too) where candidate labels exist.
 `judge_on_demo` measures an LLM judge against a known truth.
 """
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,40 @@ def agreement(name: str, pairs: Iterable[tuple[bool, bool]]) -> Agreement:
 # ---------------------------------------------------------------------------- human labels
 
 
+NA_LABELS = ("na", "n/a")  # the behaviour does not apply to this conversation (also JSON null)
+
+
 class HumanLabel(BaseModel):
-    """One human label: does this conversation's turn (of `system`) show `behaviour`?"""
+    """One human label of a conversation's turn (of `system`) for `behaviour`: True (present),
+    False (absent) or None (na: the behaviour does not apply to this conversation)."""
 
     model_config = ConfigDict(extra="ignore")
     conversation_id: str = Field(min_length=1)
     behaviour: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    label: bool  # accepts true/false, 1/0, yes/no
+    label: bool | None  # 1/0, true/false, yes/no; na, n/a or null: does not apply
     system: Literal["candidate", "baseline"] = "candidate"
     candidate: str | None = None  # which candidate's turn (candidate labels); None: any
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def applies(self) -> bool:
+        """The human's domain: False for na."""
+        return self.label is not None
+
     @field_validator("label", mode="before")
     @classmethod
-    def _truthy(cls, v: Any) -> Any:
+    def _three_valued(cls, v: Any) -> Any:
         if isinstance(v, str):
             s = v.strip().lower()
             if s in ("1", "true", "yes", "y", "t"):
                 return True
             if s in ("0", "false", "no", "n", "f"):
                 return False
+            if s in NA_LABELS:
+                return None
+            raise ValueError(f"label {v!r} is not 1, 0 or na")
+        if isinstance(v, float) and v in (0.0, 1.0):
+            return bool(v)
         return v
 
     @field_validator("system", "candidate", mode="before")
@@ -111,24 +128,46 @@ class HumanLabel(BaseModel):
 
 
 def load_labels(path: Path | str) -> list[HumanLabel]:
-    """Labels from a CSV (header row) or JSONL file; an invalid row raises ValueError naming its line."""
+    """Labels from a CSV (header row) or JSONL file; an invalid row raises ValueError naming its line.
+
+    `label` is required on every row: 1, 0 or na (JSON null also means na; an empty CSV cell is an
+    error, since it may be a forgotten label)."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        rows = [(i + 2, r) for i, r in enumerate(csv.DictReader(path.open(encoding="utf-8")))]
-    else:
-        rows = [
-            (i + 1, json.loads(line))
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
-            if line.strip()
-        ]
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                missing = {"conversation_id", "behaviour", "label"} - set(reader.fieldnames or [])
+                if missing:
+                    raise ValueError(f"{path.name}:1: missing column(s) {', '.join(sorted(missing))}")
+                rows: list[tuple[int, Any]] = [(reader.line_num, r) for r in reader]
+        else:
+            rows = []
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append((i, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{path.name}:{i}: not JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read labels ({e})") from None
     out = []
-    for line, r in rows:
-        if isinstance(r, dict) and r.get("system") is None:
+    for lineno, r in rows:
+        if not isinstance(r, dict):
+            raise ValueError(f"{path.name}:{lineno}: expected an object with conversation_id, behaviour, label")
+        if "label" not in r:
+            raise ValueError(f"{path.name}:{lineno}: no label (write 1, 0 or na)")
+        if isinstance(r["label"], str) and not r["label"].strip():
+            raise ValueError(f"{path.name}:{lineno}: empty label (write 1, 0 or na)")
+        if r.get("system") is None:
             r = {k: v for k, v in r.items() if k != "system"}
         try:
             out.append(HumanLabel.model_validate(r))
         except ValidationError as e:
-            raise ValueError(f"{path.name}:{line}: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{path.name}:{lineno}: {where}: {msg}") from None
     return out
 
 
@@ -139,7 +178,8 @@ def label_schema():
         [
             ("conversation_id", pa.string()),
             ("behaviour", pa.string()),
-            ("label", pa.bool_()),
+            ("label", pa.bool_()),  # null: na, the behaviour does not apply
+            ("applies", pa.bool_()),
             ("system", pa.string()),
             ("candidate", pa.string()),
         ]
@@ -159,10 +199,11 @@ def import_labels(path: Path | str, dest: Path | None = None) -> int:
 class CalibrationRow:
     behaviour: str
     grader: str
-    agreement: Agreement
+    agreement: Agreement  # verdicts where the humans say the behaviour applies
+    domain: Agreement  # the grader's "applies" against the humans' (na = does not apply)
 
     def as_dict(self) -> dict:
-        a = self.agreement
+        a, d = self.agreement, self.domain
         return {
             "behaviour": self.behaviour,
             "grader": self.grader,
@@ -174,6 +215,10 @@ class CalibrationRow:
             "precision": a.precision,
             "recall": a.recall,
             "kappa": a.kappa,
+            "domain_n": d.n,
+            "domain_agreement": d.accuracy,
+            "domain_precision": d.precision,
+            "domain_recall": d.recall,
         }
 
 
@@ -182,31 +227,54 @@ def calibration_table(
 ) -> list[CalibrationRow]:
     """Per behaviour and grader: the grader's verdicts against the human labels on the same turns.
 
-    A grader that did not apply to a labelled turn counts as "not flagged" there.
+    Verdicts are compared where the humans say the behaviour applies (label 1 or 0); there a grader
+    that did not apply counts as "not flagged". The domain is compared on every labelled turn: the
+    grader's "applies" against the humans' (na: does not apply).
     """
-    human: dict[tuple[str, str, str], bool] = {}
+    human: dict[tuple[str, str, str], bool | None] = {}
     for lab in labels:
         lab = lab if isinstance(lab, HumanLabel) else HumanLabel.model_validate(lab)
         if lab.system == "candidate" and candidate and lab.candidate not in (None, candidate):
             continue
         human[(lab.behaviour, lab.conversation_id, lab.system)] = lab.label
-    pairs: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
+    verdicts: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
+    domains: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
     for g in grades:
-        key = (g["behaviour"], g["conversation_id"], g["system"])
-        if key in human:
-            pairs.setdefault((g["behaviour"], g["grader"]), []).append(
-                (bool(g["applicable"]) and bool(g["flagged"]), human[key])
-            )
-    return [CalibrationRow(b, gid, agreement(f"{b} / {gid}", ps)) for (b, gid), ps in sorted(pairs.items())]
+        key = (g["behaviour"], g["conversation_id"], g.get("system") or "candidate")
+        if key not in human:
+            continue
+        gid = (g["behaviour"], g["grader"])
+        label = human[key]
+        domains.setdefault(gid, []).append((bool(g["applicable"]), label is not None))
+        verdicts.setdefault(gid, [])
+        if label is not None:
+            verdicts[gid].append((bool(g["applicable"]) and bool(g["flagged"]), label))
+    return [
+        CalibrationRow(b, gid, agreement(f"{b} / {gid}", verdicts[(b, gid)]), agreement(f"{b} / {gid}", ds))
+        for (b, gid), ds in sorted(domains.items())
+    ]
 
 
 def format_table(rows: list[CalibrationRow]) -> str:
-    head = f"{'behaviour':<34}{'grader':<38}{'n':>5}{'precision':>11}{'recall':>9}{'kappa':>8}"
+    """The calibration table as text: verdict precision, recall and kappa; domain agreement."""
+    head = (
+        f"{'behaviour':<32}{'grader':<34}{'n':>5}{'precision':>10}{'recall':>8}{'kappa':>7}"
+        f"{'domain n':>10}{'agree':>8}{'d.prec':>8}{'d.recall':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        a = r.agreement
-        lines.append(f"{r.behaviour:<34}{r.grader:<38}{a.n:>5}{a.precision:>11.1%}{a.recall:>9.1%}{a.kappa:>8.2f}")
+        a, d = r.agreement, r.domain
+        lines.append(
+            f"{r.behaviour:<32}{r.grader:<34}{a.n:>5}{_p(a.precision, a.tp + a.fp):>10}{_p(a.recall, a.tp + a.fn):>8}"
+            f"{f'{a.kappa:.2f}' if a.n else '-':>7}{d.n:>10}{_p(d.accuracy, d.n):>8}"
+            f"{_p(d.precision, d.tp + d.fp):>8}{_p(d.recall, d.tp + d.fn):>9}"
+        )
     return "\n".join(lines)
+
+
+def _p(x: float, n: int) -> str:
+    """A share, or "-" when nothing is behind it."""
+    return f"{x:.1%}" if n else "-"
 
 
 # ---------------------------------------------------------------------------- the judge against a known truth

@@ -159,12 +159,19 @@ def _table(id_: str, rows: list[dict[str, Any]], cols: list[str]) -> str:
 def _extra_sections(d: ReportData) -> str:
     out = ""
     if d.ppi:
-        out += "<h2>Grader-corrected estimates (PPI++)</h2>" + _table(
+        out += "<h2>Grader-corrected estimates (PPI++, domain and verdict)</h2>" + _table(
             "ppi", d.ppi, ["behaviour", "rate", "ppi_rate", "ppi_ci_low", "ppi_ci_high", "n_labelled"]
         )
     if d.calibration:
-        out += "<h2>Grader calibration against human labels</h2>" + _table(
-            "calibration", d.calibration, ["behaviour", "grader", "n", "precision", "recall", "kappa"]
+        out += (
+            "<h2>Grader calibration against human labels</h2><p>Verdicts where the labels say the behaviour "
+            "applies (a grader that did not apply counts as not flagged); the domain (does the behaviour "
+            "apply?) on every labelled turn, na meaning it does not.</p>"
+            + _table(
+                "calibration",
+                d.calibration,
+                ["behaviour", "grader", "n", "precision", "recall", "kappa", "domain_n", "domain_agreement"],
+            )
         )
     if d.scorecard:
         rows, s = d.scorecard

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deploysim import rules
 from deploysim.errors import NotFound
 from deploysim.grading import graders as rule_graders
+from deploysim.grading import injection
 from deploysim.schemas import Conversation
 
 DEFAULT_PATH = Path(__file__).parent / "taxonomy.yaml"
@@ -48,7 +49,7 @@ class AppliesTo(BaseModel):
 
 
 def _has_injection(conv: Conversation) -> bool:
-    return any(m.role == "tool" and rules.find_injection(m.content) for m in conv.logged_turn())
+    return injection.applies(conv)
 
 
 def _has_consequential_tool(conv: Conversation) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +25,12 @@ def _vectorizers():
     words = HashingVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", **common)
     chars = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common)
     return words, chars
+
+
+@cache
+def _analysers():
+    words, chars = _vectorizers()
+    return words.build_analyzer(), chars.build_analyzer()
 
 
 def features(texts: Sequence[str]):
@@ -46,6 +52,18 @@ class TextModel:
     def proba(self, texts: Sequence[str]) -> np.ndarray:
         z = features(texts) @ self.weights + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
+
+    def proba_one(self, text: str) -> float:
+        """proba([text])[0] without scikit-learn's per-call overhead (ten times faster for one text)."""
+        from sklearn.utils import murmurhash3_32
+
+        z = self.intercept
+        for offset, analyse in ((0, _analysers()[0]), (N_FEATURES, _analysers()[1])):
+            # FeatureHasher's index: abs(signed murmurhash3) mod N_FEATURES; binary, then l2-normalised
+            idx = np.fromiter({abs(murmurhash3_32(t, seed=0)) % N_FEATURES for t in analyse(text or "")}, np.int64)
+            if len(idx):
+                z += float(self.weights[offset + idx].sum()) / np.sqrt(len(idx))
+        return float(1.0 / (1.0 + np.exp(-z)))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.proba(texts) >= self.threshold
@@ -91,7 +109,7 @@ def train(
 
     x = features(texts)
     y = np.asarray(labels, dtype=bool)
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, solver="liblinear")
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
     lr.fit(x, y, sample_weight=None if weights is None else np.asarray(weights, dtype=float))
     return TextModel(lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), 0.5, dict(card or {}))
 

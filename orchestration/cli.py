@@ -487,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait_lock(gc)
     gc.set_defaults(func=cmd_gc)
 
-    lb = sub.add_parser("labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label[, system])")
+    lb = sub.add_parser(
+        "labels", help="import human labels (CSV/JSONL: conversation_id, behaviour, label 1|0|na[, system, candidate])"
+    )
     lb.add_argument("file")
     lb.set_defaults(func=cmd_labels)
 

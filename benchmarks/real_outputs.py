@@ -51,18 +51,19 @@ def _sets(part: str) -> dict[str, tuple[str, list[dict], dict[str, tuple[bool, b
     out: dict[str, tuple[str, list[dict], dict[str, tuple[bool, bool]]]] = {}
     for name, reader in (("harmbench", realdata.harmbench), ("gptfuzz", realdata.gptfuzz), ("latent", realdata.latent)):
         rows = [o for o in reader() if keep(o.held) and o.complied is not None]
+        # plain ids: the redactor pseudonymises ids that read like personal data ("...-pregnant_women-12")
         out[name] = (
             "harmful_compliance",
-            [_chat(o.id, o.request, o.response) for o in rows],
-            {o.id: (True, bool(o.complied)) for o in rows},
+            [_chat(f"{name}-{k}", o.request, o.response) for k, o in enumerate(rows)],
+            {f"{name}-{k}": (True, bool(o.complied)) for k, o in enumerate(rows)},
         )
     traces = [t for t in realdata.agentdojo() if keep(t.held) and not (t.attacked and t.followed is None)]
     for model in sorted({t.model for t in traces}):
         ts = [t for t in traces if t.model == model]
         out[f"agentdojo/{model}"] = (
             "injection_following",
-            [{"id": t.id, "messages": t.messages} for t in ts],
-            {t.id: (t.injection_reached, bool(t.followed)) for t in ts},
+            [{"id": f"agentdojo-{k}", "messages": t.messages} for k, t in enumerate(ts)],
+            {f"agentdojo-{k}": (t.injection_reached, bool(t.followed)) for k, t in enumerate(ts)},
         )
     return out
 
@@ -113,6 +114,7 @@ def measure(part: str, draws: int) -> list[dict]:
         t0 = time.perf_counter()
         graded = _grade(records, behaviour, tax)
         units = [Unit(i, a, y, *graded.get(i, (False, False))) for i, (a, y) in labels.items()]
+        missing = sum(i not in graded for i in labels)  # quarantined by ingest: counted as out of scope
         in_h = sum(u.a for u in units)
         in_g = sum(u.ga for u in units)
         h = sum(u.a and u.y for u in units) / in_h if in_h else 0.0
@@ -124,6 +126,7 @@ def measure(part: str, draws: int) -> list[dict]:
             "set": name,
             "behaviour": behaviour,
             "n": len(units),
+            "not_graded": missing,
             "in_scope_labels": in_h,
             "in_scope_graders": in_g,
             "scope_ratio": in_g / in_h if in_h else float("nan"),
@@ -143,7 +146,11 @@ def measure(part: str, draws: int) -> list[dict]:
             row[f"corrected_{int(share * 100)}_coverage"] = cov
             row[f"corrected_{int(share * 100)}_width"] = width
         rows.append(row)
-        print(f"  {name}: {len(units)} conversations graded in {row['seconds']:.1f} s", file=sys.stderr)
+        print(
+            f"  {name}: {len(units) - missing} conversations graded in {row['seconds']:.1f} s"
+            + (f" ({missing} not graded: quarantined by ingest)" if missing else ""),
+            file=sys.stderr,
+        )
     return rows
 
 

@@ -21,8 +21,11 @@ def xstest_request_classifier(path: Path) -> Agreement:
     )
 
 
-def demo_logged_turns(n: int = 2000, seed: int = 7, workdir: Path | None = None) -> list[Agreement]:
-    """Rule graders on the demo's logged production turns against the generator's ground truth."""
+def demo_logged_turns(
+    n: int = 2000, seed: int = 7, workdir: Path | None = None, plain_only: bool = False
+) -> list[Agreement]:
+    """Rule graders on the demo's logged production turns against the generator's ground truth, which
+    holds cases that text rules misread (the truth's "hard" list); plain_only leaves those out."""
     import tempfile
 
     from deploysim.grading import graders
@@ -37,6 +40,8 @@ def demo_logged_turns(n: int = 2000, seed: int = 7, workdir: Path | None = None)
     refusal, harm, leak, inj = [], [], [], []
     for c in convs:
         t = truth[c.conversation_id]
+        if plain_only and t["hard"]:
+            continue
         turn = c.logged_turn()
         text = graders.final_text(turn)
         from deploysim import rules
@@ -57,8 +62,9 @@ def demo_logged_turns(n: int = 2000, seed: int = 7, workdir: Path | None = None)
 
 
 def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> list[Agreement]:
-    """A Judge on the demo's logged production turns, against the behaviours' rule graders as truth
-    (which agree with the generator's ground truth; see demo_logged_turns). Only applicable turns."""
+    """A Judge on the demo's logged production turns, against the world's truth (judge_profiles.truth: what
+    the generator asked and answered, not the rule graders). Only turns the judge is asked about (the
+    taxonomy's and the rule grader's domain); where the behaviour does not really apply, it is absent."""
     import tempfile
 
     from deploysim.grading import taxonomy
@@ -66,6 +72,7 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
     from deploysim.logs.ingest import ingest_files
     from deploysim.privacy.redaction import redact_conversations
     from deploysim_testkit import demo
+    from deploysim_testkit.judge_profiles import truth
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(Path(tmp), n=n, seed=seed)
@@ -77,6 +84,6 @@ def judge_on_demo(judge, behaviours: list[str], n: int = 600, seed: int = 7) -> 
         todo = [c for c in convs if spec.applies_to.matches(c) and rule.applies(c)]
         verdicts = judge.judge_many([(b, c, c.logged_turn(), spec.description) for c in todo])
         # a turn with no valid verdict after the re-asks is left out (counted in judge.counters.invalid)
-        pairs = [(v.flagged, rule.grade(c, c.logged_turn()).flagged) for c, v in zip(todo, verdicts) if v.graded]
+        pairs = [(v.flagged, truth(b, c, c.logged_turn())) for c, v in zip(todo, verdicts) if v.graded]
         out.append(agreement(f"judge {judge.model}: {b}", pairs))
     return out

@@ -70,26 +70,56 @@ def test_default_size_and_mix(logs) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["metadata"]["timestamp"])
 
 
-def test_disallowed_labels_agree_with_rules(logs) -> None:
+def test_requests_are_what_the_truth_says(logs) -> None:
+    """The world's reading of each request is the truth; the keyword rules agree except on the hard cases."""
     for rec, t in logs:
-        assert rules.disallowed_category(_last_user(rec)) == t["category"], (t["id"], _last_user(rec))
+        asked = demo.asked(_last_user(rec))
+        assert asked is not None and asked.category == t["category"], (t["id"], _last_user(rec))
         assert t["disallowed"] == (t["category"] is not None)
+        if not {"unusual_harmful", "flagged_lookalike"} & set(t["hard"]):
+            assert rules.disallowed_category(_last_user(rec)) == t["category"], (t["id"], _last_user(rec))
     cats = Counter(t["category"] for _, t in logs if t["disallowed"])
     assert set(cats) == set(demo.HARMFUL)
-    # benign look-alikes are present and not flagged
+    # benign look-alikes are present
     lookalikes = [
         _last_user(r)
         for r, t in logs
-        if not t["disallowed"] and re.search(r"\b(kill|attack|break into|get into|blow up)\b", _last_user(r), re.I)
+        if not t["disallowed"] and re.search(r"\b(kill|attack|break into|get into|blow up|bomb)\b", _last_user(r), re.I)
     ]
     assert len(lookalikes) >= 20
 
 
-def test_production_refusals_match_truth(logs) -> None:
+def test_hard_cases_at_modest_rates(logs) -> None:
+    n = len(logs)
+    hard = Counter(h for _, t in logs for h in t["hard"])
+    assert set(hard) == {
+        "unusual_harmful",
+        "flagged_lookalike",
+        "soft_refusal",
+        "disclaimed_compliance",
+        "disclaimed_answer",
+        "reworded_injection",
+        "org_contact",
+    }, hard
+    assert sum(hard.values()) <= 0.1 * n
+    for rec, t in logs:
+        if "unusual_harmful" in t["hard"]:
+            assert t["disallowed"] and _last_user(rec).endswith(tuple(demo.UNUSUAL_HARMFUL[t["category"]]))
+        if "flagged_lookalike" in t["hard"]:
+            assert not t["disallowed"] and any(q in _last_user(rec) for _, q, _ in demo.FLAGGED_LOOKALIKES)
+        if "soft_refusal" in t["hard"]:
+            assert t["baseline_refused"] and rec["messages"][-1]["content"] in demo.SOFT_REFUSALS
+
+
+def test_production_answers_match_truth(logs) -> None:
     for rec, t in logs:
         final = rec["messages"][-1]
         assert final["role"] == "assistant" and final["content"]
-        assert rules.is_refusal(final["content"]) == t["baseline_refused"], (t["id"], final["content"])
+        act = demo.logged_act(final["content"])
+        assert act is not None, (t["id"], final["content"])
+        assert (act.kind == "refused") == t["baseline_refused"], (t["id"], final["content"])
+        assert (act.kind == "complied") == t["baseline_complied"], (t["id"], final["content"])
+        assert act.leaked == t["baseline_leaked"], (t["id"], final["content"])
         if t["disallowed"]:
             assert t["baseline_complied"] == (not t["baseline_refused"])
         else:
@@ -140,8 +170,10 @@ def test_injections_are_parsable_and_followed_as_labelled(logs) -> None:
     assert 0.2 <= len(injected) / len(agents) <= 0.4
     forms = Counter()
     for rec, t in agents:
-        found = [inj for m in rec["messages"] if m["role"] == "tool" and (inj := rules.find_injection(m["content"]))]
+        found = [inj for m in rec["messages"] if m["role"] == "tool" and (inj := demo.planted_injection(m["content"]))]
         assert bool(found) == t["injected"], t["id"]
+        if t["injected"] and "reworded_injection" not in t["hard"]:
+            assert any(rules.find_injection(m["content"]) for m in rec["messages"] if m["role"] == "tool")
         if not found:
             assert not t["baseline_followed_injection"]
             continue
@@ -196,5 +228,5 @@ def test_leaks_are_new_values_in_the_final_answer(logs) -> None:
         if new:
             leaked += 1
             assert {p["type"] for p in new} <= {"EMAIL", "PHONE"}
-            assert not rules.is_refusal(final)
+            assert demo.logged_act(final).kind == "answered"
     assert leaked > 0

@@ -41,7 +41,9 @@ class RequestClass:
 
 
 def model_text(text: str, with_rules: bool = WITH_RULES) -> str:
-    """What the model reads: the request, then a token for the rules' verdict."""
+    """What the model reads: the request without redaction placeholders (it was trained on unredacted
+    text, where "<SSN_1>" never occurs), then a token for the rules' verdict."""
+    text = rules.PLACEHOLDER_RE.sub("", text)
     if not with_rules:
         return text
     cat = rules.disallowed_category(text)

@@ -14,10 +14,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploysim import rules
 from deploysim.errors import NotFound
 from deploysim.grading import graders as rule_graders
-from deploysim.grading import injection
+from deploysim.grading import injection, requests
 from deploysim.schemas import Conversation
 
 DEFAULT_PATH = Path(__file__).parent / "taxonomy.yaml"
@@ -36,7 +35,7 @@ class AppliesTo(BaseModel):
         if self.kind and conv.kind != self.kind:
             return False
         last = conv.messages[conv.last_user_index()].content or ""
-        cat = rules.disallowed_category(last)
+        cat = requests.classify(last).category
         if self.requests == "benign" and cat is not None:
             return False
         if self.requests == "disallowed" and cat is None:

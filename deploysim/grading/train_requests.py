@@ -498,7 +498,7 @@ def train(root: Path, cv: bool = False) -> textmodel.TextModel:
         "examples": {f"{s} ({'harmful' if h else 'benign'})": n for (s, h), n in sorted(counts.items())},
         "wrappers": WRAPPERS,
     }
-    model = textmodel.train(texts, [e.harmful for e in examples], weights(examples), c=C, card=card)
+    model = textmodel.train(texts, [e.harmful for e in examples], weights(examples).tolist(), c=C, card=card)
     model.threshold = threshold
     return model
 

@@ -116,11 +116,9 @@ def test_request_classifier_on_xstest():
 
 
 def test_rule_graders_agree_with_demo_ground_truth():
-    # plain cases only (the hard ones: tests/test_demo_reviewers.py). The request classifier learned on real
-    # prompts, not on the demo's, so a look-alike may still be misread: at most 1% of turns disagree.
-    for a in grader_study.demo_logged_turns(plain_only=True):
+    for a in grader_study.demo_logged_turns(plain_only=True):  # the hard cases: tests/test_demo_reviewers.py
         assert a.tp > 0, a
-        assert a.fp + a.fn <= 0.01 * a.n, a.row()
+        assert a.kappa >= 0.95, a.row()
 
 
 def test_agreement_metrics():

@@ -243,6 +243,8 @@ def test_redaction_keeps_the_agent_contract_and_the_signals(demo_redacted) -> No
             assert ids and re.findall(demo.ID_PATTERN, after.prefix()[-1].content) == ids
             calls = [c.arguments for m in after.logged_turn() for c in m.tool_calls]
             assert calls == [c.arguments for m in before.logged_turn() for c in m.tool_calls]
+        if t["hard"]:
+            continue  # cases the text rules misread on purpose (tests/test_demo_reviewers.py)
         injected = any(rules.find_injection(m.content) for m in after.logged_turn() if m.role == "tool")
         assert injected == t["injected"]
         assert rules.disallowed_category(after.prefix()[-1].content) == t["category"]
@@ -252,6 +254,8 @@ def test_redaction_keeps_the_agent_contract_and_the_signals(demo_redacted) -> No
 def test_leaked_values_get_placeholders_new_to_the_conversation(demo_redacted) -> None:
     _, redacted, _, truth = demo_redacted
     for c in redacted:
+        if truth[c.conversation_id]["hard"]:
+            continue  # e.g. the help desk's address: an email, but not personal data
         context = set().union(*(rules.placeholders(m.content) for m in c.messages[:-1]))
         new = {
             p

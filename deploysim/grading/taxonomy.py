@@ -14,9 +14,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deploysim import rules
 from deploysim.errors import NotFound
 from deploysim.grading import graders as rule_graders
-from deploysim.grading import injection, requests
+from deploysim.grading import injection
 from deploysim.schemas import Conversation
 
 DEFAULT_PATH = Path(__file__).parent / "taxonomy.yaml"
@@ -35,7 +36,7 @@ class AppliesTo(BaseModel):
         if self.kind and conv.kind != self.kind:
             return False
         last = conv.messages[conv.last_user_index()].content or ""
-        cat = requests.classify(last).category
+        cat = rules.disallowed_category(last)
         if self.requests == "benign" and cat is not None:
             return False
         if self.requests == "disallowed" and cat is None:

@@ -28,6 +28,7 @@ from collections import defaultdict
 
 from deploysim.estimation.stats import wilson
 from deploysim.grading import compliance, realdata, refusal
+from deploysim.grading.calibration import agreement
 
 REFUSED = {
     "gptfuzz": lambda x: not x.complied,
@@ -37,21 +38,11 @@ REFUSED = {
 LABELLED = {"gptfuzz": True, "latent": True, "harmbench": False}  # refusal labelled (else a lower bound)
 
 
-def kappa(pred: list[bool], gold: list[bool]) -> float:
-    n = len(gold)
-    if not n:
-        return float("nan")
-    po = sum(p == g for p, g in zip(pred, gold)) / n
-    pp, pg = sum(pred) / n, sum(gold) / n
-    pe = pp * pg + (1 - pp) * (1 - pg)
-    return (po - pe) / (1 - pe) if pe < 1 else 1.0
-
-
 def row(name: str, xs: list, verdicts: list[bool], refusals: list[bool], keywords: list[bool]) -> dict:
     gold_ref = [REFUSED[name](x) for x in xs]
     gold = [bool(x.complied) for x in xs]
     n = len(xs)
-    tp = sum(p and g for p, g in zip(verdicts, gold))
+    ag = agreement(name, zip(verdicts, gold))
     k, h = sum(verdicts), sum(gold)
     lo, hi = wilson(k, n)
     r, hr = k / n, h / n
@@ -59,10 +50,10 @@ def row(name: str, xs: list, verdicts: list[bool], refusals: list[bool], keyword
         "n": n,
         "ref_new": sum(p == g for p, g in zip(refusals, gold_ref)) / n,
         "ref_kw": sum(p == g for p, g in zip(keywords, gold_ref)) / n,
-        "acc": sum(p == g for p, g in zip(verdicts, gold)) / n,
-        "prec": tp / k if k else float("nan"),
-        "rec": tp / h if h else float("nan"),
-        "kappa": kappa(verdicts, gold),
+        "acc": ag.accuracy,
+        "prec": ag.precision,
+        "rec": ag.recall,
+        "kappa": ag.kappa,
         "human": hr,
         "rate": r,
         "lo": lo,

@@ -28,6 +28,7 @@ def demo_logged_turns(
     holds cases that text rules misread (the truth's "hard" list); plain_only leaves those out."""
     import tempfile
 
+    from deploysim import rules
     from deploysim.grading import graders
     from deploysim.logs.ingest import ingest_files
     from deploysim.privacy.redaction import redact_conversations
@@ -44,8 +45,6 @@ def demo_logged_turns(
             continue
         turn = c.logged_turn()
         text = graders.final_text(turn)
-        from deploysim import rules
-
         refusal.append((rules.is_refusal(text), bool(t["baseline_refused"])))
         if graders.HarmfulCompliance().applies(c):
             harm.append((graders.HarmfulCompliance().grade(c, turn).flagged, bool(t["baseline_complied"])))

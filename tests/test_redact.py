@@ -260,7 +260,7 @@ def test_leaked_values_get_placeholders_new_to_the_conversation(demo_redacted) -
         new = {
             p
             for p in rules.placeholders(c.messages[-1].content) - context
-            if not p.startswith(graders.PiiLeakage.not_personal)
+            if graders.PiiLeakage.counts(p)
         }  # NER types do not count as leaks
         assert bool(new) == truth[c.conversation_id]["baseline_leaked"], c.conversation_id
 

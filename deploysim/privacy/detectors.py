@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlsplit
@@ -42,9 +42,14 @@ STRUCTURED_TYPES = (
     "DATE_OF_BIRTH",
     "ADDRESS",
     "USER_ID",
+    "NATIONAL_ID",
+    "PASSPORT",
+    "DRIVER_LICENSE",
 )
-NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION")
-ENTITY_TYPES = STRUCTURED_TYPES + NER_TYPES
+NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION", "NRP")
+# Quasi-identifiers (deploysim.privacy.quasi): redacted, not looked for by the residual-PII checks.
+QUASI_TYPES = ("POSTCODE", "DATE", "AGE", "TITLE", "URL")
+ENTITY_TYPES = STRUCTURED_TYPES + NER_TYPES + QUASI_TYPES
 
 # On equal span length, the earlier type in this list wins.
 _PRIORITY = {
@@ -58,12 +63,21 @@ _PRIORITY = {
             "IBAN",
             "CARD",
             "SSN",
+            "NATIONAL_ID",
+            "PASSPORT",
+            "DRIVER_LICENSE",
             "MAC",
             "IP",
             "DATE_OF_BIRTH",
+            "DATE",
             "PHONE",
             "SECRET",
+            "URL",
             "ADDRESS",
+            "POSTCODE",
+            "AGE",
+            "TITLE",
+            "NRP",
             "PERSON",
             "LOCATION",
             "ORGANIZATION",
@@ -71,7 +85,11 @@ _PRIORITY = {
     )
 }
 # Detector families: a span from a stronger family wins over any overlapping weaker one.
-_FAMILY = {t: 0 for t in STRUCTURED_TYPES} | {"ADDRESS": 1, "PERSON": 2, "LOCATION": 2, "ORGANIZATION": 2}
+_FAMILY = (
+    {t: 0 for t in STRUCTURED_TYPES + ("DATE", "AGE", "URL")}
+    | {"ADDRESS": 1, "POSTCODE": 1, "TITLE": 1}
+    | {t: 2 for t in NER_TYPES}
+)
 
 PSEUDONYM_RE = re.compile(r"<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>")  # <EMAIL_1> or a hashed <EMAIL_#0a1b2c3d4e>
 
@@ -82,6 +100,7 @@ class Span:
     start: int
     end: int
     value: str
+    rule: bool = field(default=False, compare=False)  # a name found by a rule (beats the NER model's guesses)
 
 
 # ---------------------------------------------------------------------------- detectors
@@ -314,6 +333,22 @@ def _phonenumbers_spans(text: str) -> Iterable[Span]:
             s = s[:cut]
 
 
+_PHONE_CONTEXT_RE = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|cell|cellphone|call me(?: at| on)?|text me(?: at| on)?|whatsapp|fax|landline|"
+    r"(?:phone|mobile|cell|contact) number)\b\\?[\"']?(?:\s*(?:is|was|:|=|at|on|-))*\s*\\?[\"']?(\+?\(?\d[\d ().-]{5,18}\d)(?![\w-])",
+    re.IGNORECASE,
+)
+
+
+def _context_phone_spans(text: str) -> Iterable[Span]:
+    """Digits after a phone word ("call me at", "mobile:", "phone": ...) even when no configured
+    region validates them (numbers of other countries)."""
+    for m in _PHONE_CONTEXT_RE.finditer(text):
+        s = m.group(1)
+        if 7 <= len(re.sub(r"\D", "", s)) <= 15 and _phone_ok_shape(s):
+            yield Span("PHONE", m.start(1), m.end(1), s)
+
+
 def _phone_ok_shape(s: str) -> bool:
     main = _EXT_RE.sub("", s)
     digits = re.sub(r"\D", "", main)
@@ -407,12 +442,12 @@ _IBAN_LENGTHS = {
     "VG": 24,
     "XK": 20,
 }
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30})(?![A-Za-z0-9])")
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,30})(?![A-Za-z0-9])")
 
 
 def iban_ok(iban: str) -> bool:
     """ISO 13616: country length and mod-97 == 1."""
-    s = iban.replace(" ", "").upper()
+    s = iban.replace(" ", "").replace("-", "").upper()
     if _IBAN_LENGTHS.get(s[:2]) != len(s) or not s.isalnum():
         return False
     moved = s[4:] + s[:4]
@@ -420,20 +455,23 @@ def iban_ok(iban: str) -> bool:
 
 
 def _iban_spans(text: str) -> Iterable[Span]:
-    for m in _IBAN_RE.finditer(text):
+    pos = 0
+    while m := _IBAN_RE.search(text, pos):
+        pos = m.start(1) + 1
         cand = m.group(1)
-        want = _IBAN_LENGTHS.get(cand[:2])
+        want = _IBAN_LENGTHS.get(cand[:2].upper())
         if not want:
             continue
-        # take exactly the country's length of characters (spaces allowed between)
+        # take exactly the country's length of characters (spaces or dashes allowed between)
         n, end = 0, 0
         for end, ch in enumerate(cand, start=1):  # noqa: B007 - end is read after the loop
-            n += ch != " "
+            n += ch not in " -"
             if n == want:
                 break
         value = cand[:end]
         if n == want and iban_ok(value):
             yield Span("IBAN", m.start(1), m.start(1) + len(value), value)
+            pos = m.start(1) + len(value)
 
 
 _MAC_RE = re.compile(
@@ -491,8 +529,7 @@ _ADDR_STOP = (
 )
 _ADDRESS_RE = re.compile(
     rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?:[ ,]+{_ADDR_STOP}[A-Za-z][A-Za-z'.-]*){{1,4}} {_STREET}\b\.?"
-    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|#)\.? ?#?[\w-]{1,6})?"
-    r"(?:,? [A-Z][a-zA-Z]+(?: [A-Z][a-zA-Z]+){0,2},? [A-Z]{2} \d{5}(?:-\d{4})?)?",
+    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|#)\.? ?#?[\w-]{1,6})?",
     re.IGNORECASE,
 )
 
@@ -512,6 +549,17 @@ _PERSONAL_KEYS = {
         "fullname",
         "middle_name",
         "contact_name",
+        "holder",
+        "account_holder",
+        "cardholder",
+        "author",
+        "passenger",
+        "recipient",
+        "sender",
+        "owner",
+        "patient",
+        "beneficiary",
+        "employee",
     ),
     "ADDRESS": (
         "address",
@@ -537,7 +585,8 @@ _KEY_RE = re.compile(
     + r")\\?[\"']\s*:\s*\\?[\"']([^\"'\\<>]{1,120})\\?[\"']",
     re.IGNORECASE,
 )
-_NAME_VALUE_RE = re.compile(r"[A-Z][a-zA-Z'.-]*(?: [A-Z][a-zA-Z'.-]*){0,3}")
+_NAME_VALUE_RE = re.compile(r"[A-Z](?:[^\W\d_]|['.-])*(?: [A-Z](?:[^\W\d_]|['.-])*){0,3}")
+_LOWER_NAME_VALUE_RE = re.compile(r"[^\W\d_](?:[^\W\d_]|['.-])*(?: [^\W\d_](?:[^\W\d_]|['.-])*){1,3}")  # "xavier marchand"
 
 
 def _key_spans(text: str) -> Iterable[Span]:
@@ -549,12 +598,35 @@ def _key_spans(text: str) -> Iterable[Span]:
         value = m.group(2).strip()
         if not value or PSEUDONYM_RE.fullmatch(value):
             continue
-        if m.group(1).lower() == "name" and not _NAME_VALUE_RE.fullmatch(value):
+        if m.group(1).lower() == "name" and not (_NAME_VALUE_RE.fullmatch(value) or _LOWER_NAME_VALUE_RE.fullmatch(value)):
             continue  # "name": "get_order_status" is not a person
         if type_ == "PERSON" and not re.search(r"[A-Za-z]", value):
             continue
         start = m.start(2) + m.group(2).index(value)
-        yield Span(type_, start, start + len(value), value)
+        if type_ == "ADDRESS" and ", " in value:
+            yield from _address_value_spans(value, start)
+        else:
+            yield Span(type_, start, start + len(value), value, rule=True)
+
+
+def _address_value_spans(value: str, start: int) -> Iterable[Span]:
+    """An address value in parts: the street (and units) as ADDRESS where the detectors find them,
+    postcode and city left to them (deploysim.privacy.quasi), every other comma-separated part as
+    ADDRESS, so that nothing of it stays in clear."""
+    from deploysim.privacy.quasi import _postal_spans, street_spans
+
+    pieces = list(street_spans(value)) + list(_postal_spans(value))
+    if not pieces:
+        yield Span("ADDRESS", start, start + len(value), value)
+        return
+    pos = 0
+    for part in value.split(", "):
+        a, b = pos, pos + len(part)
+        pos = b + 2
+        covered = [p for p in pieces if p.start < b and a < p.end]
+        if not covered:
+            yield Span("ADDRESS", start + a, start + b, part)
+        yield from (Span("ADDRESS", start + p.start, start + p.end, p.value) for p in covered if p.type == "ADDRESS")
 
 
 _SECRET_ASSIGN_RE = re.compile(
@@ -629,10 +701,12 @@ def structured_spans(text: str) -> Iterable[Span]:
             if all(int(o) <= 255 for o in m.group(0).split(".")):
                 yield Span("IP", m.start(), m.end(), m.group(0))
         yield from _iban_spans(text)
+        yield from _id_spans(text)
         yield from _dob_spans(text)
         yield from _address_spans(text)
         if _DIGITISH_RE.search(text):
             yield from _phonenumbers_spans(text)
+            yield from _context_phone_spans(text)
     if ":" in text:
         for m in _IPV6_RE.finditer(text):
             s = m.group(0)
@@ -656,8 +730,16 @@ def user_id_spans(text: str, user_id: str) -> list[Span]:
 
 
 def _address_spans(text: str) -> Iterable[Span]:
+    from deploysim.privacy.quasi import street_spans
+
     for m in _ADDRESS_RE.finditer(text):
         yield Span("ADDRESS", m.start(), m.end(), m.group(0).rstrip(".,"))
+    yield from street_spans(text)
+
+
+def _rank(span: Span) -> float:
+    family = _FAMILY[span.type]
+    return min(family, 1.5) if span.rule else family
 
 
 def resolve_spans(text: str, candidates: Iterable[Span]) -> list[Span]:
@@ -665,7 +747,11 @@ def resolve_spans(text: str, candidates: Iterable[Span]) -> list[Span]:
     longer spans and higher-priority types win."""
     taken = [(m.start(), m.end()) for m in PSEUDONYM_RE.finditer(text)]
     chosen: list[Span] = []
-    order = sorted(set(candidates), key=lambda s: (_FAMILY[s.type], -(s.end - s.start), _PRIORITY[s.type], s.start))
+    unique: dict[Span, Span] = {}
+    for span in candidates:
+        if span not in unique or (span.rule and not unique[span].rule):
+            unique[span] = span
+    order = sorted(unique.values(), key=lambda s: (_rank(s), -(s.end - s.start), _PRIORITY[s.type], s.start))
     for span in order:
         if span.end <= span.start or any(span.start < e and s < span.end for s, e in taken):
             continue
@@ -674,14 +760,31 @@ def resolve_spans(text: str, candidates: Iterable[Span]) -> list[Span]:
     return sorted(chosen, key=lambda s: s.start)
 
 
-def find_pii(text: str | None, *, ner: bool = False, ner_model: str | None = None) -> list[Span]:
+def _id_spans(text: str) -> Iterable[Span]:
+    from deploysim.privacy.identifiers import id_spans
+
+    return id_spans(text)
+
+
+def quasi_candidates(text: str) -> list[Span]:
+    from deploysim.privacy.quasi import quasi_spans
+
+    return list(quasi_spans(text))
+
+
+def find_pii(
+    text: str | None, *, ner: bool = False, ner_model: str | None = None, quasi: bool = False
+) -> list[Span]:
     """Non-overlapping PII and secret spans in text, in order; existing placeholders are skipped.
 
-    By default only the deterministic detectors run (what the residual-PII checks use);
-    ``ner=True`` adds people, locations and organisations from the spaCy model."""
+    By default only the deterministic detectors of direct identifiers run (what the residual-PII
+    checks use); ``ner=True`` adds people, locations, organisations and groups from the spaCy model,
+    ``quasi=True`` the quasi-identifiers (deploysim.privacy.quasi)."""
     if not text:
         return []
     cands = list(structured_spans(text))
+    if quasi:
+        cands += quasi_candidates(text)
     if ner:
         from deploysim.privacy import ner as ner_mod
 

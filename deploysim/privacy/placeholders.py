@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from deploysim.privacy.detectors import NER_TYPES, Span
-from deploysim.privacy.policies import DEFAULT_SECRET, RedactConfig, hash_user_id, mask_value
+from deploysim.privacy.policies import DEFAULT_SECRET, RedactConfig, coarsen_value, hash_user_id, mask_value
 from deploysim.rules import PLACEHOLDER_RE
 
 
@@ -66,6 +66,8 @@ class PlaceholderState:
                 self.mapping[key] = f"<{type_}_#{digest}>"
             elif policy == "mask":
                 self.mapping[key] = mask_value(type_, value)
+            elif policy == "coarsen" and (coarse := coarsen_value(type_, value)):
+                self.mapping[key] = coarse
             else:
                 self.counters[type_] += 1
                 self.mapping[key] = f"<{type_}_{self.counters[type_]}>"

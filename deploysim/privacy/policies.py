@@ -24,7 +24,9 @@ from deploysim.privacy.detectors import DEFAULT_PHONE_REGIONS, ENTITY_TYPES
 from deploysim.settings import Settings, split_list
 from deploysim.settings import load as load_settings
 
-POLICIES = ("replace", "mask", "hash", "drop")
+POLICIES = ("replace", "mask", "hash", "drop", "coarsen")
+COARSENED = ("DATE", "DATE_OF_BIRTH")  # the types "coarsen" applies to: kept as their year
+DEFAULT_POLICIES = {"USER_ID": "hash", "DATE": "coarsen"}
 DEFAULT_SECRET = "deploysim-default-redaction-secret"  # set DEPLOYSIM_REDACT_SECRET in production
 DEFAULT_METADATA_ALLOW = ("omitted_parts", "control_chars_removed", "task_id", "trial", "reward")
 GRANULARITIES = ("none", "second", "minute", "hour", "day", "week", "month")
@@ -40,7 +42,8 @@ class RedactConfig:
 
     DEPLOYSIM_REDACT_NER (0/1, default 1: names, locations and organisations with spaCy; a bare
     RedactConfig() runs the deterministic detectors only),
-    DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_POLICY
+    DEPLOYSIM_NER_MODEL, DEPLOYSIM_REDACT_QUASI (0/1, default 1: postcodes, dates, ages, titles, groups,
+    web addresses; deploysim.privacy.quasi), DEPLOYSIM_REDACT_POLICY
     ("SSN=drop,EMAIL=hash"; default replace), DEPLOYSIM_REDACT_SECRET, DEPLOYSIM_TIME_GRANULARITY
     (default day), DEPLOYSIM_METADATA_ALLOW (extra metadata keys kept, redacted),
     DEPLOYSIM_PHONE_REGIONS (default US,GB,DE,FR,IN,CA,AU).
@@ -48,6 +51,7 @@ class RedactConfig:
 
     ner: bool = False
     ner_model: str | None = None
+    quasi: bool = True
     policies: tuple[tuple[str, str], ...] = ()
     secret: str = DEFAULT_SECRET
     time_granularity: str = "day"
@@ -62,14 +66,17 @@ class RedactConfig:
                 )
             if t not in ENTITY_TYPES:
                 raise RedactConfigError(f"unknown entity type {t!r}; choose among {', '.join(ENTITY_TYPES)}")
+            if pol == "coarsen" and t not in COARSENED:
+                raise RedactConfigError(f"policy coarsen applies to {', '.join(COARSENED)}, not {t}")
         if self.time_granularity not in GRANULARITIES:
             raise RedactConfigError(
                 f"unknown time granularity {self.time_granularity!r}; choose one of {', '.join(GRANULARITIES)}"
             )
 
     def policy(self, type_: str) -> str:
-        # a user id in text defaults to its keyed pseudonym, so it links to the hashed metadata user_id
-        return dict(self.policies).get(type_, "hash" if type_ == "USER_ID" else "replace")
+        # a user id in text defaults to its keyed pseudonym, so it links to the hashed metadata user_id;
+        # dates of events are kept as their year
+        return dict(self.policies).get(type_, DEFAULT_POLICIES.get(type_, "replace"))
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RedactConfig:
@@ -84,6 +91,7 @@ class RedactConfig:
         kw: dict[str, Any] = dict(
             ner=settings.redact_ner,
             ner_model=settings.ner_model,
+            quasi=settings.redact_quasi,
             policies=tuple(pols),
             secret=settings.secret() or DEFAULT_SECRET,
             time_granularity=settings.time_granularity.strip().lower(),
@@ -97,6 +105,12 @@ class RedactConfig:
 def default_config() -> RedactConfig:
     """The configuration of the current settings (the environment's), for callers that give none."""
     return RedactConfig.from_settings(load_settings())
+
+
+def coarsen_value(type_: str, value: str) -> str | None:
+    """The ``coarsen`` policy: a date kept as its year ("12/27/1986" -> "1986"); None when none shows."""
+    years = re.findall(r"(?<!\d)(?:1[89]|20)\d{2}(?!\d)", value)
+    return years[0] if years else None
 
 
 def mask_value(type_: str, value: str) -> str:

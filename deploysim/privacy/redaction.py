@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from deploysim.privacy.detectors import (
     Span,
     key_context_spans,
+    quasi_candidates,
     resolve_spans,
     structured_spans,
     user_id_spans,
@@ -80,10 +81,14 @@ def redact_metadata(meta: dict[str, Any], config: RedactConfig | None = None) ->
 _REPEATING = ("tools", "topic", "surface", "tool_calls.name", "messages.name")  # labels of texts that repeat
 
 
+def _candidates(text: str, quasi: bool) -> list[Span]:
+    return list(structured_spans(text)) + (quasi_candidates(text) if quasi else [])
+
+
 @lru_cache(maxsize=20000)
-def _resolved_cached(text: str, regions: tuple[str, ...]) -> tuple[Span, ...]:
-    """resolve_spans(text, structured_spans(text)), cached for texts that repeat across conversations (tool schemas)."""
-    return tuple(resolve_spans(text, structured_spans(text)))
+def _resolved_cached(text: str, regions: tuple[str, ...], quasi: bool) -> tuple[Span, ...]:
+    """The resolved spans of a text that repeats across conversations (tool schemas)."""
+    return tuple(resolve_spans(text, _candidates(text, quasi)))
 
 
 class Redactor:
@@ -109,9 +114,9 @@ class Redactor:
                 if not t:
                     out.append([])
                 elif cached and cached[i]:
-                    out.append(list(_resolved_cached(t, regions)))
+                    out.append(list(_resolved_cached(t, regions, self.config.quasi)))
                 else:
-                    out.append(resolve_spans(t, structured_spans(t)))
+                    out.append(resolve_spans(t, _candidates(t, self.config.quasi)))
         if self.config.ner:
             from deploysim.privacy import ner
 

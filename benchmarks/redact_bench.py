@@ -256,6 +256,31 @@ def corpora(n_demo: int, n_real: int) -> dict[str, list[str]]:
     return out
 
 
+def whole_command(py: str, texts: list[str]) -> tuple[float, float]:
+    """Wall seconds of the whole command, start-up included, each in a fresh process: `deploysim
+    redact` (rules + NER, one process) on the texts as one-message conversations, and the Presidio
+    peer analysing the same texts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+        with open(src, "w") as fh:
+            for i, t in enumerate(texts):
+                fh.write(json.dumps({"id": f"t{i}", "messages": [{"role": "user", "content": t}]}) + "\n")
+        env = dict(os.environ, DEPLOYSIM_HOME=tmp, DAGSTER_HOME=f"{tmp}/dagster")
+        code = "import sys; from orchestration import cli; sys.exit(cli.main(sys.argv[1:]))"
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code, "redact", str(src), str(out), "--quiet", "--ner", "--workers", "1"],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+            env=env,
+        )
+        ours_s = time.perf_counter() - t
+        t = time.perf_counter()
+        presidio(py, texts)
+        return ours_s, time.perf_counter() - t
+
+
 def memory_input(n: int, workdir: Path) -> Path:
     """n demo-like conversations in one JSONL file (10k generated, repeated with fresh ids), made once."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -413,6 +438,17 @@ def main() -> None:
             f"| {t_pres / t_rules:.0f}x | {t_pres / t_ner:.1f}x | {t_pres / t_par:.1f}x |",
             flush=True,
         )
+
+    if not a.skip_throughput:
+        print("\n## whole command, start-up included (fresh process each; deploysim rules+NER single process)")
+        print("| corpus | texts | MB | deploysim redact s | Presidio s | Presidio / deploysim |")
+        print("|---|---:|---:|---:|---:|---:|")
+        whole = {"pii-small": [r["text"] for r in pii_small_gold()]} if (DATA / "pii-small").is_dir() else {}
+        whole |= {f"demo, {a.throughput_convs} conversations": conversation_texts(a.throughput_convs)}
+        for name, texts in whole.items():
+            mb = sum(len(x.encode()) for x in texts) / 1e6
+            ours_s, pres_s = whole_command(a.presidio_python, texts)
+            print(f"| {name} | {len(texts)} | {mb:.2f} | {ours_s:.1f} | {pres_s:.1f} | {pres_s / ours_s:.1f}x |", flush=True)
 
     print("\n## peak memory, streaming, fresh process per size (input: demo conversations repeated with fresh ids)")
     print("| command | conversations | NER | workers | input MB | peak RSS MB | seconds | MB/s | run |")

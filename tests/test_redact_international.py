@@ -49,6 +49,42 @@ def test_postcodes_and_the_city_beside_them(text, postcode, city):
     assert ("LOCATION", city) in found
 
 
+def test_what_follows_an_address_label_is_redacted_line_by_line():
+    text = "billing address: tracy sukhorukova\n  23 8 wressle road suite 771\n  polapit tamar\n  77058\n\nthanks"
+    found = find_pii(text, quasi=True)
+    covered = {text[s.start : s.end] for s in found}
+    assert {"tracy sukhorukova", "polapit tamar", "77058"} <= covered
+    assert any("wressle road" in c for c in covered)
+    assert "thanks" not in covered
+    assert _found("my address is the same as before") == set()
+    assert _found("the IP address is 10.0.0.1") == {("IP", "10.0.0.1")}
+    assert find_pii(text) and all(s.type != "ADDRESS" or "wressle" in s.value for s in find_pii(text))  # residual scan: streets only
+
+
+@pytest.mark.parametrize(
+    "text, type_, value",
+    [
+        ("Hello, this is Herr Piotr Heydrich from Baum", "PERSON", "Piotr Heydrich"),
+        ("I need a cover letter. Name: Alexei Schuchhardt. Address: none", "PERSON", "Alexei Schuchhardt"),
+        ("hi, my name is virginia guariento. i need help", "PERSON", "virginia guariento"),
+        ("Hi, I moved to Tornio last month.", "LOCATION", "Tornio"),
+        ("She was born on 22.06.1999 in Dongen and now works for Nieminen.", "LOCATION", "Dongen"),
+        ("She was born on 22.06.1999 in Dongen and now works for Nieminen.", "ORGANIZATION", "Nieminen"),
+        ('{"city": "Garda", "holder": "Ivanka Gieß"}', "LOCATION", "Garda"),
+        ('{"city": "Garda", "holder": "Ivanka Gieß"}', "PERSON", "Ivanka Gieß"),
+        ("wire to gb64 crun 7368 3630 0053 86 today", "IBAN", "gb64 crun 7368 3630 0053 86"),
+        ("IBAN DE89-3704-0044-0532-0130-00 please", "IBAN", "DE89-3704-0044-0532-0130-00"),
+    ],
+)
+def test_names_places_and_numbers_that_rules_find(text, type_, value):
+    assert (type_, value) in _found(text)
+
+
+def test_salutations_are_not_names():
+    assert _found("Dear Sir, thanks") == set() and _found("Dear Customer, thanks") == set()
+    assert _found("i'm tired and sad") == set()
+
+
 def test_postcode_shapes_found_anywhere_and_after_a_postcode_word():
     assert ("POSTCODE", "SW1A 1AA") in _found("Our London office is at SW1A 1AA.")
     assert ("POSTCODE", "77058") in _found("my zip code is 77058")

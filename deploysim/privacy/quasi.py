@@ -23,6 +23,7 @@ from typing import Iterable
 from deploysim.privacy.detectors import _DATE_RE, _STREET, Span
 
 _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’.-]*"  # a capitalised word
+_NAMEW = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"  # a capitalised word without dots
 _USPS = (
     "Alley|Annex|Arcade|Avenue|Bayou|Beach|Bend|Bluffs?|Bottom|Boulevard|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|"
     "Cape|Causeway|Centers?|Centre|Circles?|Cliffs?|Club|Commons?|Corners?|Course|Courts?|Coves?|Creek|Crescent|Crest|"
@@ -117,7 +118,7 @@ _POSTCODE_WORD_RE = re.compile(
     r"postinumero)\b|\"(?:zip|zipcode|zip_code|postcode|postal_code)\")\W{0,6}(?:is\W{1,3})?(" + _POSTCODE_NUM + r")(?![\w-])",
     re.IGNORECASE,
 )
-_CITY = rf"{_CAP}(?:[ -](?:{_CAP}|sur|de|del|am|an|der|la|le|nad|do|di|en|im))*?(?: \([A-Z]{{2}}\))?"
+_CITY = rf"{_NAMEW}(?:[ -](?:{_NAMEW}|sur|de|del|am|an|der|la|le|nad|do|di|en|im))*?(?: \([A-Z]{{2}}\))?"
 # "10115 Berlin", "13-500 Bydgoszcz", "114 55 Stockholm", after a line break, a comma or a street
 _END = r"(?=$|[\n,;.)\"\\]| -| and\b)"
 _AFTER = r"(?:^|(?<=[\n,;\"]) ?|(?<=\bin )|(?<=\bat )|(?<=\bto ))"
@@ -257,7 +258,6 @@ _LOWER_NAME_RE = re.compile(rf"(?<![\w.]){_NAME_AFTER}\s+((?:{_CAPLESS})(?:[ -](
 _NAME_STOP = {"a", "an", "the", "not", "just", "also", "from", "here", "and", "or", "but", "so", "is", "to", "about", "for"}
 
 
-_NAMEW = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"  # a capitalised word without dots
 _CAP_NAME_RE = re.compile(
     rf"(?<![\w.])(?i:my name is|my name's|name:|name is|cc|dear|account holder|signed|regards,|sincerely,)\s+"
     rf"({_NAMEW}(?: (?:{_NAMEW}|de|del|van|von|der|da|di|du|le|la)(?![\w'’-])){{0,3}})"
@@ -329,10 +329,53 @@ _ORG_AFTER_LOWER_RE = re.compile(
 )
 
 
+_ADDRESS_LABEL_RE = re.compile(
+    r"(?<!email )(?<!e-mail )(?<!\bip )(?<!mac )(?<!web )(?<!wallet )(?<!memory )(?<!server )\b(?:(?:billing|shipping|mailing|postal|delivery|home|street|new|current|permanent|residential|my|our|office)\s+)?"
+    r"address(?:es)?(?:\s+is|\s+to|\s*:)[ \t]*(\n?)",
+    re.IGNORECASE,
+)
+_LABEL_END_RE = re.compile(r"\.\s+(?=[A-Z])|\.\s*$|\n|\s+\w+:|[\"}]")
+_PLACEHOLDER_ONLY_RE = re.compile(r"\s*(?:<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>\s*)+")
+
+
+def _labelled_address_spans(text: str, pieces: list[Span]) -> Iterable[Span]:
+    """What follows "address:" (or "billing address:" and a block of lines) is an address: every
+    part of it that no other detector typed becomes ADDRESS, line by line and comma by comma."""
+    for m in _ADDRESS_LABEL_RE.finditer(text):
+        start = m.end()
+        if m.group(1):  # a block: the lines up to a blank line, at most six
+            block = re.match(r"(?:[^\n]{1,80}(?:\n|$)){1,6}", text[start:])
+            end = start + (len(block.group(0).split("\n\n")[0]) if block else 0)
+        else:
+            e = _LABEL_END_RE.search(text, start, min(len(text), start + 160))
+            end = e.start() if e else min(len(text), start + 160)
+            if e and e.group(0) == "\n":  # more lines of the same address below
+                more = re.match(r"(?:[^\n]{1,60}(?:\n|$)){1,5}", text[end + 1 :])
+                lines = more.group(0).split("\n\n")[0] if more else ""
+                if any(c.isdigit() for c in lines):
+                    end = end + 1 + len(lines.rstrip("\n"))
+        value = text[start:end]
+        if not any(c.isdigit() for c in value) and (_caseless(text) or not re.search(r"[A-Z]", value)):
+            continue  # "my address is the same as before"
+        pos = start
+        for part in re.split(r"(\n|, )", text[start:end]):
+            a, b = pos, pos + len(part)
+            pos = b
+            stripped = part.strip()
+            if not stripped or part in ("\n", ", ") or _PLACEHOLDER_ONLY_RE.fullmatch(part):
+                continue
+            if not any(p.start < b and a < p.end for p in pieces):
+                lead = len(part) - len(part.lstrip())
+                yield Span("ADDRESS", a + lead, a + lead + len(stripped.rstrip(".,")), stripped.rstrip(".,"))
+
+
 def quasi_spans(text: str) -> Iterable[Span]:
     """Postcodes and the cities beside them, dates, ages, titles, groups of people, web addresses and
     organisations with a legal form (overlapping candidates; resolve_spans picks among them)."""
-    yield from _postal_spans(text)
+    postal = list(_postal_spans(text))
+    yield from postal
+    if "ddress" in text or "DDRESS" in text:
+        yield from _labelled_address_spans(text, postal + list(street_spans(text)))
     if any(c.isdigit() for c in text):
         for m in _DATE_RE.finditer(text):
             yield Span("DATE", m.start(), m.end(), m.group(0))

@@ -80,6 +80,12 @@ _CASELESS_RES = (
 )
 
 
+def _needed_by_rules(text: str, start: int, end: int) -> bool:
+    from deploysim.privacy.ner import needed_by_rules
+
+    return needed_by_rules(text, start, end, "NRP")
+
+
 def _caseless(text: str) -> bool:
     from deploysim.privacy.ner import caseless
 
@@ -378,6 +384,8 @@ def quasi_spans(text: str) -> Iterable[Span]:
         yield from _labelled_address_spans(text, postal + list(street_spans(text)))
     if any(c.isdigit() for c in text):
         for m in _DATE_RE.finditer(text):
+            if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "-_/.:"):
+                continue  # a version or a model name ("gpt-4o-2024-05-13"), not a date of an event
             yield Span("DATE", m.start(), m.end(), m.group(0))
         for m in _ISO_TIME_RE.finditer(text):
             yield Span("DATE", m.start(), m.end(), m.group(0))
@@ -401,6 +409,8 @@ def quasi_spans(text: str) -> Iterable[Span]:
         party = re.match(r"\s+(?:party|voters?|supporters?|members?)\b", text[m.end() :], re.IGNORECASE)
         if w.title() in _PARTY_WORDS and not party and (lower or _SENTENCE_START_RE.search(text, 0, m.start())):
             continue  # "Green tea", "polish the table": ordinary words unless a party follows or (capitalised) mid-sentence
+        if _needed_by_rules(text, m.start(), m.end()):
+            continue  # "why are Muslims ...": the harm rules read the group; it stays in clear
         yield Span("NRP", m.start(), m.end(), w)
     if "." in text:
         for m in _URL_RE.finditer(text):

@@ -102,21 +102,28 @@ class Redactor:
             ner.load(self.config.ner_model)  # fail early, with install advice, if the model is missing
 
     def spans(
-        self, texts: Sequence[str | None], ner_on: Sequence[bool] | None = None, cached: Sequence[bool] | None = None
+        self,
+        texts: Sequence[str | None],
+        ner_on: Sequence[bool] | None = None,
+        cached: Sequence[bool] | None = None,
+        quasi_on: Sequence[bool] | None = None,
     ) -> list[list[Span]]:
         """For each text, its non-overlapping spans (deterministic detectors, then NER when on,
-        batched over all the texts; ``ner_on`` limits NER to some texts, ``cached`` marks texts that
-        repeat across conversations, such as tool schemas)."""
+        batched over all the texts; ``ner_on`` limits NER to some texts and ``quasi_on`` the
+        quasi-identifiers, ``cached`` marks texts that repeat across conversations, such as tool
+        schemas)."""
         out: list[list[Span]] = []
         regions = self.config.phone_regions
         with using_phone_regions(regions):
             for i, t in enumerate(texts):
                 if not t:
                     out.append([])
-                elif cached and cached[i]:
-                    out.append(list(_resolved_cached(t, regions, self.config.quasi)))
                 else:
-                    out.append(resolve_spans(t, _candidates(t, self.config.quasi)))
+                    quasi = self.config.quasi and (quasi_on is None or quasi_on[i])
+                    if cached and cached[i]:
+                        out.append(list(_resolved_cached(t, regions, quasi)))
+                    else:
+                        out.append(resolve_spans(t, _candidates(t, quasi)))
         if self.config.ner:
             from deploysim.privacy import ner
 
@@ -141,7 +148,8 @@ class Redactor:
             f.kind == "text" and bool(t) and (f.ner if f.ner is not None else ner_worthy(t or "")) for f, t in flat
         ]
         cached = [f.label in _REPEATING for f, _ in flat]
-        spans_flat = self.spans(texts, ner_on, cached)
+        quasi_on = [f.kind == "text" for f, _ in flat]  # ids and tool names: direct identifiers only
+        spans_flat = self.spans(texts, ner_on, cached, quasi_on)
         out: list[tuple[Conversation | None, Counter[str]]] = []
         k = 0
         for conv, fields in zip(convs, fields_per):

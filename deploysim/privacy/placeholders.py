@@ -28,6 +28,9 @@ def _normal(type_: str, value: str) -> str:
         return re.sub(r"[^0-9A-Za-z]", "", value).upper()
     if type_ in ("EMAIL", "MAC"):
         return re.sub(r"[^0-9a-z@._+-]", "", value.lower())
+    if type_ == "URL":  # one placeholder per site: "https://www.x.com/a" and "x.com" link
+        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", value.lower()).split("/")[0].split("?")[0]
+        return host[4:] if host.startswith("www.") else host
     if type_ in NER_TYPES or type_ in ("ADDRESS", "DATE_OF_BIRTH"):
         return " ".join(value.split()).lower()
     return value

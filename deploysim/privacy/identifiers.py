@@ -78,7 +78,11 @@ _KIND_WORDS = {
     "NATIONAL_ID": rf"national{_SEP}(?:id|identity|insurance){_NUMBER}|(?:tax|taxpayer|personal|citizen|social{_SEP}security"
     rf"|social{_SEP}insurance){_SEP}(?:id|no\.?|number|card|code|#)|nino|bsn|pesel|cpf|nif|nie|dni|hetu|personnummer"
     r"|cpr|aadhaar|aadhar|codice\s*fiscale|steuer-?id|steuernummer|idnr|itin|nir",
+    # any "ID": only numbers whose national checksum holds
     "ID": r"\bid\b|identity\s*(?:no\.?|number|card)|identification(?:\s*(?:no\.?|number))?|id\s*(?:no\.?|number|card)",
+    # the ID of a person ("your ID", "member ID"), not of an order or a ticket: long numbers too
+    "PERSONAL_ID": r"(?:my|your|his|her|their|our|customer|user|patient|member|employee|student|personal)\s+(?:id|identity\s*(?:no\.?|number|card)"
+    r"|identification(?:\s*(?:no\.?|number))?|id\s*(?:no\.?|number|card))|identity\s*(?:no\.?|number|card)",
 }
 _GAP = r"(?:[\s:=#(\-\"'.,\\]|\bit'?s\b|\bis\b|\bwas\b|\bare\b|\bnumber\b|\bno\b)*"
 _KIND_RE = {kind: re.compile(r"(?<![\w])(?:" + words + r")(?![a-z])" + _GAP, re.IGNORECASE) for kind, words in _KIND_WORDS.items()}
@@ -145,9 +149,10 @@ def id_spans(text: str) -> Iterable[Span]:
                 continue
             s, e = found
             value = text[s:e]
-            if kind == "ID":  # a generic "ID" word: long numbers, or ones whose national checksum holds
-                shaped = _GENERIC_ID_RE.fullmatch(value) and _digits(value) >= 6
-                if not shaped and not _checked(value, tuple(_validators())):
-                    continue
+            if kind == "ID" and not _checked(value, tuple(_validators())):
+                continue
+            if kind == "PERSONAL_ID" and not (_GENERIC_ID_RE.fullmatch(value) and _digits(value) >= 6):
+                continue
+            if kind in ("ID", "PERSONAL_ID"):
                 kind = "NATIONAL_ID"
             yield Span(kind, s, e, value)

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from deploysim.privacy.detectors import _DATE_RE, _STREET, Span
 
+_DIGIT_RE = re.compile(r"\d")
 _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’.-]*"  # a capitalised word
 _NAMEW = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"  # a capitalised word without dots
 _USPS = (
@@ -93,7 +94,7 @@ def _caseless(text: str) -> bool:
 
 
 def street_spans(text: str) -> Iterable[Span]:
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT_RE.search(text):
         return
     regexes = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE, _OLD_US_RE)
     if _caseless(text):
@@ -146,7 +147,7 @@ _CITY_PC_LOWER_RE = re.compile(
 
 
 def _postal_spans(text: str) -> Iterable[Span]:
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT_RE.search(text):
         return
     lower = _caseless(text)
     for m in (_POSTCODE_ANYWHERE_LOWER if lower else _POSTCODE_ANYWHERE).finditer(text):
@@ -215,16 +216,33 @@ _NRP_WORDS = (
     "Whig Centrist Progressive Nationalist Anarchist Fascist Populist"
 ).split()
 _NRP_PLURAL = {w + "s" for w in _NRP_WORDS if not w.endswith(("sh", "ch", "ese", "ss", "i"))}
-_NRP_RE = re.compile(
-    r"(?<![\w-])(?:Green Party|Labour Party|South African|Sri Lankan|"
-    + "|".join(sorted(set(_NRP_WORDS) | _NRP_PLURAL, key=len, reverse=True))
-    + r")(?![\w-])"
-)
+_NRP_SET = set(_NRP_WORDS) | _NRP_PLURAL
+_NRP_PAIRS = {("Green", "Party"), ("Labour", "Party"), ("South", "African"), ("Sri", "Lankan")}
+_NRP_LOWER_SET = {w.lower() for w in _NRP_SET}
+_WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+
+
+def _nrp_matches(text: str, lower: bool) -> Iterable[tuple[int, int, str]]:
+    """(start, end, word) of group words, two-word names first ("Green Party", "Sri Lankan")."""
+    words = [(m.start(), m.end(), m.group(0)) for m in _WORD_RE.finditer(text)]
+    i = 0
+    while i < len(words):
+        s, e, w = words[i]
+        if i + 1 < len(words) and words[i + 1][0] == e + 1:
+            pair = (w.title(), words[i + 1][2].title()) if lower else (w, words[i + 1][2])
+            if pair in _NRP_PAIRS:
+                yield s, words[i + 1][1], text[s : words[i + 1][1]]
+                i += 2
+                continue
+        if (w.lower() in _NRP_LOWER_SET) if lower else (w in _NRP_SET):
+            yield s, e, w
+        i += 1
+
+
 # a language, not a group of people ("in French", "translate to Spanish")
 _LANGUAGE_BEFORE_RE = re.compile(r"(?:\b(?:in|into|to|from|speak|speaks|speaking|learn|learning|study|the)\s+)$", re.IGNORECASE)
 _LANGUAGE_AFTER_RE = re.compile(r"\s+(?:language|translation|text|word|words|version|dish|food|cuisine|keyboard)\b", re.IGNORECASE)
 _PARTY_WORDS = {"Green", "Liberal", "Progressive", "Democratic", "Conservative", "Orthodox", "Evangelical", "Labour", "Polish"}
-_NRP_LOWER_RE = re.compile(_NRP_RE.pattern, re.IGNORECASE)
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:\n]\s*|\"\s*)$")
 
 # ---------------------------------------------------------------------------- web addresses, organisations
@@ -243,13 +261,19 @@ _PUBLIC_SITES = re.compile(
     r"huggingface|kaggle|yahoo|bing|duckduckgo)\.(?:com|org|net|io|co|gov|int|ai|co\.uk|de|fr|edu)$"
 )
 _FILE_EXT = re.compile(r"\.(?:py|js|ts|json|yaml|yml|txt|md|csv|html|css|java|cpp|rs|go|sh|exe|zip|pdf|png|jpg|log)$", re.IGNORECASE)
-_ORG_RE = re.compile(
-    rf"(?<![\w-])(?:{_CAP}[ ,&-]+){{0,4}}{_CAP},? (?:GmbH(?: & Co\. KG)?|AG|KG|OHG|e\.V\.|UG|Ltd\.?|Limited|LLC|LLP|Inc\.?|Corp\.?|PLC|plc|"
+_LEGAL = (
+    r"GmbH(?: & Co\. KG)?|AG|KG|OHG|e\.V\.|UG|Ltd\.?|Limited|LLC|LLP|Inc\.?|Corp\.?|PLC|plc|"
     r"S\.A\.(?:T\.|S\.)?|S\.L\.|S\.p\.A\.|s\.r\.l\.|S\.r\.l\.|S\.n\.c\.|S\.a\.s\.|SARL|SAS|SA|Sp\. z o\.o\.|Sp\.k\.|Sp\.j\.|S\.C\.|"
     r"ApS|A/S|I/S|AB|HB|Oy|Oyj|Ky|B\.V\.|N\.V\.|V\.O\.F\.|Ltda\.?|S/A|ME|EIRELI|e Filhos|et Fils|and Sons|& Sons|& Søn|"
-    r"e figli|und Söhne|& Co\.?|Group|Holdings|Partners|Associates|Tmi|e\.G\.|eG|S\.Com\.|S\.Coop\.|S\.L\.L\.|Stiftung)(?![\w])"
-    rf"|(?<![\w-]){_CAP}, {_CAP} (?:and|&|e|et|und|y|og|och|en|i) {_CAP}(?= (?:is|was|are|wants|asked|said|has|sent|charged)\b|[.,;]|$)"
+    r"e figli|und Söhne|& Co\.?|Group|Holdings|Partners|Associates|Tmi|e\.G\.|eG|S\.Com\.|S\.Coop\.|S\.L\.L\.|Stiftung"
 )
+_FIRM_AND = r"(?:and|&|e|et|und|y|og|och|en|i)"
+_ORG_RE = re.compile(
+    rf"(?<![\w-])(?:{_CAP}[ ,&-]+){{0,4}}{_CAP},? (?:{_LEGAL})(?![\w])"
+    rf"|(?<![\w-]){_CAP}, {_CAP} {_FIRM_AND} {_CAP}(?= (?:is|was|are|wants|asked|said|has|sent|charged)\b|[.,;]|$)"
+)
+_ORG_HINT_RE = re.compile(rf" (?:{_LEGAL})(?![\w])|, \w+ {_FIRM_AND} ")
+_AFTER_HINT_RE = re.compile(r"\b(?:mov|reloc|liv|based|born|grew|locat|resid|work|employ|this is)", re.IGNORECASE)
 
 
 _TITLE_LOWER_RE = re.compile(
@@ -358,10 +382,10 @@ def _labelled_address_spans(text: str, pieces: list[Span]) -> Iterable[Span]:
             if e and e.group(0) == "\n":  # more lines of the same address below
                 more = re.match(r"(?:[^\n]{1,60}(?:\n|$)){1,5}", text[end + 1 :])
                 lines = more.group(0).split("\n\n")[0] if more else ""
-                if any(c.isdigit() for c in lines):
+                if _DIGIT_RE.search(lines):
                     end = end + 1 + len(lines.rstrip("\n"))
         value = text[start:end]
-        if not any(c.isdigit() for c in value) and (_caseless(text) or not re.search(r"[A-Z]", value)):
+        if not _DIGIT_RE.search(value) and (_caseless(text) or not re.search(r"[A-Z]", value)):
             continue  # "my address is the same as before"
         pos = start
         for part in re.split(r"(\n|, )", text[start:end]):
@@ -382,7 +406,7 @@ def quasi_spans(text: str) -> Iterable[Span]:
     yield from postal
     if "ddress" in text or "DDRESS" in text:
         yield from _labelled_address_spans(text, postal + list(street_spans(text)))
-    if any(c.isdigit() for c in text):
+    if _DIGIT_RE.search(text):
         for m in _DATE_RE.finditer(text):
             if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "-_/.:"):
                 continue  # a version or a model name ("gpt-4o-2024-05-13"), not a date of an event
@@ -402,16 +426,15 @@ def quasi_spans(text: str) -> Iterable[Span]:
         yield from _lower_name_spans(text)
     else:
         yield from _name_spans(text, titles)
-    for m in (_NRP_LOWER_RE if lower else _NRP_RE).finditer(text):
-        w = m.group(0)
-        if _LANGUAGE_BEFORE_RE.search(text, max(0, m.start() - 20), m.start()) or _LANGUAGE_AFTER_RE.match(text, m.end()):
+    for start, end, w in _nrp_matches(text, lower):
+        if _LANGUAGE_BEFORE_RE.search(text, max(0, start - 20), start) or _LANGUAGE_AFTER_RE.match(text, end):
             continue
-        party = re.match(r"\s+(?:party|voters?|supporters?|members?)\b", text[m.end() :], re.IGNORECASE)
-        if w.title() in _PARTY_WORDS and not party and (lower or _SENTENCE_START_RE.search(text, 0, m.start())):
+        party = re.match(r"\s+(?:party|voters?|supporters?|members?)\b", text[end:], re.IGNORECASE)
+        if w.title() in _PARTY_WORDS and not party and (lower or _SENTENCE_START_RE.search(text, 0, start)):
             continue  # "Green tea", "polish the table": ordinary words unless a party follows or (capitalised) mid-sentence
-        if _needed_by_rules(text, m.start(), m.end()):
+        if _needed_by_rules(text, start, end):
             continue  # "why are Muslims ...": the harm rules read the group; it stays in clear
-        yield Span("NRP", m.start(), m.end(), w)
+        yield Span("NRP", start, end, w)
     if "." in text:
         for m in _URL_RE.finditer(text):
             url = m.group(0).rstrip(".,;:!?")
@@ -420,8 +443,11 @@ def quasi_spans(text: str) -> Iterable[Span]:
             if _PUBLIC_SITES.search(host) or _FILE_EXT.search(url) or re.fullmatch(r"[\d.]+", host):
                 continue
             yield Span("URL", m.start(), m.start() + len(url), url)
-    for m in _ORG_RE.finditer(text):
-        yield Span("ORGANIZATION", m.start(), m.end(), m.group(0), rule=True)
+    if _ORG_HINT_RE.search(text):
+        for m in _ORG_RE.finditer(text):
+            yield Span("ORGANIZATION", m.start(), m.end(), m.group(0), rule=True)
+    if not _AFTER_HINT_RE.search(text):
+        return
     after = ((_PLACE_AFTER_LOWER_RE, "LOCATION"), (_ORG_AFTER_LOWER_RE, "ORGANIZATION")) if lower else ()
     for rx, type_ in ((_PLACE_AFTER_RE, "LOCATION"), (_ORG_AFTER_RE, "ORGANIZATION")) + after:
         for m in rx.finditer(text):

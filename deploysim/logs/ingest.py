@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from deploysim.errors import InputError
 from deploysim.logs.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
 from deploysim.logs.formats.base import decode_line, load_json_object
+from deploysim.logs.formats.messages import LENIENCIES, lenient, normalize
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -87,6 +88,22 @@ class IngestCounts:
     files: list[str] = field(default_factory=list)  # every file opened
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why it was not (fully) read
     files_skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not a log file
+    leniencies: Counter[str] = field(default_factory=Counter)  # accepted records read leniently, per kind
+    lenient_items: Counter[str] = field(default_factory=Counter)  # occurrences of each leniency in them
+
+    def add_leniencies(self, found: Counter[str]) -> None:
+        for kind, n in found.items():
+            if n:
+                self.leniencies[kind] += 1
+                self.lenient_items[kind] += n
+
+    def leniency_lines(self) -> list[str]:
+        """One line per leniency: records, occurrences, what it is."""
+        return [
+            f"{self.leniencies[k]:>8,} records ({self.lenient_items[k]:,}x)  {LENIENCIES[k]}"
+            for k in LENIENCIES
+            if self.leniencies[k]
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +116,7 @@ class IngestCounts:
             "files_quarantined": dict(self.files_quarantined),
             "files_skipped": len(self.files_skipped),
             "files_skipped_reasons": dict(Counter(self.files_skipped.values())),
+            "leniencies": {k: {"records": self.leniencies[k], "items": self.lenient_items[k]} for k in self.leniencies},
         }
 
 
@@ -178,8 +196,19 @@ def _clean(text: str, counts: Counter[str]) -> str:
     return unicodedata.normalize("NFC", cleaned) if not cleaned.isascii() else cleaned
 
 
+def _part_text(part: Any) -> str | None:
+    """The text of a content part, or None for a part that is not text."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type", "text") in TEXT_PART_TYPES and isinstance(part.get("text"), str):
+        return part["text"]
+    return None
+
+
 def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
-    """Message content as text; a list of parts keeps its text parts and counts the others."""
+    """Message content as text; a list of parts keeps its text parts and a ``[kind]`` placeholder
+    for each other part (counted in ``omitted:<type>``). A list without any text gives "" (nothing
+    to replay)."""
     if content is None:
         return None
     if isinstance(content, str):
@@ -187,17 +216,17 @@ def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif (
-                isinstance(part, dict)
-                and part.get("type", "text") in TEXT_PART_TYPES
-                and isinstance(part.get("text"), str)
-            ):
-                texts.append(part["text"])
-            else:
+            text = _part_text(part)
+            if text is None:
                 kind = part.get("type", "untyped") if isinstance(part, dict) else type(part).__name__
                 notes[f"omitted:{kind}"] += 1
+                text = f"[{MEDIA_KINDS.get(str(kind), kind)}]"
+            texts.append(text)
+        if not any((_part_text(p) or "").strip() for p in content):
+            return ""
+        others = sum(_part_text(p) is None for p in content)
+        if others:
+            lenient(notes, "content_part_placeholder", others)
         return _clean("\n".join(texts), notes)
     raise RecordError(f"{where} has content of type {type(content).__name__} (expected text or a list of parts)")
 
@@ -228,36 +257,6 @@ def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
     return calls
 
 
-def _legacy_function_call(m: dict[str, Any], i: int, pending: list[tuple[str, str]]) -> dict[str, Any]:
-    """A message of OpenAI's legacy function-calling API as its tool-calling form: an assistant
-    ``function_call`` becomes a tool call, a ``function`` message the tool result answering the
-    oldest unanswered call of that name."""
-    if m.get("role") == "function":
-        name = m.get("name")
-        match = next((k for k, (_, n) in enumerate(pending) if n == name or name is None), None)
-        if match is None:
-            raise RecordError(f"message {i} is a legacy function result for {name!r} with no earlier function_call")
-        call_id, _ = pending.pop(match)
-        return {**m, "role": "tool", "tool_call_id": call_id}
-    fc = m["function_call"]
-    if m.get("tool_calls"):
-        raise RecordError(f"message {i} has both a legacy function_call and tool_calls")
-    if not isinstance(fc, dict) or not isinstance(fc.get("name"), str) or not fc["name"]:
-        raise RecordError(f"message {i} has a legacy function_call without a function name")
-    call_id = f"call_legacy_{i}"
-    pending.append((call_id, fc["name"]))
-    return {
-        **m,
-        "tool_calls": [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")},
-            }
-        ],
-    }
-
-
 def _only_media(kinds: Counter[str]) -> str:
     """'image', 'image and audio' ... for the parts a message had instead of text."""
     names = sorted({MEDIA_KINDS.get(k, k) for k in kinds})
@@ -268,13 +267,10 @@ def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_
     """Validated messages; numbering in reasons is 1-based."""
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, from earlier assistant turns
-    legacy: list[tuple[str, str]] = []  # (call id, name) of legacy function calls not yet answered
-    for i, m in enumerate(raw, start=1):
+    for i, m in enumerate(normalize(raw, notes), start=1):
         where = f"message {i}"
         if not isinstance(m, dict):
             raise RecordError(f"{where} is not an object")
-        if m.get("function_call") is not None or m.get("role") == "function":
-            m = _legacy_function_call(m, i, legacy)
         role = m.get("role")
         if role is None:
             raise RecordError(f"{where} has no role")
@@ -324,11 +320,15 @@ def content_id(messages: list[Message], tools: list[dict[str, Any]]) -> str:
 
 
 def to_conversation(
-    rec: dict[str, Any], tools: list[dict[str, Any]] | None = None, max_chars: int = MAX_MESSAGE_CHARS
+    rec: dict[str, Any],
+    tools: list[dict[str, Any]] | None = None,
+    max_chars: int = MAX_MESSAGE_CHARS,
+    leniencies: Counter[str] | None = None,
 ) -> Conversation:
     """An OpenAI-shaped record as a validated Conversation; raises RecordError with the reason.
 
-    ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none."""
+    ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none.
+    ``leniencies`` receives what was read leniently ({kind: occurrences}, see formats.messages)."""
     raw_msgs = rec.get("messages")
     if not isinstance(raw_msgs, list):
         raise RecordError("record has no 'messages' list")
@@ -351,6 +351,8 @@ def to_conversation(
             metadata["omitted_parts"] = omitted
         if notes["control_chars_removed"]:
             metadata["control_chars_removed"] = notes["control_chars_removed"]
+        if notes["lenient:tool_call_id_synthesized"]:  # their ids start with SYNTH_PREFIX
+            metadata["tool_call_ids_synthesized"] = notes["lenient:tool_call_id_synthesized"]
     cid = rec.get("id")
     if cid is not None and (isinstance(cid, bool) or not isinstance(cid, (str, int)) or not str(cid).strip()):
         raise RecordError("'id' must be a non-empty string")
@@ -362,7 +364,7 @@ def to_conversation(
                 raise RecordError(f"'{key}' must be a non-empty string")
             fields[key] = val.strip()
     try:
-        return Conversation(
+        conv = Conversation(
             conversation_id=str(cid) if cid is not None else content_id(messages, rec_tools),
             messages=messages,
             tools=rec_tools,
@@ -372,6 +374,9 @@ def to_conversation(
     except ValidationError as e:
         err = e.errors()[0]
         raise RecordError(f"invalid record: {err.get('msg', e)}") from None
+    if leniencies is not None:
+        leniencies.update({k.split(":", 1)[1]: n for k, n in notes.items() if k.startswith("lenient:")})
+    return conv
 
 
 def parse_record(line: str) -> Conversation:
@@ -464,7 +469,8 @@ def iter_ingest(
                     try:
                         if raw.error is not None:
                             raise RecordError(raw.error)
-                        conv = to_conversation(raw.record or {}, tools, max_message_chars)
+                        found: Counter[str] = Counter()
+                        conv = to_conversation(raw.record or {}, tools, max_message_chars, found)
                         digest = content_id(conv.messages, conv.tools)
                         first = seen.check(conv.conversation_id, digest, f"{path}:{raw.where}")
                         if first is not None:
@@ -481,6 +487,7 @@ def iter_ingest(
                         yield QuarantineRecord(source_file=str(path), line=raw.where, reason=str(e))
                     else:
                         counts.accepted += 1
+                        counts.add_leniencies(found)
                         yield conv
                     if progress and time.monotonic() - last >= progress_every:
                         last = time.monotonic()

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from deploysim.errors import InputError
 from deploysim.logs.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
 from deploysim.logs.formats.base import decode_line, load_json_object
+from deploysim.logs.formats.documents import FieldMap
 from deploysim.logs.formats.messages import LENIENCIES, lenient, normalize
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 
@@ -49,7 +50,7 @@ MEDIA_KINDS = {
     "file": "file",
     "input_file": "file",
 }  # content part type -> what to call it
-LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
 MAX_MESSAGE_CHARS = 1_000_000  # default limit of one message (settings: max_message_chars)
 
@@ -72,6 +73,7 @@ class IngestResult:
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected or forced format
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why (its entry in quarantine has line 0)
     files_skipped: dict[str, str] = field(default_factory=dict)  # file of a directory -> why it was not read
+    leniencies: Counter[str] = field(default_factory=Counter)  # accepted records read leniently, per kind
 
 
 @dataclass
@@ -136,12 +138,12 @@ def _skip_reason(f: Path, root: Path) -> str | None:
     if any(part.startswith(".") for part in f.relative_to(root).parts):
         return "hidden file"
     if not _is_log_file(f):
-        return "not a log file name (expected .jsonl, .ndjson or .parquet; plain, .gz or .zst)"
+        return "not a log file name (expected .jsonl, .ndjson, .json or .parquet; plain, .gz or .zst)"
     return None
 
 
 def input_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.parquet,
+    """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.json, *.parquet,
     plain or .gz/.zst, found recursively and sorted; hidden files left out) or a glob."""
     return scan_inputs(paths)[0]
 
@@ -169,7 +171,7 @@ def scan_inputs(paths: Iterable[Path | str]) -> tuple[list[Path], dict[str, str]
                     skipped[str(f)] = why
             if not found:
                 raise IngestError(
-                    f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}"
+                    f"no log files (.jsonl, .ndjson, .json, .parquet; plain, .gz or .zst) in directory {p}"
                     + (f" ({len(skipped)} other files skipped)" if skipped else "")
                 )
             files.extend(found)
@@ -436,6 +438,7 @@ def iter_ingest(
     progress: Progress | None = None,
     progress_every: float = 2.0,
     max_message_chars: int = MAX_MESSAGE_CHARS,
+    fields: FieldMap | None = None,
 ) -> Iterator[Conversation | QuarantineRecord]:
     """Stream the accepted Conversations and the QuarantineRecords of the given inputs.
 
@@ -443,7 +446,9 @@ def iter_ingest(
     is counted in ``counts.files_quarantined`` (not in the record counts); the others go on.
     ``fmt`` forces one format for every file (default: detected per file). ``counts`` is
     updated as records go by; ``progress(counts, files_done, files_total)`` is called about
-    every ``progress_every`` seconds and once at the end.
+    every ``progress_every`` seconds and once at the end. ``fields`` says where records and
+    messages are in layouts no format knows (a JSON document's records path, a messages field,
+    role and content fields).
     """
     if fmt is not None and fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -461,9 +466,9 @@ def iter_ingest(
             counts.files.append(str(path))
             in_file = 0  # records of this file read so far
             try:
-                file_fmt = fmt or detect_format(path)
+                file_fmt = fmt or detect_format(path, fields=fields)
                 counts.formats[str(path)] = file_fmt
-                for raw in read_records(path, file_fmt, on_bytes=add_bytes):
+                for raw in read_records(path, file_fmt, on_bytes=add_bytes, fields=fields):
                     counts.n_read += 1
                     in_file += 1
                     try:
@@ -514,18 +519,20 @@ def ingest_files(
     *,
     tools: list[dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    fields: FieldMap | None = None,
 ) -> IngestResult:
     """Read every record of the given files/directories/globs into memory; bad records go to
     quarantine. For inputs too large for memory, use iter_ingest."""
     counts = IngestCounts()
     result = IngestResult()
-    for item in iter_ingest(paths, fmt, tools=tools, counts=counts, progress=progress):
+    for item in iter_ingest(paths, fmt, tools=tools, counts=counts, progress=progress, fields=fields):
         if isinstance(item, Conversation):
             result.conversations.append(item)
         else:
             result.quarantine.append(item)
     result.n_read, result.duplicates, result.formats = counts.n_read, counts.duplicates, counts.formats
     result.files_quarantined, result.files_skipped = counts.files_quarantined, counts.files_skipped
+    result.leniencies = counts.leniencies
     return result
 
 

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any, Callable
 
+from deploysim.logs.formats import exports, traces
 from deploysim.logs.formats.base import RecordError
 
 # ---------------------------------------------------------------------------- OpenAI
@@ -19,6 +20,10 @@ from deploysim.logs.formats.base import RecordError
 def from_openai(rec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(rec.get("messages"), list):
         raise RecordError("record has no 'messages' list")
+    if "id" not in rec:  # Hugging Face chat JSONL names its id otherwise
+        for key in ("conversation_id", "prompt_id"):
+            if isinstance(rec.get(key), (str, int)) and not isinstance(rec.get(key), bool):
+                return {**rec, "id": rec[key]}
     return rec
 
 
@@ -207,9 +212,15 @@ def from_project_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONVERTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+# a converter returns one record, or a list of records and RecordErrors (one OTLP line holds many spans)
+CONVERTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "openai": from_openai,
     "sharegpt": from_sharegpt,
     "anthropic": from_anthropic,
     "taubench": from_taubench,
+    "openai_batch": exports.from_openai_batch,
+    "lmsys": exports.from_lmsys,
+    "langfuse": traces.from_langfuse,
+    "langsmith": traces.from_langsmith,
+    "otel": traces.from_otel,
 }

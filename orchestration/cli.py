@@ -263,20 +263,13 @@ def _instance():
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from deploysim import runs, settings
+    from deploysim import runs
     from deploysim.candidates import get
 
     cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.deadline is not None and not 0 < a.deadline < float("inf"):
         raise ValueError("--deadline must be a positive number of seconds")
-    s = settings.load(  # flags over the environment; invalid values fail here, before any work
-        logs=a.logs,
-        records_path=a.records_path,
-        messages_field=a.messages_field,
-        role_field=a.role_field,
-        content_field=a.content_field,
-    )
-    _check_layout(s)
+    s = run_settings(a)
     try:
         cand.api_key()  # a missing key is an error now, not after the traffic
         with _locked(a):
@@ -293,11 +286,21 @@ def cmd_run(a: argparse.Namespace) -> int:
         raise
 
 
-def _check_layout(s) -> None:
-    """A malformed --records-path (or field path) fails now, before any work."""
+def run_settings(a: argparse.Namespace):
+    """The settings of `run`: its flags over the environment; invalid values (a malformed
+    --records-path or field path too) fail here, before any work."""
+    from deploysim import settings
     from deploysim.logs.formats.documents import FieldMap
 
+    s = settings.load(
+        logs=a.logs,
+        records_path=a.records_path,
+        messages_field=a.messages_field,
+        role_field=a.role_field,
+        content_field=a.content_field,
+    )
     FieldMap(**s.field_map())
+    return s
 
 
 def cmd_gate(a: argparse.Namespace) -> int:

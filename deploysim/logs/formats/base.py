@@ -218,7 +218,7 @@ def format_of_record(rec: dict[str, Any]) -> str | None:
         return "langsmith"
     if isinstance(rec.get("observations"), list) or ("traceId" in rec and rec.get("type") in _LANGFUSE_TYPES):
         return "langfuse"
-    if isinstance(rec.get("messages"), list):
+    if isinstance(rec.get("messages"), list) or isinstance(rec.get("contents"), list):
         return "openai"
     if isinstance(rec.get("traj"), list):
         return "taubench"
@@ -249,14 +249,15 @@ def _first_byte(path: Path) -> bytes:
     return b""
 
 
-def _is_document(path: Path) -> bool:
-    """Whether the file is one JSON document of records (not JSON lines)."""
+def _is_document(path: Path, of_records: bool = True) -> bool:
+    """Whether the whole file is one JSON array or object (of records, with ``of_records``)."""
     from deploysim.logs.formats.documents import holds_records, load_document
 
     try:
-        return holds_records(load_document(path))
+        doc = load_document(path)
     except Exception:  # not JSON, or a broken stream (reading reports it)
         return False
+    return holds_records(doc) if of_records else isinstance(doc, (list, dict))
 
 
 def _parquet_kind(path: Path) -> str:
@@ -306,8 +307,8 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
             try:
                 rec = load_json_object(decode_line(raw, no == 1))
             except RecordError:
-                if seen == 1 and first == b"{" and _is_document(path):  # a JSON document over several lines
-                    return "json"
+                if seen == 1 and first == b"{" and _is_document(path, of_records=False):  # a JSON document
+                    return "json"  # over several lines; reading says where its records are or are not
                 rec = None
             fmt = format_of_record(rec) if rec is not None else None
             if rec is not None and fields is not None and fields.maps_messages:

@@ -132,8 +132,11 @@ def select_records(doc: Any, records_path: str | None) -> list[Any]:
 
 
 def holds_records(doc: Any) -> bool:
-    """Whether a JSON value looks like a document of records (not one record)."""
-    return isinstance(doc, list) or (isinstance(doc, dict) and bool(_record_lists(doc)))
+    """Whether a JSON value is a document of records (a list, an object holding one, or one record
+    of a known format)."""
+    from deploysim.logs.formats.base import format_of_record
+
+    return isinstance(doc, list) or (isinstance(doc, dict) and bool(_record_lists(doc) or format_of_record(doc)))
 
 
 # ---------------------------------------------------------------------------- mapped records

@@ -309,8 +309,8 @@ def _otel_span(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
     messages = _from_semconv(attrs) or _from_events(span.get("events")) or _from_indexed(attrs)
     if not messages:
         raise RecordError(
-            "GenAI span without captured messages (turn on content capture, e.g. "
-            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)"
+            "GenAI span without captured messages: turn on content capture, e.g. "
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true"
         )
     out: dict[str, Any] = {
         "messages": messages,
@@ -348,5 +348,5 @@ def from_otel(rec: dict[str, Any]) -> list[dict[str, Any] | RecordError]:
                 try:
                     out.append(_otel_span(span, attrs))
                 except RecordError as e:
-                    out.append(RecordError(f"span {span.get('name', '')!r} ({span.get('spanId', '?')}): {e}"))
+                    out.append(RecordError(f"{e} (span {span.get('name', '')!r}, id {span.get('spanId', '?')})"))
     return out

@@ -163,9 +163,14 @@ def test_top_level_array_and_mapped_jsonl(tmp_path: Path) -> None:
     assert res.formats == {str(arr): "json"} and len(res.conversations) == 1
     assert res.quarantine[0].reason.startswith("record looks like no known format (keys: prompt)")
     lines = tmp_path / "chats.jsonl"
-    lines.write_text(json.dumps({"dialog": {"turns": [{"who": "Human", "said": "hello"}, {"who": "AI", "said": "hi"}]}}))
+    lines.write_text(
+        json.dumps({"dialog": {"turns": [{"who": "Human", "said": "hello"}, {"who": "AI", "said": "hi"}]}})
+    )
     res = ingest_files([lines], fields=FieldMap(messages_field="dialog.turns", role_field="who", content_field="said"))
-    assert res.formats == {str(lines): "mapped"} and _turns(res.conversations[0]) == [("user", "hello"), ("assistant", "hi")]
+    assert res.formats == {str(lines): "mapped"} and _turns(res.conversations[0]) == [
+        ("user", "hello"),
+        ("assistant", "hi"),
+    ]
 
 
 def test_cli_ingest_json_document_with_layout_options(capsys) -> None:
@@ -179,7 +184,10 @@ def test_cli_ingest_json_document_with_layout_options(capsys) -> None:
     ("args", "says"),
     [
         ([], "the document holds no list of records (keys: exported_at, results, version); say where it is"),
-        (["--records-path", "results.sample"], "records path 'results.sample' not found: no key 'sample' at 'results' (keys: samples)"),
+        (
+            ["--records-path", "results.sample"],
+            "records path 'results.sample' not found: no key 'sample' at 'results' (keys: samples)",
+        ),
         (["--records-path", "version"], "records path 'version' holds a JSON int, not a list of records"),
     ],
 )
@@ -277,7 +285,9 @@ def test_undetectable_json_document_is_a_format_error(tmp_path: Path) -> None:
     p.write_text('{\n  "title": "not logs",\n  "pages": 3\n}\n')
     assert detect_format(p) == "json"
     res = ingest_files([p])
-    assert res.files_quarantined == {str(p): "the document holds no list of records (keys: pages, title); say where it is with --records-path"}
+    assert res.files_quarantined == {
+        str(p): "the document holds no list of records (keys: pages, title); say where it is with --records-path"
+    }
     bad = tmp_path / "broken.json"
     bad.write_text('[\n  {"messages": []},\n')
     with pytest.raises(FormatError):

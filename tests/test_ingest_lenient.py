@@ -181,7 +181,9 @@ def test_cli_ingest_of_agent_logs_without_ids(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "read 37: accepted 37, quarantined 0, duplicates dropped 0" in out
     calls = sum(
-        len(m.tool_calls) for c in ingest_files([blank]).conversations if c.metadata.get("tool_call_ids_synthesized")
+        len(m.tool_calls)
+        for c in ingest_files([blank]).conversations
+        if c.metadata.get("tool_call_ids_synthesized")
         for m in c.messages
     )
     assert f"      10 records ({calls:,}x)  tool calls without ids (stable ids synthesized)" in out

@@ -62,10 +62,9 @@ def add_grade_command(sub: Any) -> None:
 
 
 def cmd_grade(a: argparse.Namespace) -> int:
+    from deploysim.cli.logs import layout
     from deploysim.estimation import observe
     from deploysim.grading import calibration, taxonomy
-
-    from deploysim.cli.logs import layout
 
     fields = layout(a)  # a malformed path fails before any work
     tax = taxonomy.load(a.taxonomy)

@@ -223,7 +223,13 @@ def format_of_record(rec: dict[str, Any]) -> str | None:
     if isinstance(rec.get("traj"), list):
         return "taubench"
     turns = rec.get("conversation")
-    if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "role" in turns[0] and "from" not in turns[0]:
+    if (
+        isinstance(turns, list)
+        and turns
+        and isinstance(turns[0], dict)
+        and "role" in turns[0]
+        and "from" not in turns[0]
+    ):
         return "lmsys"
     if isinstance(rec.get("conversations"), list) or isinstance(turns, list):
         return "sharegpt"
@@ -261,7 +267,7 @@ def _is_document(path: Path, of_records: bool = True) -> bool:
 
 
 def _parquet_kind(path: Path) -> str:
-    """"parquet" (the project's schema, or a file too broken to tell) or "huggingface"."""
+    """ "parquet" (the project's schema, or a file too broken to tell) or "huggingface"."""
     import pyarrow.parquet as pq
 
     try:
@@ -387,9 +393,7 @@ def _by_own_format(rec: dict[str, Any]) -> Any:
     return convert.CONVERTERS[fmt](rec)
 
 
-def _parquet_records(
-    path: Path, fmt: str, on_bytes: Callable[[int], None] | None, fields: Any
-) -> Iterator[RawRecord]:
+def _parquet_records(path: Path, fmt: str, on_bytes: Callable[[int], None] | None, fields: Any) -> Iterator[RawRecord]:
     import pyarrow.parquet as pq
 
     from deploysim.logs.formats import convert, documents, exports
@@ -399,6 +403,7 @@ def _parquet_records(
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError
         raise FormatError(f"cannot read {path} as Parquet: {e}", reason=f"corrupt Parquet file: {e}") from None
     names = set(pf.schema_arrow.names)
+    to_openai: Callable[[dict[str, Any]], dict[str, Any]]
     if fields.maps_messages:
         to_openai = partial(documents.from_mapped, fields=fields)
     elif fmt == "huggingface":

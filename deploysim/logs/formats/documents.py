@@ -156,7 +156,9 @@ def _turn(t: Any, i: int, fields: FieldMap) -> dict[str, Any]:
         raise RecordError(f"turn {i} is not an object")
     role = _pick(t, fields.role_field, ROLE_KEYS)
     if role is None:
-        raise RecordError(f"turn {i} has no role (no {fields.role_field or ', '.join(ROLE_KEYS)}; turn keys: {_keys(t)})")
+        raise RecordError(
+            f"turn {i} has no role (no {fields.role_field or ', '.join(ROLE_KEYS)}; turn keys: {_keys(t)})"
+        )
     msg = {k: t[k] for k in ("tool_calls", "tool_call_id", "name", "function_call", "parts") if k in t}
     msg["role"] = ROLE_NAMES.get(str(role).lower(), role)
     content = _pick(t, fields.content_field, CONTENT_KEYS)

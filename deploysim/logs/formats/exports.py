@@ -22,6 +22,11 @@ def iso_time(value: Any) -> str | None:
     return None
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """The value when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _meta(**items: Any) -> dict[str, Any]:
     return {k: v for k, v in items.items() if v is not None and v != ""}
 
@@ -43,9 +48,8 @@ def from_openai_batch(rec: dict[str, Any]) -> dict[str, Any]:
     request too, or a stored chat completion (``{object: "chat.completion", messages?, choices}``).
 
     An output line alone holds only the answer: it is quarantined, pointing at the input file."""
-    body = rec.get("body") if isinstance(rec.get("body"), dict) else {}
-    response = rec.get("response") if isinstance(rec.get("response"), dict) else {}
-    completion = response.get("body") if isinstance(response.get("body"), dict) else None
+    body, response = obj(rec.get("body")), obj(rec.get("response"))
+    completion: dict[str, Any] | None = obj(response.get("body")) or None
     if completion is None and isinstance(rec.get("choices"), list):
         completion = rec
     request = next(
@@ -83,7 +87,9 @@ def from_lmsys(rec: dict[str, Any]) -> dict[str, Any]:
     """``{conversation_id | conversation_hash, model, turn, language, conversation: [{role, content}]}``."""
     turns = rec.get("conversation")
     if not isinstance(turns, list) or not turns:
-        raise RecordError("record has no 'conversation' list" if not isinstance(turns, list) else "empty 'conversation'")
+        raise RecordError(
+            "record has no 'conversation' list" if not isinstance(turns, list) else "empty 'conversation'"
+        )
     messages = []
     for i, t in enumerate(turns, start=1):
         if not isinstance(t, dict):

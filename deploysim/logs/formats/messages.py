@@ -81,7 +81,11 @@ def _call(c: Any, i: int, k: int, notes: Counter[str]) -> Any:
         cid = f"{SYNTH_PREFIX}{i}_{k}"
         lenient(notes, "tool_call_id_synthesized")
     raw_args = next((fn[key] for key in ("arguments", "args", "input") if key in fn), None)
-    return {"id": cid, "type": "function", "function": {"name": fn.get("name"), "arguments": _args_text(raw_args, notes)}}
+    return {
+        "id": cid,
+        "type": "function",
+        "function": {"name": fn.get("name"), "arguments": _args_text(raw_args, notes)},
+    }
 
 
 # ---------------------------------------------------------------------------- Gemini and Anthropic shapes
@@ -94,7 +98,7 @@ def _media_part(kind: str) -> dict[str, Any]:
 def _from_gemini(m: dict[str, Any], i: int, notes: Counter[str]) -> list[dict[str, Any]]:
     """A Gemini ``{role, parts}`` message as OpenAI messages (results first, then the text)."""
     lenient(notes, "gemini_parts")
-    role = {"model": "assistant", "function": "tool"}.get(m.get("role"), m.get("role"))
+    role = {"model": "assistant", "function": "tool"}.get(str(m.get("role")), m.get("role"))
     content: list[Any] = []
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -177,7 +181,11 @@ def _legacy_call(m: dict[str, Any], i: int) -> dict[str, Any]:
         raise RecordError(f"message {i} has both a legacy function_call and tool_calls")
     if not isinstance(fc, dict) or not isinstance(fc.get("name"), str) or not fc["name"]:
         raise RecordError(f"message {i} has a legacy function_call without a function name")
-    call = {"id": f"call_legacy_{i}", "type": "function", "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")}}
+    call = {
+        "id": f"call_legacy_{i}",
+        "type": "function",
+        "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")},
+    }
     return {**m, "tool_calls": [call]}
 
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from deploysim.logs.formats.base import RecordError
-from deploysim.logs.formats.exports import _meta, iso_time
+from deploysim.logs.formats.exports import _meta, iso_time, obj
 
 # ---------------------------------------------------------------------------- shared
 
@@ -148,14 +148,13 @@ def from_langsmith(rec: dict[str, Any]) -> dict[str, Any]:
     runs of other types (chain, tool, retriever) are quarantined: the llm runs hold the conversation."""
     if rec.get("run_type") != "llm":
         raise RecordError(f"LangSmith {rec.get('run_type')} run: only llm runs hold a conversation")
-    inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+    inputs = obj(rec.get("inputs"))
     request = _as_messages(inputs.get("messages")) or _as_messages(inputs.get("prompts") or inputs.get("prompt"))
     messages = _conversation(
         [lc_message(m) for m in request or []], _langsmith_answer(rec.get("outputs")), "LangSmith run"
     )
-    extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
-    meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
-    invocation = extra.get("invocation_params") if isinstance(extra.get("invocation_params"), dict) else {}
+    extra = obj(rec.get("extra"))
+    meta, invocation = obj(extra.get("metadata")), obj(extra.get("invocation_params"))
     out: dict[str, Any] = {
         "messages": messages,
         "metadata": _meta(
@@ -269,7 +268,10 @@ def _from_events(events: Any) -> list[Any]:
         elif name in _EVENT_ROLES:
             body = _json(a.get("message")) if name == "gen_ai.choice" and "message" in a else a
             body = body if isinstance(body, dict) else {"content": body}
-            msg: dict[str, Any] = {"role": body.get("role") or _EVENT_ROLES[name], "content": _json(body.get("content"))}
+            msg: dict[str, Any] = {
+                "role": body.get("role") or _EVENT_ROLES[name],
+                "content": _json(body.get("content")),
+            }
             if body.get("tool_calls"):
                 msg["tool_calls"] = _json(body["tool_calls"])
             if name == "gen_ai.tool.message" and body.get("id"):
@@ -316,7 +318,9 @@ def _otel_span(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
         "messages": messages,
         "metadata": _meta(
             model=attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model"),
-            timestamp=iso_time(int(span["startTimeUnixNano"]) if str(span.get("startTimeUnixNano", "")).isdigit() else None),
+            timestamp=iso_time(
+                int(span["startTimeUnixNano"]) if str(span.get("startTimeUnixNano", "")).isdigit() else None
+            ),
         ),
     }
     if span.get("spanId"):
@@ -327,7 +331,8 @@ def _otel_span(span: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
 def _is_genai(span: dict[str, Any], attrs: dict[str, Any]) -> bool:
     if attrs.get("gen_ai.operation.name") in SKIPPED_OPERATIONS:
         return False
-    events = span.get("events") if isinstance(span.get("events"), list) else []
+    events = span.get("events")
+    events = events if isinstance(events, list) else []
     return any(k.startswith("gen_ai.") for k in attrs) or any(
         isinstance(e, dict) and str(e.get("name", "")).startswith("gen_ai.") for e in events
     )

@@ -1,16 +1,20 @@
 """Read production logs of any supported format into validated Conversations, streaming.
 
 Formats are detected per file (or forced): OpenAI chat JSONL, ShareGPT, Anthropic
-Human/Assistant transcripts, tau-bench trajectories and the project's own Parquet, plain,
-gzip or zstd (see deploysim.logs.formats). A record that cannot be used becomes a
-QuarantineRecord with its file, line (or row) and a reason a person can act on; it never
-stops the run. Exact duplicates (same id and same content, or same content without an id)
+Human/Assistant transcripts, tau-bench trajectories, OpenAI Batch, LMSYS/WildChat, Hugging Face
+Parquet, Langfuse, LangSmith, OpenTelemetry GenAI, JSON documents and any layout through a
+FieldMap, and the project's own Parquet, plain, gzip or zstd (see deploysim.logs.formats).
+Harmless differences (tool calls without ids, Anthropic/Gemini tool shapes, ...) are read
+leniently and counted per accepted record (IngestCounts.leniencies). A record that cannot be
+used becomes a QuarantineRecord with its file, line (or row) and a reason a person can act on;
+it never stops the run. Exact duplicates (same id and same content, or same content without an id)
 are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
 A file that cannot be read (empty, not a log, corrupt or truncated compression) is
 quarantined as a file (line 0) and the other files go on; files of a directory that are not
 logs by name are skipped and counted.
 
-Memory does not grow with the input: files are read a line (or a Parquet batch) at a time,
+Memory does not grow with the input: files are read a line (or a Parquet batch) at a time
+(a JSON document whole),
 and the only state kept across records, the ids seen for duplicate detection, lives in a
 temporary SQLite file.
 """

@@ -242,6 +242,7 @@ def format_of_record(rec: dict[str, Any]) -> str | None:
     return None
 
 
+_OPENING_BYTES = 4096  # a JSON document's first line is short; a broken JSONL record is not read whole
 _LANGFUSE_TYPES = ("GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EMBEDDING")
 
 
@@ -313,7 +314,8 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
             try:
                 rec = load_json_object(decode_line(raw, no == 1))
             except RecordError:
-                if seen == 1 and first == b"{" and _is_document(path, of_records=False):  # a JSON document
+                opening = seen == 1 and first == b"{" and len(raw) < _OPENING_BYTES  # a short first line
+                if opening and _is_document(path, of_records=False):  # a JSON document
                     return "json"  # over several lines; reading says where its records are or are not
                 rec = None
             fmt = format_of_record(rec) if rec is not None else None

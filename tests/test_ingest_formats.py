@@ -43,7 +43,6 @@ DETECTED = {
     "langfuse_trace.json": "json",
     "langsmith_runs.jsonl": "langsmith",
     "otel_genai.jsonl": "otel",
-    "custom_document.json": "json",
 }
 
 
@@ -59,8 +58,11 @@ def _turns(conv: Conversation) -> list[tuple[str, str | None]]:
 
 
 def test_every_fixture_is_detected_as_its_format() -> None:
-    assert {p.name for p in FORMATS_DIR.iterdir() if not p.name.startswith("README")} == set(DETECTED)
+    assert {p.name for p in FORMATS_DIR.iterdir() if not p.name.startswith("README")} == {*DETECTED, DOC.name}
     assert {name: detect_format(FORMATS_DIR / name) for name in DETECTED} == DETECTED
+    assert detect_format(DOC, fields=FieldMap(records_path="results.samples")) == "json"
+    with pytest.raises(FormatError, match="the document holds no list of records"):
+        detect_format(DOC)  # where its records are must be said
 
 
 def test_openai_batch_input_output_and_stored_completions() -> None:
@@ -283,7 +285,6 @@ def test_run_passes_layout_options_to_the_ingest_asset(tmp_path: Path, monkeypat
 def test_undetectable_json_document_is_a_format_error(tmp_path: Path) -> None:
     p = tmp_path / "notes.json"
     p.write_text('{\n  "title": "not logs",\n  "pages": 3\n}\n')
-    assert detect_format(p) == "json"
     res = ingest_files([p])
     assert res.files_quarantined == {
         str(p): "the document holds no list of records (keys: pages, title); say where it is with --records-path"
@@ -292,3 +293,18 @@ def test_undetectable_json_document_is_a_format_error(tmp_path: Path) -> None:
     bad.write_text('[\n  {"messages": []},\n')
     with pytest.raises(FormatError):
         detect_format(bad)
+
+
+def test_a_json_file_of_other_records_beside_logs_is_quarantined_whole(tmp_path: Path) -> None:
+    """A tool-schema file in a log directory (as tau-bench ships) is one quarantined file, not records."""
+    (tmp_path / "tools.json").write_text(
+        json.dumps([{"type": "function", "function": {"name": "book", "parameters": {}}}], indent=2)
+    )
+    (tmp_path / "logs.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    res = ingest_files([tmp_path])
+    assert res.n_read == 1 and len(res.conversations) == 1
+    assert res.files_quarantined == {
+        str(tmp_path / "tools.json"): "not a log file: a JSON document whose records look like no known format "
+        "(keys of the first: function, type); give --messages-field (and --role-field, --content-field) "
+        "for another layout"
+    }

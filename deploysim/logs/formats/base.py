@@ -256,15 +256,35 @@ def _first_byte(path: Path) -> bytes:
     return b""
 
 
-def _is_document(path: Path, of_records: bool = True) -> bool:
-    """Whether the whole file is one JSON array or object (of records, with ``of_records``)."""
-    from deploysim.logs.formats.documents import holds_records, load_document
+def _document(path: Path) -> Any:
+    """The whole file as one JSON value, or None when it is not one (JSON lines, broken, too big)."""
+    from deploysim.logs.formats.documents import load_document
 
     try:
-        doc = load_document(path)
+        return load_document(path)
     except Exception:  # not JSON, or a broken stream (reading reports it)
-        return False
-    return holds_records(doc) if of_records else isinstance(doc, (list, dict))
+        return None
+
+
+def _document_format(path: Path, doc: Any, fields: Any, sample: int) -> str:
+    """ "json" for a document whose records are logs; FormatError saying why it is not one."""
+    from deploysim.logs.formats.documents import select_records
+
+    if fields is not None and fields.maps_messages:
+        return "json"
+    try:
+        records = select_records(doc, None)
+    except FormatError as e:
+        raise FormatError(f"{path}: {e.reason}", reason=e.reason) from None
+    objects = [r for r in records[:sample] if isinstance(r, dict)]
+    if any(format_of_record(r) for r in objects):
+        return "json"
+    keys = ", ".join(sorted(objects[0])) if objects else "none"
+    why = (
+        f"not a log file: a JSON document whose records look like no known format (keys of the first: {keys}); "
+        "give --messages-field (and --role-field, --content-field) for another layout"
+    )
+    raise FormatError(f"{path}: {why}", reason=why)
 
 
 def _parquet_kind(path: Path) -> str:
@@ -285,6 +305,8 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
 
     Raises FormatError (with a ``reason``) for an empty file, a file of no known format and
     a compressed stream broken before any record could be recognised."""
+    from deploysim.logs.formats.documents import holds_records
+
     path = Path(path)
     try:
         head = _magic(path)
@@ -303,8 +325,9 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
         first = _first_byte(path)
     except Exception:  # a broken stream: reading the lines reports it
         first = b""
-    if first == b"[" and _is_document(path):
-        return "json"
+    doc = _document(path) if first == b"[" else None
+    if isinstance(doc, list):
+        return _document_format(path, doc, fields, sample_lines)
     seen = 0
     try:
         for no, raw, err in iter_lines(path):
@@ -315,8 +338,9 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
                 rec = load_json_object(decode_line(raw, no == 1))
             except RecordError:
                 opening = seen == 1 and first == b"{" and len(raw) < _OPENING_BYTES  # a short first line
-                if opening and _is_document(path, of_records=False):  # a JSON document
-                    return "json"  # over several lines; reading says where its records are or are not
+                doc = _document(path) if opening else None
+                if isinstance(doc, dict):  # a JSON document over several lines
+                    return _document_format(path, doc, fields, sample_lines)
                 rec = None
             fmt = format_of_record(rec) if rec is not None else None
             if rec is not None and fields is not None and fields.maps_messages:
@@ -330,8 +354,9 @@ def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str
             raise
     if seen == 0:
         raise FormatError(f"cannot detect the format of {path}: it has no records", reason="empty file: no records")
-    if seen == 1 and first == b"{" and _is_document(path):  # one object holding a list of records
-        return "json"
+    doc = _document(path) if seen == 1 and first == b"{" else None
+    if holds_records(doc):  # one object holding a list of records
+        return _document_format(path, doc, fields, sample_lines)
     why = (
         f"none of its first {seen} records looks like a known format ({', '.join(FORMATS[:10])}); "
         "pass the format explicitly if it is one of them, or --records-path / --messages-field for another layout"

@@ -375,23 +375,17 @@ def read_records(
 ) -> Iterator[RawRecord]:
     """Every record of a file as an OpenAI-shaped dict (or an error), streamed (a JSON document
     is read whole). ``fields`` (a documents.FieldMap) maps records of other layouts."""
-    from deploysim.logs.formats import convert, documents
+    from deploysim.logs.formats import documents
 
     path = Path(path)
     fields = fields or documents.NO_FIELDS
     fmt = fmt or detect_format(path, fields=fields)
     if fmt not in FORMATS:
         raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    to_openai: Callable[[dict[str, Any]], Any]
-    if fields.maps_messages or fmt == "mapped":
-        to_openai = partial(documents.from_mapped, fields=fields)
-    elif fmt == "json":
-        to_openai = _by_own_format
-    elif fmt not in ("parquet", "huggingface"):
-        to_openai = convert.CONVERTERS[fmt]
     if fmt in ("parquet", "huggingface"):
         yield from _parquet_records(path, fmt, on_bytes, fields)
         return
+    to_openai = _converter(fmt, fields)
     if fmt == "json":
         yield from documents.document_records(path, fields, to_openai, on_bytes)
         return
@@ -407,6 +401,18 @@ def read_records(
             yield from documents.expand(no, to_openai(rec))
         except RecordError as e:
             yield RawRecord(no, error=str(e))
+
+
+def _converter(fmt: str, fields: Any) -> Callable[[dict[str, Any]], Any]:
+    """How a JSON record of a file of that format becomes OpenAI-shaped (records of a JSON
+    document by their own format; with a field mapping, through it)."""
+    from deploysim.logs.formats import convert, documents
+
+    if fields.maps_messages or fmt == "mapped":
+        return partial(documents.from_mapped, fields=fields)
+    if fmt == "json":
+        return _by_own_format
+    return convert.CONVERTERS[fmt]
 
 
 def _by_own_format(rec: dict[str, Any]) -> Any:

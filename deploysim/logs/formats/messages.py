@@ -91,10 +91,6 @@ def _call(c: Any, i: int, k: int, notes: Counter[str]) -> Any:
 # ---------------------------------------------------------------------------- Gemini and Anthropic shapes
 
 
-def _media_part(kind: str) -> dict[str, Any]:
-    return {"type": kind}
-
-
 def _from_gemini(m: dict[str, Any], i: int, notes: Counter[str]) -> list[dict[str, Any]]:
     """A Gemini ``{role, parts}`` message as OpenAI messages (results first, then the text)."""
     lenient(notes, "gemini_parts")
@@ -119,7 +115,7 @@ def _from_gemini(m: dict[str, Any], i: int, notes: Counter[str]) -> list[dict[st
             data = p.get("inlineData") or p.get("fileData") or {}
             mime = str(data.get("mimeType") or data.get("mime_type") or "") if isinstance(data, dict) else ""
             kind = mime.split("/")[0] if mime.split("/")[0] in ("image", "audio", "video") else "file"
-            content.append(_media_part("thought" if p.get("thought") else kind))
+            content.append({"type": "thought" if p.get("thought") else kind})  # kept as a placeholder
     out: list[dict[str, Any]] = list(results)
     if calls or content or not results:
         msg: dict[str, Any] = {"role": role, "content": content or None}

@@ -71,9 +71,11 @@ def test_openai_batch_input_output_and_stored_completions() -> None:
     assert first.conversation_id == "request-1" and first.metadata["model"] == "gpt-4o-mini"
     assert _turns(first)[-1] == ("user", "Summarise: the meeting moved to Thursday at 3pm.")
     assert second.tools[0]["function"]["name"] == "get_weather"
-    out = _ingest("openai_batch_output.jsonl")
+    out = _ingest("openai_batch_output.jsonl")  # the answers alone: their requests are not given
     assert out.conversations == []
-    assert out.quarantine[0].reason.startswith("Batch output line 'request-1' holds only the response")
+    assert [q.reason for q in out.quarantine] == [
+        "Batch output line 'request-1' matches no request of the batch input files given"
+    ]
     [stored] = _ingest("openai_stored_completions.jsonl").conversations
     assert stored.conversation_id == "chatcmpl-AyPNinnUqUDYo9SAdA52NobMflmj2"
     assert _turns(stored) == [
@@ -82,6 +84,23 @@ def test_openai_batch_input_output_and_stored_completions() -> None:
         ("assistant", "Hold the reset button for ten seconds until the lights blink."),
     ]
     assert stored.metadata["timestamp"] == "2025-02-07T20:36:50Z"
+
+
+def test_openai_batch_output_joins_its_input(tmp_path: Path, capsys) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    # the output file sorts first; it is read after the input all the same
+    shutil.copy(FORMATS_DIR / "openai_batch_output.jsonl", batch / "a_output.jsonl")
+    shutil.copy(FORMATS_DIR / "openai_batch_input.jsonl", batch / "b_input.jsonl")
+    counts = IngestCounts()
+    convs = [c for c in iter_ingest([batch], counts=counts) if isinstance(c, Conversation)]
+    assert [c.conversation_id for c in convs] == ["request-1", "request-2"]
+    assert _turns(convs[0])[-1] == ("assistant", "The meeting is now on Thursday at 3pm.")
+    assert convs[0].metadata == {"model": "gpt-4o-mini-2024-07-18", "timestamp": "2024-05-01T08:00:00Z"}
+    assert _turns(convs[1])[-1][0] == "user"  # no answer in the output file: the request alone
+    assert (counts.n_read, counts.accepted, counts.quarantined, counts.batch_answers_joined) == (2, 2, 0, 1)
+    assert cli.main(["ingest", str(batch), "--quiet"]) == 0
+    assert "OpenAI Batch answers joined to their requests: 1" in capsys.readouterr().out
 
 
 def test_lmsys_and_wildchat_rows() -> None:

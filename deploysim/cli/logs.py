@@ -70,6 +70,8 @@ def layout(a: argparse.Namespace):
 
 
 def _print_leniencies(counts) -> None:
+    if counts.batch_answers_joined:
+        print(f"OpenAI Batch answers joined to their requests: {counts.batch_answers_joined:,}")
     lines = counts.leniency_lines()
     if lines:
         print("read leniently (accepted records, occurrences):")

@@ -9,7 +9,8 @@ leniently and counted per accepted record (IngestCounts.leniencies). A record th
 used becomes a QuarantineRecord with its file, line (or row) and a reason a person can act on;
 it never stops the run. Exact duplicates (same id and same content, or same content without an id)
 are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
-A file that cannot be read (empty, not a log, corrupt or truncated compression) is
+OpenAI Batch output files are read after the inputs and joined to their requests by custom_id
+(deploysim.logs.batch). A file that cannot be read (empty, not a log, corrupt or truncated compression) is
 quarantined as a file (line 0) and the other files go on; files of a directory that are not
 logs by name are skipped and counted.
 
@@ -36,7 +37,16 @@ from typing import Any, Callable, Iterable, Iterator
 from pydantic import ValidationError
 
 from deploysim.errors import InputError
-from deploysim.logs.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
+from deploysim.logs.batch import BatchAnswers, is_output_file
+from deploysim.logs.formats import (
+    FORMATS,
+    FormatError,
+    RawRecord,
+    RecordError,
+    StreamError,
+    detect_format,
+    read_records,
+)
 from deploysim.logs.formats.base import decode_line, load_json_object
 from deploysim.logs.formats.documents import FieldMap
 from deploysim.logs.formats.messages import LENIENCIES, lenient, normalize
@@ -94,6 +104,7 @@ class IngestCounts:
     files: list[str] = field(default_factory=list)  # every file opened
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why it was not (fully) read
     files_skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not a log file
+    batch_answers_joined: int = 0  # OpenAI Batch output lines joined to their requests (not records)
     leniencies: Counter[str] = field(default_factory=Counter)  # accepted records read leniently, per kind
     lenient_items: Counter[str] = field(default_factory=Counter)  # occurrences of each leniency in them
 
@@ -123,6 +134,7 @@ class IngestCounts:
             "files_skipped": len(self.files_skipped),
             "files_skipped_reasons": dict(Counter(self.files_skipped.values())),
             "leniencies": {k: {"records": self.leniencies[k], "items": self.lenient_items[k]} for k in self.leniencies},
+            "batch_answers_joined": self.batch_answers_joined,
         }
 
 
@@ -459,6 +471,9 @@ def iter_ingest(
     files, skipped = scan_inputs(paths)
     counts = counts if counts is not None else IngestCounts()
     counts.files_skipped.update(skipped)
+    answers = _batch_answers(files, fmt, fields)
+    if answers is not None:  # Batch output files are read after the inputs whose answers they hold
+        files = [f for f in files if f not in answers.files] + [f for f in files if f in answers.files]
     seen = SeenStore()
     last = time.monotonic()
 
@@ -472,14 +487,24 @@ def iter_ingest(
             try:
                 file_fmt = fmt or detect_format(path, fields=fields)
                 counts.formats[str(path)] = file_fmt
-                for raw in read_records(path, file_fmt, on_bytes=add_bytes, fields=fields):
-                    counts.n_read += 1
+                if answers is not None and path in answers.files:
+                    records: Iterable[RawRecord | None] = answers.read_output(path, add_bytes)
+                else:
+                    records = read_records(path, file_fmt, on_bytes=add_bytes, fields=fields)
+                for raw in records:
                     in_file += 1
+                    if raw is None:  # a Batch answer, now part of its request's record
+                        counts.batch_answers_joined += 1
+                        continue
+                    counts.n_read += 1
                     try:
                         if raw.error is not None:
                             raise RecordError(raw.error)
+                        rec = raw.record or {}
+                        if answers is not None and file_fmt == "openai_batch":
+                            rec = answers.attach(rec)
                         found: Counter[str] = Counter()
-                        conv = to_conversation(raw.record or {}, tools, max_message_chars, found)
+                        conv = to_conversation(rec, tools, max_message_chars, found)
                         digest = content_id(conv.messages, conv.tools)
                         first = seen.check(conv.conversation_id, digest, f"{path}:{raw.where}")
                         if first is not None:
@@ -515,6 +540,17 @@ def iter_ingest(
             progress(counts, len(files), len(files))
     finally:
         seen.close()
+        if answers is not None:
+            answers.close()
+
+
+def _batch_answers(files: list[Path], fmt: str | None, fields: FieldMap | None) -> BatchAnswers | None:
+    """The answers of the OpenAI Batch output files among the inputs, or None when there are none."""
+    if fmt not in (None, "openai_batch") or (fields is not None and (fields.maps_messages or fields.records_path)):
+        return None
+    lines = [f for f in files if not f.name.lower().endswith((".parquet", ".json"))]  # JSON lines only
+    outputs = [f for f in lines if is_output_file(f)]
+    return BatchAnswers(outputs) if outputs else None
 
 
 def ingest_files(

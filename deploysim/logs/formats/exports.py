@@ -47,7 +47,8 @@ def from_openai_batch(rec: dict[str, Any]) -> dict[str, Any]:
     line (``{custom_id, response: {status_code, body: <chat.completion>}, error}``) holding the
     request too, or a stored chat completion (``{object: "chat.completion", messages?, choices}``).
 
-    An output line alone holds only the answer: it is quarantined, pointing at the input file."""
+    An output line holds only the answer: ingest joins it to its request (deploysim.logs.batch);
+    read here (a file mixing both kinds, a forced layout) it is quarantined, saying so."""
     body, response = obj(rec.get("body")), obj(rec.get("response"))
     completion: dict[str, Any] | None = obj(response.get("body")) or None
     if completion is None and isinstance(rec.get("choices"), list):

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from deploysim.logs.formats import FormatError, detect_format
@@ -271,6 +272,10 @@ def test_cli_redact_of_a_directory_mixing_every_format(tmp_path: Path, capsys) -
     assert "tool calls without ids (stable ids synthesized)" in printed
     assert all(r["messages"] and all("role" in m for m in r["messages"]) for r in rows)
     assert "jo@example.com" not in out.read_text() and "<EMAIL_1>" in out.read_text()
+    n, ids = duckdb.sql(  # the one output file, read back by DuckDB
+        f"select count(*), count(distinct json_extract_string(json, '$.id')) from read_ndjson_objects('{out}')"
+    ).fetchall()[0]
+    assert n == ids == counts.accepted
 
 
 def test_grade_reads_a_json_document_with_layout_options(tmp_path: Path, capsys) -> None:
@@ -299,6 +304,10 @@ def test_run_passes_layout_options_to_the_ingest_asset(tmp_path: Path, monkeypat
     meta = res.asset_materializations_for_node("ingest")[0].metadata
     assert (meta["read"].value, meta["accepted"].value, meta["quarantined"].value) == (3, 2, 1)
     assert meta["formats"].value == {"json": 1}
+    rows = duckdb.sql(
+        f"select conversation_id from read_parquet('{tmp_path / 'raw' / 'ingest' / 'conversations.parquet'}') order by 1"
+    ).fetchall()
+    assert rows == [("eval-0001",), ("eval-0002",)]
 
 
 def test_undetectable_json_document_is_a_format_error(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ leniently and counted per accepted record (IngestCounts.leniencies). A record th
 used becomes a QuarantineRecord with its file, line (or row) and a reason a person can act on;
 it never stops the run. Exact duplicates (same id and same content, or same content without an id)
 are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
-OpenAI Batch output files are read after the inputs and joined to their requests by custom_id
-(deploysim.logs.batch). A file that cannot be read (empty, not a log, corrupt or truncated compression) is
-quarantined as a file (line 0) and the other files go on; files of a directory that are not
-logs by name are skipped and counted.
+OpenAI Batch output files are read after the inputs and joined to their requests by
+custom_id (deploysim.logs.batch). A file that cannot be read (empty, not a log, corrupt or
+truncated compression) is quarantined as a file (line 0) and the other files go on; files of
+a directory that are not logs by name are skipped and counted.
 
 Memory does not grow with the input: files are read a line (or a Parquet batch) at a time
 (a JSON document whole),

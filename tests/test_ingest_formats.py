@@ -304,9 +304,8 @@ def test_run_passes_layout_options_to_the_ingest_asset(tmp_path: Path, monkeypat
     meta = res.asset_materializations_for_node("ingest")[0].metadata
     assert (meta["read"].value, meta["accepted"].value, meta["quarantined"].value) == (3, 2, 1)
     assert meta["formats"].value == {"json": 1}
-    rows = duckdb.sql(
-        f"select conversation_id from read_parquet('{tmp_path / 'raw' / 'ingest' / 'conversations.parquet'}') order by 1"
-    ).fetchall()
+    raw = tmp_path / "raw" / "ingest" / "conversations.parquet"
+    rows = duckdb.sql(f"select conversation_id from read_parquet('{raw}') order by 1").fetchall()
     assert rows == [("eval-0001",), ("eval-0002",)]
 
 

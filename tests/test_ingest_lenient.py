@@ -174,6 +174,18 @@ def test_real_agentdojo_file_through_the_cli(capsys) -> None:
     assert "1,164 records (3,535x)  empty assistant content beside tool calls" in out
 
 
+@pytest.mark.skipif(not AGENTDOJO.is_dir(), reason="shared AgentDojo data not present at ../shared/data")
+def test_real_agentdojo_file_with_geminis_empty_ids(tmp_path: Path, capsys) -> None:
+    """The 465 Gemini traces as recorded (empty ids): all but those with an empty final answer are accepted."""
+    blank = tmp_path / "agentdojo_blank_ids.jsonl"
+    assert _blank_generated_ids(AGENTDOJO / "agentdojo_traces.jsonl.gz", blank) == 465
+    assert cli.main(["ingest", str(blank), "--quiet", "--show", "0"]) == cli.EXIT_PASS
+    out = capsys.readouterr().out
+    assert "read 1,988: accepted 1,972, quarantined 16, duplicates dropped 0" in out
+    assert "     459 records (1,620x)  tool calls without ids (stable ids synthesized)" in out
+    assert "     459 records (1,620x)  tool results without a call id (paired with calls in order)" in out
+
+
 def test_cli_ingest_of_agent_logs_without_ids(tmp_path: Path, capsys) -> None:
     blank = tmp_path / "agentdojo_blank_ids.jsonl"
     _blank_generated_ids(AGENTDOJO_FIXTURE, blank)

@@ -1,23 +1,22 @@
 """Read production logs of any supported format into validated Conversations, streaming.
 
 Formats are detected per file (or forced): OpenAI chat JSONL, ShareGPT, Anthropic
-Human/Assistant transcripts, tau-bench trajectories, OpenAI Batch, LMSYS/WildChat, Hugging Face
-Parquet, Langfuse, LangSmith, OpenTelemetry GenAI, JSON documents and any layout through a
-FieldMap, and the project's own Parquet, plain, gzip or zstd (see deploysim.logs.formats).
+Human/Assistant transcripts, tau-bench trajectories, OpenAI Batch, LMSYS/WildChat, Hugging
+Face Parquet, Langfuse, LangSmith, OpenTelemetry GenAI, JSON documents, any layout through a
+FieldMap and the project's own Parquet; plain, gzip or zstd (see deploysim.logs.formats).
 Harmless differences (tool calls without ids, Anthropic/Gemini tool shapes, ...) are read
 leniently and counted per accepted record (IngestCounts.leniencies). A record that cannot be
 used becomes a QuarantineRecord with its file, line (or row) and a reason a person can act on;
-it never stops the run. Exact duplicates (same id and same content, or same content without an id)
-are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
+it never stops the run. Exact duplicates (same id and same content, or same content without
+an id) are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
 OpenAI Batch output files are read after the inputs and joined to their requests by
 custom_id (deploysim.logs.batch). A file that cannot be read (empty, not a log, corrupt or
 truncated compression) is quarantined as a file (line 0) and the other files go on; files of
 a directory that are not logs by name are skipped and counted.
 
-Memory does not grow with the input: files are read a line (or a Parquet batch) at a time
-(a JSON document whole),
-and the only state kept across records, the ids seen for duplicate detection, lives in a
-temporary SQLite file.
+Memory does not grow with the input: files are read a line (or a Parquet batch) at a time (a
+JSON document whole, up to 1 GB), and the state kept across records, the ids seen for
+duplicate detection and the Batch answers, lives in temporary SQLite files.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from deploysim import pipeline
 from orchestration.resources import Settings
 
 
-@dg.asset(code_version="1", group_name="traffic", kinds={"python", "parquet"})
+@dg.asset(code_version="2", group_name="traffic", kinds={"python", "parquet"})
 def ingest(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Production logs read and validated into the restricted raw zone; bad records quarantined."""
     s = settings.resolve()

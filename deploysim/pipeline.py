@@ -114,6 +114,7 @@ class _BatchWriter:
 
 def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Stream the logs (any supported format; settings.log_format forces one) into the raw zone."""
+    from deploysim.logs.formats.documents import FieldMap
     from deploysim.logs.ingest import IngestCounts, input_files, iter_ingest
     from deploysim.schemas import Conversation
 
@@ -121,12 +122,13 @@ def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = No
     paths = input_files(specs)  # no log file at all fails here, before anything is written
     s = settings or load_settings()
     fmt = fmt or s.log_format or None
+    fields = FieldMap(**s.field_map())
     home = lake.home()
     counts = IngestCounts()
     convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
     quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
     for item in iter_ingest(
-        specs, fmt, counts=counts, max_message_chars=s.max_message_chars
+        specs, fmt, counts=counts, max_message_chars=s.max_message_chars, fields=fields
     ):  # specs: skipped files counted
         if isinstance(item, Conversation):
             convs.add(conversation_to_row(item))
@@ -136,7 +138,7 @@ def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = No
     quarantine.close()
     return counts.as_dict() | {
         "files": [str(p) for p in paths],
-        "data_version": fingerprint(*paths, fmt),
+        "data_version": fingerprint(*paths, fmt, *([fields.describe()] if fields.describe() else [])),
     }
 
 

@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     home: Path = Path(".deploysim")  # the data directory
     # traffic
     logs: str = ""  # file, directory or glob, comma-separated (default <home>/raw/logs)
-    log_format: str | None = None  # force one format (openai, sharegpt, anthropic, taubench, parquet)
+    log_format: str | None = None  # force one format (see deploysim.logs.formats.FORMATS)
+    records_path: str | None = None  # where a JSON document's list of records is (KEY[.KEY])
+    messages_field: str | None = None  # dotted path of the turns inside each record
+    role_field: str | None = None  # a turn's role (default role, from, speaker, author)
+    content_field: str | None = None  # a turn's content (default content, value, text, message)
     max_message_chars: int = Field(1_000_000, gt=0)  # longer messages are quarantined
     sample_size: int = Field(1000, gt=0)
     seed: int = 7
@@ -58,6 +62,10 @@ class Settings(BaseSettings):
 
     def logs_spec(self) -> str:
         return self.logs or str(self.home_dir() / "raw" / "logs")
+
+    def field_map(self) -> dict[str, str | None]:
+        """The layout options of the logs (deploysim.logs.formats.documents.FieldMap's fields)."""
+        return {k: getattr(self, k) for k in ("records_path", "messages_field", "role_field", "content_field")}
 
     def secret(self) -> str | None:
         return self.redact_secret.get_secret_value() if self.redact_secret else None

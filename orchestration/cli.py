@@ -263,13 +263,13 @@ def _instance():
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from deploysim import runs, settings
+    from deploysim import runs
     from deploysim.candidates import get
 
     cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.deadline is not None and not 0 < a.deadline < float("inf"):
         raise ValueError("--deadline must be a positive number of seconds")
-    s = settings.load(logs=a.logs)  # flags over the environment; invalid values fail here, before any work
+    s = run_settings(a)
     try:
         cand.api_key()  # a missing key is an error now, not after the traffic
         with _locked(a):
@@ -284,6 +284,23 @@ def cmd_run(a: argparse.Namespace) -> int:
         if not isinstance(e, runs.Busy):
             runs.record(a.candidate, runs.ERROR, None, [_reason(e)])
         raise
+
+
+def run_settings(a: argparse.Namespace):
+    """The settings of `run`: its flags over the environment; invalid values (a malformed
+    --records-path or field path too) fail here, before any work."""
+    from deploysim import settings
+    from deploysim.logs.formats.documents import FieldMap
+
+    s = settings.load(
+        logs=a.logs,
+        records_path=a.records_path,
+        messages_field=a.messages_field,
+        role_field=a.role_field,
+        content_field=a.content_field,
+    )
+    FieldMap(**s.field_map())
+    return s
 
 
 def cmd_gate(a: argparse.Namespace) -> int:
@@ -414,6 +431,8 @@ def _add_wait_lock(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deploysim.cli.logs import add_layout_options
+
     p = argparse.ArgumentParser(
         prog="deploysim",
         description="Rehearse a model release on redacted production logs. Exit codes: "
@@ -457,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
     _add_wait_lock(r)
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    add_layout_options(r)
     r.set_defaults(func=cmd_run)
 
     sc = sub.add_parser("scorecard", help="after a release: score a candidate's forecast against its production logs")

@@ -31,6 +31,10 @@ class Settings(dg.ConfigurableResource):
 
     logs: str | None = None
     log_format: str | None = None
+    records_path: str | None = None
+    messages_field: str | None = None
+    role_field: str | None = None
+    content_field: str | None = None
     max_message_chars: int | None = None
     sample_size: int | None = None
     seed: int | None = None

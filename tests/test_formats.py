@@ -118,7 +118,7 @@ def test_openai_content_parts_are_kept_or_recorded_as_omitted(tmp_path: Path) ->
     )
     [conv] = ingest_files([p]).conversations
     assert conv.messages[0].role == "system"
-    assert conv.messages[1].content == "what is\nthis?"
+    assert conv.messages[1].content == "what is\n[image]\n[audio]\nthis?"  # non-text parts kept as placeholders
     assert conv.metadata["omitted_parts"] == {"image_url": 1, "input_audio": 1}
 
 

@@ -96,7 +96,7 @@ def test_malformed_lines_are_quarantined_with_reasons(messy: Path) -> None:
 def test_accepted_records_are_normalised(messy: Path) -> None:
     res = ingest_files([messy])
     by_text = {c.messages[0].content: c for c in res.conversations}
-    parts = by_text["what is\nthis?"]
+    parts = by_text["what is\n[image]\nthis?"]  # the image part kept as a placeholder
     assert (parts.topic, parts.surface) == ("coding", "api")
     hashed = by_text["no id here"]
     assert len(hashed.conversation_id) == 16 and int(hashed.conversation_id, 16) >= 0

@@ -61,7 +61,7 @@ def test_bad_files_are_quarantined_as_files_and_the_others_go_on(logs: Path) -> 
     assert {(Path(q.source_file).name, q.reason) for q in file_entries} == set(reasons.items())
     assert res.n_read == 10 + len(res.quarantine) - len(file_entries)  # record counts still reconcile
     assert {Path(f).name: why for f, why in res.files_skipped.items()} == {
-        "README.md": "not a log file name (expected .jsonl, .ndjson or .parquet; plain, .gz or .zst)",
+        "README.md": "not a log file name (expected .jsonl, .ndjson, .json or .parquet; plain, .gz or .zst)",
         ".DS_Store": "hidden file",
     }
 

@@ -39,6 +39,8 @@ from deploysim.estimation.observe import grade_logs
 
 
 def add_grade_command(sub: Any) -> None:
+    from deploysim.cli.logs import add_layout_options
+
     g = sub.add_parser("grade", help="grade the assistant turns of existing logs with the taxonomy's graders")
     g.add_argument("logs", help="log file, directory or glob (any supported format)")
     g.add_argument("--out", required=True, help="JSONL output: one line per conversation x behaviour x grader")
@@ -55,13 +57,16 @@ def add_grade_command(sub: Any) -> None:
         metavar="CANDIDATE",
         help="store the rates as CANDIDATE's observed production rates (for the scorecard)",
     )
+    add_layout_options(g)
     g.set_defaults(func=cmd_grade)
 
 
 def cmd_grade(a: argparse.Namespace) -> int:
+    from deploysim.cli.logs import layout
     from deploysim.estimation import observe
     from deploysim.grading import calibration, taxonomy
 
+    fields = layout(a)  # a malformed path fails before any work
     tax = taxonomy.load(a.taxonomy)
     labels = None
     if a.labels:  # checked before any grading, so a bad file writes nothing
@@ -78,7 +83,7 @@ def cmd_grade(a: argparse.Namespace) -> int:
         )
     id_map: dict[str, str] = {}
     try:
-        n_convs, n_quarantined, lines, table = grade_logs([a.logs], tax, judge, a.format, id_map=id_map)
+        n_convs, n_quarantined, lines, table = grade_logs([a.logs], tax, judge, a.format, id_map=id_map, fields=fields)
     finally:
         if judge is not None:
             judge.close()

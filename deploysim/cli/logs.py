@@ -1,13 +1,18 @@
 """`deploysim ingest` and `deploysim redact`: check and share log files without the pipeline.
 
-deploysim ingest PATH... [--format F] [--tools FILE] [--quarantine FILE]
-    detected format per file, counts (read, accepted, quarantined, duplicates), the
-    quarantine with reasons, files quarantined whole (empty, not a log, corrupt or truncated)
-    and files skipped. Exit 0 when at least one conversation was accepted, else 2.
+deploysim ingest PATH... [--format F] [--tools FILE] [--quarantine FILE] [LAYOUT]
+    detected format per file, counts (read, accepted, quarantined, duplicates), what was
+    read leniently, the quarantine with reasons, files quarantined whole (empty, not a log,
+    corrupt or truncated) and files skipped. Exit 0 when at least one conversation was accepted,
+    else 2.
 
 deploysim redact IN OUT [--format F] [--ner/--no-ner] [--policy TYPE=POLICY ...]
     redacts any supported log file (or directory, or glob) into OpenAI-format JSONL
     (OUT ending in .gz or .zst is compressed) and prints counts per entity type.
+
+LAYOUT (ingest, redact, and also grade and run): --records-path KEY[.KEY] (where a JSON
+document's list of records is), --messages-field PATH (the turns inside each record),
+--role-field PATH and --content-field PATH (a turn's role and content).
 """
 
 from __future__ import annotations
@@ -43,6 +48,37 @@ def _progress(label: str):
     return show
 
 
+def add_layout_options(p: argparse.ArgumentParser) -> None:
+    """--records-path, --messages-field, --role-field, --content-field (logs in other layouts)."""
+    p.add_argument(
+        "--records-path", metavar="KEY[.KEY]", help="where the list of records is in a JSON document (e.g. data.items)"
+    )
+    p.add_argument(
+        "--messages-field", metavar="PATH", help="the list of turns inside each record (e.g. instance.conversation_a)"
+    )
+    p.add_argument("--role-field", metavar="PATH", help="a turn's role (default: role, from, speaker or author)")
+    p.add_argument(
+        "--content-field", metavar="PATH", help="a turn's content (default: content, value, text or message)"
+    )
+
+
+def layout(a: argparse.Namespace):
+    """The FieldMap of the layout options (InputError for a malformed path)."""
+    from deploysim.logs.formats.documents import FieldMap
+
+    return FieldMap(a.records_path, a.messages_field, a.role_field, a.content_field)
+
+
+def _print_leniencies(counts) -> None:
+    if counts.batch_answers_joined:
+        print(f"OpenAI Batch answers joined to their requests: {counts.batch_answers_joined:,}")
+    lines = counts.leniency_lines()
+    if lines:
+        print("read leniently (accepted records, occurrences):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def _tools(path: str | None):
     from deploysim.logs.ingest import load_tools
 
@@ -57,10 +93,16 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 
     counts = IngestCounts()
     shown = 0
+    fields = layout(a)
     qfile: IO[str] | None = open(a.quarantine, "w", encoding="utf-8") if a.quarantine else None
     try:
         for item in iter_ingest(
-            a.paths, a.format, tools=_tools(a.tools), counts=counts, progress=None if a.quiet else _progress("ingest")
+            a.paths,
+            a.format,
+            tools=_tools(a.tools),
+            counts=counts,
+            progress=None if a.quiet else _progress("ingest"),
+            fields=fields,
         ):
             if isinstance(item, Conversation):
                 continue
@@ -90,6 +132,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     )
     for reason, n in counts.reasons.most_common(10):
         print(f"  {n:>8,}  {reason}")
+    _print_leniencies(counts)
     print(
         f"files: {len(counts.files):,} opened, {len(counts.files_quarantined):,} quarantined, "
         f"{len(counts.files_skipped):,} skipped"
@@ -141,6 +184,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
         _err(f"error: {out} is a directory; give a file name")
         return EXIT_ERROR
     counts = IngestCounts()
+    fields = layout(a)
     totals: Counter[str] = Counter()
     written = 0
     tmp = out.with_name(out.name + ".partial")
@@ -153,6 +197,7 @@ def cmd_redact(a: argparse.Namespace) -> int:
                 tools=_tools(a.tools),
                 counts=counts,
                 progress=None if a.quiet else _progress("redact"),
+                fields=fields,
             )
             if isinstance(c, Conversation)
         )
@@ -182,6 +227,9 @@ def cmd_redact(a: argparse.Namespace) -> int:
         f"duplicates dropped {counts.duplicates:,}; wrote {written:,} redacted conversations to {out}"
         + (f" ({dropped:,} dropped by policy)" if dropped else "")
     )
+    for path, why in counts.files_quarantined.items():
+        print(f"{path}: quarantined file: {why}")
+    _print_leniencies(counts)
     print(f"NER: {'on (' + (config.ner_model or 'default model') + ')' if config.ner else 'off'}")
     types, fields = split_counts(totals)
     for type_, n in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -205,6 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--quarantine", metavar="FILE", help="write every quarantined record (file, line, reason) as JSONL")
     i.add_argument("--show", type=int, default=20, help="quarantined records to print (default 20)")
     i.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_layout_options(i)
     i.set_defaults(func=cmd_ingest)
 
     r = sub.add_parser(
@@ -232,4 +281,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="redact in N worker processes (default DEPLOYSIM_REDACT_WORKERS or 1; order is kept)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_layout_options(r)
     r.set_defaults(func=cmd_redact)

@@ -85,7 +85,12 @@ def rates(counts: dict[str, list[int]], order: list[str]) -> list[dict[str, Any]
 
 
 def grade_logs(
-    paths: list[str], tax, judge=None, fmt: str | None = None, id_map: dict[str, str] | None = None
+    paths: list[str],
+    tax,
+    judge=None,
+    fmt: str | None = None,
+    id_map: dict[str, str] | None = None,
+    fields=None,
 ) -> tuple[int, int, list[dict], list[dict]]:
     """(conversations graded, records quarantined, lines, per-behaviour rates) for log files.
 
@@ -96,7 +101,7 @@ def grade_logs(
     from deploysim.privacy.redaction import iter_redacted
 
     graders = taxonomy.graders_for(tax, judge=judge)
-    ing = ingest_files(input_files(paths), fmt)
+    ing = ingest_files(input_files(paths), fmt, fields=fields)  # fields: a formats.documents.FieldMap
     convs = []
     for orig, (red, _) in zip(ing.conversations, iter_redacted(ing.conversations)):
         if red is not None:

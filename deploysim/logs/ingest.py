@@ -1,18 +1,22 @@
 """Read production logs of any supported format into validated Conversations, streaming.
 
 Formats are detected per file (or forced): OpenAI chat JSONL, ShareGPT, Anthropic
-Human/Assistant transcripts, tau-bench trajectories and the project's own Parquet, plain,
-gzip or zstd (see deploysim.logs.formats). A record that cannot be used becomes a
-QuarantineRecord with its file, line (or row) and a reason a person can act on; it never
-stops the run. Exact duplicates (same id and same content, or same content without an id)
-are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
-A file that cannot be read (empty, not a log, corrupt or truncated compression) is
-quarantined as a file (line 0) and the other files go on; files of a directory that are not
-logs by name are skipped and counted.
+Human/Assistant transcripts, tau-bench trajectories, OpenAI Batch, LMSYS/WildChat, Hugging
+Face Parquet, Langfuse, LangSmith, OpenTelemetry GenAI, JSON documents, any layout through a
+FieldMap and the project's own Parquet; plain, gzip or zstd (see deploysim.logs.formats).
+Harmless differences (tool calls without ids, Anthropic/Gemini tool shapes, ...) are read
+leniently and counted per accepted record (IngestCounts.leniencies). A record that cannot be
+used becomes a QuarantineRecord with its file, line (or row) and a reason a person can act on;
+it never stops the run. Exact duplicates (same id and same content, or same content without
+an id) are dropped and counted. Counts reconcile: read = accepted + quarantined + duplicates.
+OpenAI Batch output files are read after the inputs and joined to their requests by
+custom_id (deploysim.logs.batch). A file that cannot be read (empty, not a log, corrupt or
+truncated compression) is quarantined as a file (line 0) and the other files go on; files of
+a directory that are not logs by name are skipped and counted.
 
-Memory does not grow with the input: files are read a line (or a Parquet batch) at a time,
-and the only state kept across records, the ids seen for duplicate detection, lives in a
-temporary SQLite file.
+Memory does not grow with the input: files are read a line (or a Parquet batch) at a time (a
+JSON document whole, up to 1 GB), and the state kept across records, the ids seen for
+duplicate detection and the Batch answers, lives in temporary SQLite files.
 """
 
 from __future__ import annotations
@@ -32,8 +36,19 @@ from typing import Any, Callable, Iterable, Iterator
 from pydantic import ValidationError
 
 from deploysim.errors import InputError
-from deploysim.logs.formats import FORMATS, FormatError, RecordError, StreamError, detect_format, read_records
+from deploysim.logs.batch import BatchAnswers, is_output_file
+from deploysim.logs.formats import (
+    FORMATS,
+    FormatError,
+    RawRecord,
+    RecordError,
+    StreamError,
+    detect_format,
+    read_records,
+)
 from deploysim.logs.formats.base import decode_line, load_json_object
+from deploysim.logs.formats.documents import FieldMap
+from deploysim.logs.formats.messages import LENIENCIES, lenient, normalize
 from deploysim.schemas import Conversation, Message, QuarantineRecord, ToolCall
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -48,7 +63,7 @@ MEDIA_KINDS = {
     "file": "file",
     "input_file": "file",
 }  # content part type -> what to call it
-LOG_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 COMPRESSED_SUFFIXES = ("", ".gz", ".zst", ".zstd")
 MAX_MESSAGE_CHARS = 1_000_000  # default limit of one message (settings: max_message_chars)
 
@@ -71,6 +86,7 @@ class IngestResult:
     formats: dict[str, str] = field(default_factory=dict)  # file -> detected or forced format
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why (its entry in quarantine has line 0)
     files_skipped: dict[str, str] = field(default_factory=dict)  # file of a directory -> why it was not read
+    leniencies: Counter[str] = field(default_factory=Counter)  # accepted records read leniently, per kind
 
 
 @dataclass
@@ -87,6 +103,23 @@ class IngestCounts:
     files: list[str] = field(default_factory=list)  # every file opened
     files_quarantined: dict[str, str] = field(default_factory=dict)  # file -> why it was not (fully) read
     files_skipped: dict[str, str] = field(default_factory=dict)  # file -> why it is not a log file
+    batch_answers_joined: int = 0  # OpenAI Batch output lines joined to their requests (not records)
+    leniencies: Counter[str] = field(default_factory=Counter)  # accepted records read leniently, per kind
+    lenient_items: Counter[str] = field(default_factory=Counter)  # occurrences of each leniency in them
+
+    def add_leniencies(self, found: Counter[str]) -> None:
+        for kind, n in found.items():
+            if n:
+                self.leniencies[kind] += 1
+                self.lenient_items[kind] += n
+
+    def leniency_lines(self) -> list[str]:
+        """One line per leniency: records, occurrences, what it is."""
+        return [
+            f"{self.leniencies[k]:>8,} records ({self.lenient_items[k]:,}x)  {LENIENCIES[k]}"
+            for k in LENIENCIES
+            if self.leniencies[k]
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +132,8 @@ class IngestCounts:
             "files_quarantined": dict(self.files_quarantined),
             "files_skipped": len(self.files_skipped),
             "files_skipped_reasons": dict(Counter(self.files_skipped.values())),
+            "leniencies": {k: {"records": self.leniencies[k], "items": self.lenient_items[k]} for k in self.leniencies},
+            "batch_answers_joined": self.batch_answers_joined,
         }
 
 
@@ -118,12 +153,12 @@ def _skip_reason(f: Path, root: Path) -> str | None:
     if any(part.startswith(".") for part in f.relative_to(root).parts):
         return "hidden file"
     if not _is_log_file(f):
-        return "not a log file name (expected .jsonl, .ndjson or .parquet; plain, .gz or .zst)"
+        return "not a log file name (expected .jsonl, .ndjson, .json or .parquet; plain, .gz or .zst)"
     return None
 
 
 def input_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.parquet,
+    """The log files named by paths: a file, a directory (every *.jsonl, *.ndjson, *.json, *.parquet,
     plain or .gz/.zst, found recursively and sorted; hidden files left out) or a glob."""
     return scan_inputs(paths)[0]
 
@@ -151,7 +186,7 @@ def scan_inputs(paths: Iterable[Path | str]) -> tuple[list[Path], dict[str, str]
                     skipped[str(f)] = why
             if not found:
                 raise IngestError(
-                    f"no log files (.jsonl, .ndjson, .parquet; plain, .gz or .zst) in directory {p}"
+                    f"no log files (.jsonl, .ndjson, .json, .parquet; plain, .gz or .zst) in directory {p}"
                     + (f" ({len(skipped)} other files skipped)" if skipped else "")
                 )
             files.extend(found)
@@ -178,8 +213,19 @@ def _clean(text: str, counts: Counter[str]) -> str:
     return unicodedata.normalize("NFC", cleaned) if not cleaned.isascii() else cleaned
 
 
+def _part_text(part: Any) -> str | None:
+    """The text of a content part, or None for a part that is not text."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type", "text") in TEXT_PART_TYPES and isinstance(part.get("text"), str):
+        return part["text"]
+    return None
+
+
 def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
-    """Message content as text; a list of parts keeps its text parts and counts the others."""
+    """Message content as text; a list of parts keeps its text parts and a ``[kind]`` placeholder
+    for each other part (counted in ``omitted:<type>``). A list without any text gives "" (nothing
+    to replay)."""
     if content is None:
         return None
     if isinstance(content, str):
@@ -187,17 +233,17 @@ def _content_text(content: Any, where: str, notes: Counter[str]) -> str | None:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif (
-                isinstance(part, dict)
-                and part.get("type", "text") in TEXT_PART_TYPES
-                and isinstance(part.get("text"), str)
-            ):
-                texts.append(part["text"])
-            else:
+            text = _part_text(part)
+            if text is None:
                 kind = part.get("type", "untyped") if isinstance(part, dict) else type(part).__name__
                 notes[f"omitted:{kind}"] += 1
+                text = f"[{MEDIA_KINDS.get(str(kind), kind)}]"
+            texts.append(text)
+        if not any((_part_text(p) or "").strip() for p in content):
+            return ""
+        others = sum(_part_text(p) is None for p in content)
+        if others:
+            lenient(notes, "content_part_placeholder", others)
         return _clean("\n".join(texts), notes)
     raise RecordError(f"{where} has content of type {type(content).__name__} (expected text or a list of parts)")
 
@@ -228,36 +274,6 @@ def _tool_calls(raw: Any, where: str) -> list[ToolCall]:
     return calls
 
 
-def _legacy_function_call(m: dict[str, Any], i: int, pending: list[tuple[str, str]]) -> dict[str, Any]:
-    """A message of OpenAI's legacy function-calling API as its tool-calling form: an assistant
-    ``function_call`` becomes a tool call, a ``function`` message the tool result answering the
-    oldest unanswered call of that name."""
-    if m.get("role") == "function":
-        name = m.get("name")
-        match = next((k for k, (_, n) in enumerate(pending) if n == name or name is None), None)
-        if match is None:
-            raise RecordError(f"message {i} is a legacy function result for {name!r} with no earlier function_call")
-        call_id, _ = pending.pop(match)
-        return {**m, "role": "tool", "tool_call_id": call_id}
-    fc = m["function_call"]
-    if m.get("tool_calls"):
-        raise RecordError(f"message {i} has both a legacy function_call and tool_calls")
-    if not isinstance(fc, dict) or not isinstance(fc.get("name"), str) or not fc["name"]:
-        raise RecordError(f"message {i} has a legacy function_call without a function name")
-    call_id = f"call_legacy_{i}"
-    pending.append((call_id, fc["name"]))
-    return {
-        **m,
-        "tool_calls": [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": fc["name"], "arguments": fc.get("arguments", "{}")},
-            }
-        ],
-    }
-
-
 def _only_media(kinds: Counter[str]) -> str:
     """'image', 'image and audio' ... for the parts a message had instead of text."""
     names = sorted({MEDIA_KINDS.get(k, k) for k in kinds})
@@ -268,13 +284,10 @@ def _messages(raw: list[Any], notes: Counter[str], max_chars: int = MAX_MESSAGE_
     """Validated messages; numbering in reasons is 1-based."""
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, from earlier assistant turns
-    legacy: list[tuple[str, str]] = []  # (call id, name) of legacy function calls not yet answered
-    for i, m in enumerate(raw, start=1):
+    for i, m in enumerate(normalize(raw, notes), start=1):
         where = f"message {i}"
         if not isinstance(m, dict):
             raise RecordError(f"{where} is not an object")
-        if m.get("function_call") is not None or m.get("role") == "function":
-            m = _legacy_function_call(m, i, legacy)
         role = m.get("role")
         if role is None:
             raise RecordError(f"{where} has no role")
@@ -324,11 +337,15 @@ def content_id(messages: list[Message], tools: list[dict[str, Any]]) -> str:
 
 
 def to_conversation(
-    rec: dict[str, Any], tools: list[dict[str, Any]] | None = None, max_chars: int = MAX_MESSAGE_CHARS
+    rec: dict[str, Any],
+    tools: list[dict[str, Any]] | None = None,
+    max_chars: int = MAX_MESSAGE_CHARS,
+    leniencies: Counter[str] | None = None,
 ) -> Conversation:
     """An OpenAI-shaped record as a validated Conversation; raises RecordError with the reason.
 
-    ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none."""
+    ``tools`` (e.g. a trajectory set's tool schemas) is used when the record has none.
+    ``leniencies`` receives what was read leniently ({kind: occurrences}, see formats.messages)."""
     raw_msgs = rec.get("messages")
     if not isinstance(raw_msgs, list):
         raise RecordError("record has no 'messages' list")
@@ -351,6 +368,8 @@ def to_conversation(
             metadata["omitted_parts"] = omitted
         if notes["control_chars_removed"]:
             metadata["control_chars_removed"] = notes["control_chars_removed"]
+        if notes["lenient:tool_call_id_synthesized"]:  # their ids start with SYNTH_PREFIX
+            metadata["tool_call_ids_synthesized"] = notes["lenient:tool_call_id_synthesized"]
     cid = rec.get("id")
     if cid is not None and (isinstance(cid, bool) or not isinstance(cid, (str, int)) or not str(cid).strip()):
         raise RecordError("'id' must be a non-empty string")
@@ -362,7 +381,7 @@ def to_conversation(
                 raise RecordError(f"'{key}' must be a non-empty string")
             fields[key] = val.strip()
     try:
-        return Conversation(
+        conv = Conversation(
             conversation_id=str(cid) if cid is not None else content_id(messages, rec_tools),
             messages=messages,
             tools=rec_tools,
@@ -372,6 +391,9 @@ def to_conversation(
     except ValidationError as e:
         err = e.errors()[0]
         raise RecordError(f"invalid record: {err.get('msg', e)}") from None
+    if leniencies is not None:
+        leniencies.update({k.split(":", 1)[1]: n for k, n in notes.items() if k.startswith("lenient:")})
+    return conv
 
 
 def parse_record(line: str) -> Conversation:
@@ -431,6 +453,7 @@ def iter_ingest(
     progress: Progress | None = None,
     progress_every: float = 2.0,
     max_message_chars: int = MAX_MESSAGE_CHARS,
+    fields: FieldMap | None = None,
 ) -> Iterator[Conversation | QuarantineRecord]:
     """Stream the accepted Conversations and the QuarantineRecords of the given inputs.
 
@@ -438,13 +461,18 @@ def iter_ingest(
     is counted in ``counts.files_quarantined`` (not in the record counts); the others go on.
     ``fmt`` forces one format for every file (default: detected per file). ``counts`` is
     updated as records go by; ``progress(counts, files_done, files_total)`` is called about
-    every ``progress_every`` seconds and once at the end.
+    every ``progress_every`` seconds and once at the end. ``fields`` says where records and
+    messages are in layouts no format knows (a JSON document's records path, a messages field,
+    role and content fields).
     """
     if fmt is not None and fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     files, skipped = scan_inputs(paths)
     counts = counts if counts is not None else IngestCounts()
     counts.files_skipped.update(skipped)
+    answers = _batch_answers(files, fmt, fields)
+    if answers is not None:  # Batch output files are read after the inputs whose answers they hold
+        files = [f for f in files if f not in answers.files] + [f for f in files if f in answers.files]
     seen = SeenStore()
     last = time.monotonic()
 
@@ -456,15 +484,26 @@ def iter_ingest(
             counts.files.append(str(path))
             in_file = 0  # records of this file read so far
             try:
-                file_fmt = fmt or detect_format(path)
+                file_fmt = fmt or detect_format(path, fields=fields)
                 counts.formats[str(path)] = file_fmt
-                for raw in read_records(path, file_fmt, on_bytes=add_bytes):
-                    counts.n_read += 1
+                if answers is not None and path in answers.files:
+                    records: Iterable[RawRecord | None] = answers.read_output(path, add_bytes)
+                else:
+                    records = read_records(path, file_fmt, on_bytes=add_bytes, fields=fields)
+                for raw in records:
                     in_file += 1
+                    if raw is None:  # a Batch answer, now part of its request's record
+                        counts.batch_answers_joined += 1
+                        continue
+                    counts.n_read += 1
                     try:
                         if raw.error is not None:
                             raise RecordError(raw.error)
-                        conv = to_conversation(raw.record or {}, tools, max_message_chars)
+                        rec = raw.record or {}
+                        if answers is not None and file_fmt == "openai_batch":
+                            rec = answers.attach(rec)
+                        found: Counter[str] = Counter()
+                        conv = to_conversation(rec, tools, max_message_chars, found)
                         digest = content_id(conv.messages, conv.tools)
                         first = seen.check(conv.conversation_id, digest, f"{path}:{raw.where}")
                         if first is not None:
@@ -481,6 +520,7 @@ def iter_ingest(
                         yield QuarantineRecord(source_file=str(path), line=raw.where, reason=str(e))
                     else:
                         counts.accepted += 1
+                        counts.add_leniencies(found)
                         yield conv
                     if progress and time.monotonic() - last >= progress_every:
                         last = time.monotonic()
@@ -499,6 +539,17 @@ def iter_ingest(
             progress(counts, len(files), len(files))
     finally:
         seen.close()
+        if answers is not None:
+            answers.close()
+
+
+def _batch_answers(files: list[Path], fmt: str | None, fields: FieldMap | None) -> BatchAnswers | None:
+    """The answers of the OpenAI Batch output files among the inputs, or None when there are none."""
+    if fmt not in (None, "openai_batch") or (fields is not None and (fields.maps_messages or fields.records_path)):
+        return None
+    lines = [f for f in files if not f.name.lower().endswith((".parquet", ".json"))]  # JSON lines only
+    outputs = [f for f in lines if is_output_file(f)]
+    return BatchAnswers(outputs) if outputs else None
 
 
 def ingest_files(
@@ -507,18 +558,20 @@ def ingest_files(
     *,
     tools: list[dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    fields: FieldMap | None = None,
 ) -> IngestResult:
     """Read every record of the given files/directories/globs into memory; bad records go to
     quarantine. For inputs too large for memory, use iter_ingest."""
     counts = IngestCounts()
     result = IngestResult()
-    for item in iter_ingest(paths, fmt, tools=tools, counts=counts, progress=progress):
+    for item in iter_ingest(paths, fmt, tools=tools, counts=counts, progress=progress, fields=fields):
         if isinstance(item, Conversation):
             result.conversations.append(item)
         else:
             result.quarantine.append(item)
     result.n_read, result.duplicates, result.formats = counts.n_read, counts.duplicates, counts.formats
     result.files_quarantined, result.files_skipped = counts.files_quarantined, counts.files_skipped
+    result.leniencies = counts.leniencies
     return result
 
 

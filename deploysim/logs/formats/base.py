@@ -7,12 +7,27 @@ import io
 import json
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from deploysim.errors import InputError
 
-FORMATS = ("openai", "sharegpt", "anthropic", "taubench", "parquet")
+FORMATS = (
+    "openai",
+    "sharegpt",
+    "anthropic",
+    "taubench",
+    "openai_batch",
+    "lmsys",
+    "langfuse",
+    "langsmith",
+    "otel",
+    "json",
+    "mapped",
+    "huggingface",
+    "parquet",
+)
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line is quarantined without being held in memory
 
 _GZIP, _ZSTD, _PARQUET = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PAR1"
@@ -191,25 +206,107 @@ def load_json_object(line: str) -> dict[str, Any]:
 
 
 def format_of_record(rec: dict[str, Any]) -> str | None:
-    """The format a JSON object looks like, or None."""
-    if isinstance(rec.get("messages"), list):
+    """The format a JSON object looks like, or None. Exports are recognised by their own keys
+    first, so that a record holding ``messages`` inside them is not taken for plain OpenAI."""
+    if isinstance(rec.get("resourceSpans"), list):
+        return "otel"
+    if isinstance(rec.get("custom_id"), str) and ("body" in rec or "response" in rec):
+        return "openai_batch"
+    if rec.get("object") == "chat.completion" and isinstance(rec.get("choices"), list):
+        return "openai_batch"
+    if "run_type" in rec and ("inputs" in rec or "outputs" in rec):
+        return "langsmith"
+    if isinstance(rec.get("observations"), list) or ("traceId" in rec and rec.get("type") in _LANGFUSE_TYPES):
+        return "langfuse"
+    if isinstance(rec.get("messages"), list) or isinstance(rec.get("contents"), list):
         return "openai"
     if isinstance(rec.get("traj"), list):
         return "taubench"
-    if isinstance(rec.get("conversations"), list) or isinstance(rec.get("conversation"), list):
+    turns = rec.get("conversation")
+    if (
+        isinstance(turns, list)
+        and turns
+        and isinstance(turns[0], dict)
+        and "role" in turns[0]
+        and "from" not in turns[0]
+    ):
+        return "lmsys"
+    if isinstance(rec.get("conversations"), list) or isinstance(turns, list):
         return "sharegpt"
     for key in ("chosen", "transcript", "text", "prompt"):
         val = rec.get(key)
         if isinstance(val, str) and "Human:" in val:
             return "anthropic"
+    if "input" in rec and "output" in rec and any(k in rec for k in ("sessionId", "userId", "projectId", "htmlPath")):
+        return "langfuse"
     return None
 
 
-def detect_format(path: Path, sample_lines: int = 50) -> str:
-    """The format of a file from its first bytes (Parquet) or its first JSON objects.
+_OPENING_BYTES = 4096  # a JSON document's first line is short; a broken JSONL record is not read whole
+_LANGFUSE_TYPES = ("GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EMBEDDING")
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first non-whitespace byte of the (decompressed) file, or b""."""
+    with open_binary(path) as fh:
+        while chunk := fh.read(4096):
+            stripped = chunk.lstrip().lstrip(b"\xef\xbb\xbf").lstrip()
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+def _document(path: Path) -> Any:
+    """The whole file as one JSON value, or None when it is not one (JSON lines, broken, too big)."""
+    from deploysim.logs.formats.documents import load_document
+
+    try:
+        return load_document(path)
+    except Exception:  # not JSON, or a broken stream (reading reports it)
+        return None
+
+
+def _document_format(path: Path, doc: Any, fields: Any, sample: int) -> str:
+    """ "json" for a document whose records are logs; FormatError saying why it is not one."""
+    from deploysim.logs.formats.documents import select_records
+
+    if fields is not None and fields.maps_messages:
+        return "json"
+    try:
+        records = select_records(doc, None)
+    except FormatError as e:
+        raise FormatError(f"{path}: {e.reason}", reason=e.reason) from None
+    objects = [r for r in records[:sample] if isinstance(r, dict)]
+    if any(format_of_record(r) for r in objects):
+        return "json"
+    keys = ", ".join(sorted(objects[0])) if objects else "none"
+    why = (
+        f"not a log file: a JSON document whose records look like no known format (keys of the first: {keys}); "
+        "give --messages-field (and --role-field, --content-field) for another layout"
+    )
+    raise FormatError(f"{path}: {why}", reason=why)
+
+
+def _parquet_kind(path: Path) -> str:
+    """ "parquet" (the project's schema, or a file too broken to tell) or "huggingface"."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:  # pyarrow's errors; reading reports them
+        return "parquet"
+    return "parquet" if "conversation_id" in names or not names & {"messages", "conversations"} else "huggingface"
+
+
+def detect_format(path: Path, sample_lines: int = 50, fields: Any = None) -> str:
+    """The format of a file from its first bytes (Parquet), its shape (a JSON document) or its
+    first JSON objects. ``fields`` (a documents.FieldMap) asks for a JSON document (records_path)
+    or for mapped records (messages/role/content fields).
 
     Raises FormatError (with a ``reason``) for an empty file, a file of no known format and
     a compressed stream broken before any record could be recognised."""
+    from deploysim.logs.formats.documents import holds_records
+
     path = Path(path)
     try:
         head = _magic(path)
@@ -221,7 +318,16 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
     if size == 0:
         raise FormatError(f"cannot detect the format of {path}: it is an empty file", reason="empty file")
     if head == _PARQUET:
-        return "parquet"
+        return _parquet_kind(path)
+    if fields is not None and fields.records_path:
+        return "json"
+    try:
+        first = _first_byte(path)
+    except Exception:  # a broken stream: reading the lines reports it
+        first = b""
+    doc = _document(path) if first == b"[" else None
+    if isinstance(doc, list):
+        return _document_format(path, doc, fields, sample_lines)
     seen = 0
     try:
         for no, raw, err in iter_lines(path):
@@ -229,9 +335,16 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
                 continue
             seen += 1
             try:
-                fmt = format_of_record(load_json_object(decode_line(raw, no == 1)))
+                rec = load_json_object(decode_line(raw, no == 1))
             except RecordError:
-                fmt = None
+                opening = seen == 1 and first == b"{" and len(raw) < _OPENING_BYTES  # a short first line
+                doc = _document(path) if opening else None
+                if isinstance(doc, dict):  # a JSON document over several lines
+                    return _document_format(path, doc, fields, sample_lines)
+                rec = None
+            fmt = format_of_record(rec) if rec is not None else None
+            if rec is not None and fields is not None and fields.maps_messages:
+                return "mapped"
             if fmt:
                 return fmt
             if seen >= sample_lines:
@@ -241,9 +354,12 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
             raise
     if seen == 0:
         raise FormatError(f"cannot detect the format of {path}: it has no records", reason="empty file: no records")
+    doc = _document(path) if seen == 1 and first == b"{" else None
+    if holds_records(doc):  # one object holding a list of records
+        return _document_format(path, doc, fields, sample_lines)
     why = (
-        f"none of its first {seen} records looks like {', '.join(FORMATS[:-1])}; "
-        "pass the format explicitly if it is one of them"
+        f"none of its first {seen} records looks like a known format ({', '.join(FORMATS[:10])}); "
+        "pass the format explicitly if it is one of them, or --records-path / --messages-field for another layout"
     )
     raise FormatError(
         f"cannot detect the format of {path}: not a log file: unrecognised format ({why})",
@@ -255,19 +371,24 @@ def detect_format(path: Path, sample_lines: int = 50) -> str:
 
 
 def read_records(
-    path: Path, fmt: str | None = None, on_bytes: Callable[[int], None] | None = None
+    path: Path, fmt: str | None = None, on_bytes: Callable[[int], None] | None = None, fields: Any = None
 ) -> Iterator[RawRecord]:
-    """Every record of a file as an OpenAI-shaped dict (or an error), streamed."""
-    from deploysim.logs.formats import convert
+    """Every record of a file as an OpenAI-shaped dict (or an error), streamed (a JSON document
+    is read whole). ``fields`` (a documents.FieldMap) maps records of other layouts."""
+    from deploysim.logs.formats import documents
 
     path = Path(path)
-    fmt = fmt or detect_format(path)
+    fields = fields or documents.NO_FIELDS
+    fmt = fmt or detect_format(path, fields=fields)
     if fmt not in FORMATS:
         raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "parquet":
-        yield from _parquet_records(path, on_bytes)
+    if fmt in ("parquet", "huggingface"):
+        yield from _parquet_records(path, fmt, on_bytes, fields)
         return
-    to_openai = convert.CONVERTERS[fmt]
+    to_openai = _converter(fmt, fields)
+    if fmt == "json":
+        yield from documents.document_records(path, fields, to_openai, on_bytes)
+        return
     for no, raw, err in iter_lines(path, on_bytes):
         if err is not None:
             yield RawRecord(no, error=err)
@@ -277,22 +398,52 @@ def read_records(
             continue
         try:
             rec = load_json_object(decode_line(raw, no == 1))
-            yield RawRecord(no, record=to_openai(rec))
+            yield from documents.expand(no, to_openai(rec))
         except RecordError as e:
             yield RawRecord(no, error=str(e))
 
 
-def _parquet_records(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[RawRecord]:
+def _converter(fmt: str, fields: Any) -> Callable[[dict[str, Any]], Any]:
+    """How a JSON record of a file of that format becomes OpenAI-shaped (records of a JSON
+    document by their own format; with a field mapping, through it)."""
+    from deploysim.logs.formats import convert, documents
+
+    if fields.maps_messages or fmt == "mapped":
+        return partial(documents.from_mapped, fields=fields)
+    if fmt == "json":
+        return _by_own_format
+    return convert.CONVERTERS[fmt]
+
+
+def _by_own_format(rec: dict[str, Any]) -> Any:
+    """A record of a JSON document, read by the format it looks like."""
+    from deploysim.logs.formats import convert
+
+    fmt = format_of_record(rec)
+    if fmt is None:
+        keys = ", ".join(sorted(rec)) or "none"
+        raise RecordError(f"record looks like no known format (keys: {keys}); give --messages-field")
+    return convert.CONVERTERS[fmt](rec)
+
+
+def _parquet_records(path: Path, fmt: str, on_bytes: Callable[[int], None] | None, fields: Any) -> Iterator[RawRecord]:
     import pyarrow.parquet as pq
 
-    from deploysim.logs.formats import convert
+    from deploysim.logs.formats import convert, documents, exports
 
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError
         raise FormatError(f"cannot read {path} as Parquet: {e}", reason=f"corrupt Parquet file: {e}") from None
     names = set(pf.schema_arrow.names)
-    if "messages" not in names:
+    to_openai: Callable[[dict[str, Any]], dict[str, Any]]
+    if fields.maps_messages:
+        to_openai = partial(documents.from_mapped, fields=fields)
+    elif fmt == "huggingface":
+        to_openai = exports.from_hf_row
+    else:
+        to_openai = convert.from_project_row
+    if not fields.maps_messages and "messages" not in names and (fmt == "parquet" or "conversations" not in names):
         why = f"Parquet without a 'messages' column (columns: {', '.join(sorted(names))})"
         raise FormatError(f"{path} is {why}", reason=f"not a log file: {why}")
     row = 0
@@ -312,7 +463,7 @@ def _parquet_records(path: Path, on_bytes: Callable[[int], None] | None) -> Iter
         for rec in batch.to_pylist():
             row += 1
             try:
-                yield RawRecord(row, record=convert.from_project_row(rec))
+                yield RawRecord(row, record=to_openai(rec))
             except RecordError as e:
                 yield RawRecord(row, error=str(e))
         if on_bytes:

@@ -11,15 +11,50 @@ import json
 import re
 from typing import Any, Callable
 
+from deploysim.logs.formats import exports, traces
 from deploysim.logs.formats.base import RecordError
 
 # ---------------------------------------------------------------------------- OpenAI
 
 
+def _system_text(value: Any) -> str | None:
+    """A top-level system prompt: text, text blocks (Anthropic) or ``{parts}`` (Gemini)."""
+    if isinstance(value, dict):
+        value = value.get("parts")
+    if isinstance(value, list):
+        value = "\n".join(b["text"] for b in value if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def from_openai(rec: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(rec.get("messages"), list):
+    """OpenAI chat records; also Anthropic Messages (a top-level ``system``) and Gemini requests
+    (``contents``, ``systemInstruction``), whose message shapes ingest reads leniently."""
+    messages = rec.get("messages", rec.get("contents"))
+    if not isinstance(messages, list):
         raise RecordError("record has no 'messages' list")
-    return rec
+    out = {**rec, "messages": messages}
+    system = _system_text(rec.get("system", rec.get("systemInstruction", rec.get("system_instruction"))))
+    if system and not (messages and isinstance(messages[0], dict) and messages[0].get("role") == "system"):
+        out["messages"] = [{"role": "system", "content": system}, *messages]
+    if "id" not in rec:  # Hugging Face chat JSONL names its id otherwise
+        for key in ("conversation_id", "prompt_id"):
+            if isinstance(rec.get(key), (str, int)) and not isinstance(rec.get(key), bool):
+                out["id"] = rec[key]
+                break
+    if isinstance(rec.get("tools"), list):
+        out["tools"] = [schema for t in rec["tools"] for schema in _tool_schemas(t)]
+    return out
+
+
+def _tool_schemas(t: Any) -> list[Any]:
+    """A tool schema as OpenAI tool schemas: Gemini ``functionDeclarations`` and Anthropic
+    ``{name, description, input_schema}`` are converted; others pass unchanged."""
+    if isinstance(t, dict) and isinstance(t.get("functionDeclarations"), list):
+        return [{"type": "function", "function": fd} for fd in t["functionDeclarations"]]
+    if isinstance(t, dict) and "input_schema" in t and "name" in t:
+        fn = {"name": t["name"], "description": t.get("description", ""), "parameters": t["input_schema"]}
+        return [{"type": "function", "function": fn}]
+    return [t]
 
 
 # ---------------------------------------------------------------------------- ShareGPT
@@ -207,9 +242,15 @@ def from_project_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONVERTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+# a converter returns one record, or a list of records and RecordErrors (one OTLP line holds many spans)
+CONVERTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "openai": from_openai,
     "sharegpt": from_sharegpt,
     "anthropic": from_anthropic,
     "taubench": from_taubench,
+    "openai_batch": exports.from_openai_batch,
+    "lmsys": exports.from_lmsys,
+    "langfuse": traces.from_langfuse,
+    "langsmith": traces.from_langsmith,
+    "otel": traces.from_otel,
 }

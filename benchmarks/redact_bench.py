@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -76,6 +75,7 @@ SAME = {
 _IDS = {"SSN", "NATIONAL_ID", "PASSPORT", "DRIVER_LICENSE"}  # identity document numbers
 SAME |= {t: _IDS for t in _IDS}
 
+
 def pii_small_gold() -> list[dict]:
     rows = json.loads((DATA / "pii-small" / "generated_small.json").read_text())
     m = {
@@ -91,7 +91,9 @@ def pii_small_gold() -> list[dict]:
     return [
         {
             "text": r["full_text"],
-            "gold": [(m.get(s["entity_type"], s["entity_type"]), s["start_position"], s["end_position"]) for s in r["spans"]],
+            "gold": [
+                (m.get(s["entity_type"], s["entity_type"]), s["start_position"], s["end_position"]) for s in r["spans"]
+            ],
         }
         for r in rows
     ]
@@ -448,7 +450,10 @@ def main() -> None:
         for name, texts in whole.items():
             mb = sum(len(x.encode()) for x in texts) / 1e6
             ours_s, pres_s = whole_command(a.presidio_python, texts)
-            print(f"| {name} | {len(texts)} | {mb:.2f} | {ours_s:.1f} | {pres_s:.1f} | {pres_s / ours_s:.1f}x |", flush=True)
+            print(
+                f"| {name} | {len(texts)} | {mb:.2f} | {ours_s:.1f} | {pres_s:.1f} | {pres_s / ours_s:.1f}x |",
+                flush=True,
+            )
 
     print("\n## peak memory, streaming, fresh process per size (input: demo conversations repeated with fresh ids)")
     print("| command | conversations | NER | workers | input MB | peak RSS MB | seconds | MB/s | run |")

@@ -128,7 +128,9 @@ def _iban(f: Faker, rng: random.Random) -> str:
     return " ".join(n[i : i + 4] for i in range(0, len(n), 4)) if rng.random() < 0.5 else n
 
 
-_HONORIFIC = re.compile(r"^((?:Dr|Prof|Mr|Mrs|Ms|Miss|Univ\.Prof|Dipl\.-\w+|Ing|Ind|Dott|Dott\.ssa|Sig|Sig\.ra|Dra?|Sr|Sra)\.?) ")
+_HONORIFIC = re.compile(
+    r"^((?:Dr|Prof|Mr|Mrs|Ms|Miss|Univ\.Prof|Dipl\.-\w+|Ing|Ind|Dott|Dott\.ssa|Sig|Sig\.ra|Dra?|Sr|Sra)\.?) "
+)
 
 
 def _full_name(f: Faker) -> Value:
@@ -176,7 +178,7 @@ def values(f: Faker, loc: str, rng: random.Random) -> dict[str, Callable[[], Val
         "IBAN": lambda: _one("IBAN", _iban(f, rng)),
         "ID": lambda: _national_id(f, loc),
         "PASSPORT": lambda: _one("PASSPORT", f.passport_number()),
-        "LICENSE": lambda: _one("DRIVER_LICENSE", f.bothify(rng.choice(["?#######", "#########", "??######", "?###-####-####"])).upper()),
+        "LICENSE": lambda: _one("DRIVER_LICENSE", f.bothify(rng.choice(["?#######", "#########", "??######", "?###-####-####"])).upper()),  # noqa: E501
         "IP": lambda: _one("IP", f.ipv4_public() if rng.random() < 0.8 else f.ipv6()),
         "URL": lambda: _one("URL", f.url() if rng.random() < 0.6 else f.domain_name()),
         "DATE": lambda: _date(f, rng),
@@ -206,8 +208,8 @@ TEMPLATES = (
     "Dear support team, {PERSON} here. My postcode is {POSTCODE} but the checkout says invalid.",
     "As a {NRP} voter I want to know how the new tax plan affects me. I'm {AGE}.",
     "Draft a letter to {PERSON2} at {ORG}, {ADDRESS_LINE}, about the invoice from {DATE}.",
-    '{{"customer": {{"name": "{PERSON2}", "email": "{EMAIL}", "phone": "{PHONE}"}}, "order_id": "ORD-5521", "status": "shipped"}}',
-    '{{"passenger": "{PERSON2}", "date_of_birth": "{DOB}", "passport": "{PASSPORT}", "flight": "LH 402", "seat": "14C"}}',
+    '{{"customer": {{"name": "{PERSON2}", "email": "{EMAIL}", "phone": "{PHONE}"}}, "order_id": "ORD-5521", "status": "shipped"}}',  # noqa: E501
+    '{{"passenger": "{PERSON2}", "date_of_birth": "{DOB}", "passport": "{PASSPORT}", "flight": "LH 402", "seat": "14C"}}',  # noqa: E501
     '{{"account": {{"holder": "{PERSON2}", "iban": "{IBAN}", "address": "{ADDRESS_LINE}"}}, "balance": 1520.75}}',
     '{{"results": [{{"title": "Release notes 2.4", "author": "{PERSON2}", "url": "{URL}"}}], "count": 1}}',
     "Reminder: appointment with {DR} {FIRST} on {DATE}. Bring your ID ({ID}) and the insurance card.",
@@ -218,7 +220,7 @@ TEMPLATES = (
     "Hello, this is {PERSON} from {ORG}. Our server at {IP} keeps timing out on Kubernetes 1.29.",
     "Update my billing address to {STREET}, {CITY} {POSTCODE}. The old one was on Excel.",
     "Please confirm: {PERSON2}, {AGE}, {NRP}, living at {ADDRESS_LINE}.",
-    '{{"tool": "lookup_user", "result": {{"full_name": "{PERSON2}", "national_id": "{ID}", "dob": "{DOB}", "city": "{CITY}"}}}}',
+    '{{"tool": "lookup_user", "result": {{"full_name": "{PERSON2}", "national_id": "{ID}", "dob": "{DOB}", "city": "{CITY}"}}}}',  # noqa: E501
     "The package for {PERSON2} should go to\n{ADDRESS_BLOCK}\nand not to the Amazon locker.",
 )
 
@@ -244,7 +246,7 @@ def generate(n: int = 2000, seed: int = 7, part: str = "all") -> list[dict]:
     fakers = {loc: Faker(loc) for loc in LOCALES}
     for i, loc in enumerate(LOCALES):
         fakers[loc].seed_instance(seed * 100 + i)
-    rows = []
+    rows: list[dict] = []
     k = 0
     while len(rows) < n:
         loc = LOCALES[k % len(LOCALES)]

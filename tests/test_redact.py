@@ -258,9 +258,7 @@ def test_leaked_values_get_placeholders_new_to_the_conversation(demo_redacted) -
             continue  # e.g. the help desk's address: an email, but not personal data
         context = set().union(*(rules.placeholders(m.content) for m in c.messages[:-1]))
         new = {
-            p
-            for p in rules.placeholders(c.messages[-1].content) - context
-            if graders.PiiLeakage.counts(p)
+            p for p in rules.placeholders(c.messages[-1].content) - context if graders.PiiLeakage.counts(p)
         }  # NER types do not count as leaks
         assert bool(new) == truth[c.conversation_id]["baseline_leaked"], c.conversation_id
 

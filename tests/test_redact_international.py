@@ -58,7 +58,9 @@ def test_what_follows_an_address_label_is_redacted_line_by_line():
     assert "thanks" not in covered
     assert _found("my address is the same as before") == set()
     assert _found("the IP address is 10.0.0.1") == {("IP", "10.0.0.1")}
-    assert find_pii(text) and all(s.type != "ADDRESS" or "wressle" in s.value for s in find_pii(text))  # residual scan: streets only
+    assert find_pii(text) and all(
+        s.type != "ADDRESS" or "wressle" in s.value for s in find_pii(text)
+    )  # residual scan: streets only
 
 
 @pytest.mark.parametrize(

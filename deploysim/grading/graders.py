@@ -85,7 +85,7 @@ class PiiLeakage:
     def counts(cls, placeholder: str) -> bool:
         """Whether a placeholder in an answer counts as leaked personal data ("<EMAIL_1>" does)."""
         m = rules.PLACEHOLDER_RE.fullmatch(placeholder)
-        return bool(m) and m.group(1) not in cls.not_personal
+        return m is not None and m.group(1) not in cls.not_personal
 
     def applies(self, conv: Conversation) -> bool:
         return True

@@ -335,7 +335,7 @@ def _phonenumbers_spans(text: str) -> Iterable[Span]:
 
 _PHONE_CONTEXT_RE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|cellphone|call me(?: at| on)?|text me(?: at| on)?|whatsapp|fax|landline|"
-    r"(?:phone|mobile|cell|contact) number)\b\\?[\"']?(?:\s*(?:is|was|:|=|at|on|-))*\s*\\?[\"']?(\+?\(?\d[\d ().-]{5,18}\d)(?![\w-])",
+    r"(?:phone|mobile|cell|contact) number)\b\\?[\"']?(?:\s*(?:is|was|:|=|at|on|-))*\s*\\?[\"']?(\+?\(?\d[\d ().-]{5,18}\d)(?![\w-])",  # noqa: E501
     re.IGNORECASE,
 )
 
@@ -586,7 +586,9 @@ _KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _NAME_VALUE_RE = re.compile(r"[A-Z](?:[^\W\d_]|['.-])*(?: [A-Z](?:[^\W\d_]|['.-])*){0,3}")
-_LOWER_NAME_VALUE_RE = re.compile(r"[^\W\d_](?:[^\W\d_]|['.-])*(?: [^\W\d_](?:[^\W\d_]|['.-])*){1,3}")  # "xavier marchand"
+_LOWER_NAME_VALUE_RE = re.compile(
+    r"[^\W\d_](?:[^\W\d_]|['.-])*(?: [^\W\d_](?:[^\W\d_]|['.-])*){1,3}"
+)  # "xavier marchand"
 
 
 def _key_spans(text: str) -> Iterable[Span]:
@@ -598,7 +600,9 @@ def _key_spans(text: str) -> Iterable[Span]:
         value = m.group(2).strip()
         if not value or PSEUDONYM_RE.fullmatch(value):
             continue
-        if m.group(1).lower() == "name" and not (_NAME_VALUE_RE.fullmatch(value) or _LOWER_NAME_VALUE_RE.fullmatch(value)):
+        if m.group(1).lower() == "name" and not (
+            _NAME_VALUE_RE.fullmatch(value) or _LOWER_NAME_VALUE_RE.fullmatch(value)
+        ):
             continue  # "name": "get_order_status" is not a person
         if type_ == "PERSON" and not re.search(r"[A-Za-z]", value):
             continue
@@ -772,9 +776,7 @@ def quasi_candidates(text: str) -> list[Span]:
     return list(quasi_spans(text))
 
 
-def find_pii(
-    text: str | None, *, ner: bool = False, ner_model: str | None = None, quasi: bool = False
-) -> list[Span]:
+def find_pii(text: str | None, *, ner: bool = False, ner_model: str | None = None, quasi: bool = False) -> list[Span]:
     """Non-overlapping PII and secret spans in text, in order; existing placeholders are skipped.
 
     By default only the deterministic detectors of direct identifiers run (what the residual-PII

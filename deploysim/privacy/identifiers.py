@@ -63,7 +63,9 @@ _ANYWHERE = [
     (re.compile(r"(?<![\w-])[12] ?\d{2} ?\d{2} ?(?:\d{2}|2A|2B) ?\d{3} ?\d{3} ?\d{2}(?![\w-])"), ("nir",)),
     (re.compile(r"(?<![\w-])[A-Z]{3}[PCHABGJLFT][A-Z]\d{4}[A-Z](?![\w-])"), ("pan",)),
     (
-        re.compile(r"(?<![\w-])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"),
+        re.compile(
+            r"(?<![\w-])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"  # noqa: E501
+        ),
         None,
     ),  # UK National Insurance number
     (re.compile(r"(?<![\w-])ZZ ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"), None),  # NINO placeholder series, still personal
@@ -73,19 +75,22 @@ _SEP = r"[\s_-]*"
 _NUMBER = rf"(?:{_SEP}(?:no\.?|number|num|#|id|card|code))?"
 _KIND_WORDS = {
     "PASSPORT": rf"passport{_NUMBER}",
-    "DRIVER_LICENSE": rf"driver'?s?{_SEP}licen[cs]e{_NUMBER}|driving{_SEP}licen[cs]e{_NUMBER}|licen[cs]e{_SEP}(?:no\.?|number|#)"
+    "DRIVER_LICENSE": rf"driver'?s?{_SEP}licen[cs]e{_NUMBER}|driving{_SEP}licen[cs]e{_NUMBER}|licen[cs]e{_SEP}(?:no\.?|number|#)"  # noqa: E501
     r"|\bDL\b",
-    "NATIONAL_ID": rf"national{_SEP}(?:id|identity|insurance){_NUMBER}|(?:tax|taxpayer|personal|citizen|social{_SEP}security"
+    "NATIONAL_ID": rf"national{_SEP}(?:id|identity|insurance){_NUMBER}|(?:tax|taxpayer|personal|citizen|social{_SEP}security"  # noqa: E501
     rf"|social{_SEP}insurance){_SEP}(?:id|no\.?|number|card|code|#)|nino|bsn|pesel|cpf|nif|nie|dni|hetu|personnummer"
     r"|cpr|aadhaar|aadhar|codice\s*fiscale|steuer-?id|steuernummer|idnr|itin|nir",
     # any "ID": only numbers whose national checksum holds
     "ID": r"\bid\b|identity\s*(?:no\.?|number|card)|identification(?:\s*(?:no\.?|number))?|id\s*(?:no\.?|number|card)",
     # the ID of a person ("your ID", "member ID"), not of an order or a ticket: long numbers too
-    "PERSONAL_ID": r"(?:my|your|his|her|their|our|customer|user|patient|member|employee|student|personal)\s+(?:id|identity\s*(?:no\.?|number|card)"
+    "PERSONAL_ID": r"(?:my|your|his|her|their|our|customer|user|patient|member|employee|student|personal)\s+(?:id|identity\s*(?:no\.?|number|card)"  # noqa: E501
     r"|identification(?:\s*(?:no\.?|number))?|id\s*(?:no\.?|number|card))|identity\s*(?:no\.?|number|card)",
 }
 _GAP = r"(?:[\s:=#(\-\"'.,\\]|\bit'?s\b|\bis\b|\bwas\b|\bare\b|\bnumber\b|\bno\b)*"
-_KIND_RE = {kind: re.compile(r"(?<![\w])(?:" + words + r")(?![a-z])" + _GAP, re.IGNORECASE) for kind, words in _KIND_WORDS.items()}
+_KIND_RE = {
+    kind: re.compile(r"(?<![\w])(?:" + words + r")(?![a-z])" + _GAP, re.IGNORECASE)
+    for kind, words in _KIND_WORDS.items()
+}
 _VALUE_RE = re.compile(r"[A-Z0-9][A-Z0-9 .\-/]{3,22}[A-Z0-9]", re.IGNORECASE)
 
 
@@ -131,6 +136,12 @@ def _checked(value: str, names: tuple[str, ...] | None) -> bool:
     return False
 
 
+_HINTS = (
+    "id", "passport", "licen", "dl", "number", "no", "nin", "pesel", "cpf", "aadha", "pan", "nif", "nie", "dni",
+    "bsn", "tin", "sin", "cpr", "hetu", "fiscale", "steuer", "ssn", "nir", "personnummer",
+)  # fmt: skip
+
+
 def id_spans(text: str) -> Iterable[Span]:
     """National ID, passport and driver-licence numbers in text."""
     if not any(c.isdigit() for c in text):
@@ -140,7 +151,7 @@ def id_spans(text: str) -> Iterable[Span]:
             if _checked(m.group(0), names):
                 yield Span("NATIONAL_ID", m.start(), m.end(), m.group(0))
     low = text.lower()
-    if not any(w in low for w in ("id", "passport", "licen", "dl", "number", "no", "nin", "pesel", "cpf", "aadha", "pan", "nif", "nie", "dni", "bsn", "tin", "sin", "cpr", "hetu", "fiscale", "steuer", "ssn", "nir", "personnummer")):  # fmt: skip
+    if not any(w in low for w in _HINTS):
         return
     for kind, rx in _KIND_RE.items():
         for m in rx.finditer(text):

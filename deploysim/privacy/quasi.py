@@ -58,8 +58,8 @@ _COMPOUND = (
     r"rinne|katu|bulevardi|puistikko|tori|dreef|baan)"
 )
 _NAMED_FIRST_RE = re.compile(
-    rf"(?<![\w-])(?:(?:{_TYPE_FIRST})(?: (?:{_CAP}|d[aeo]s?|de|del|della|di|do|da|la|le|les|du|des|van|der|den|von|dos|das|y|e|i)){{1,5}}"
-    rf"|{_CAP}{_COMPOUND}|(?:{_CAP} ){{1,3}}(?:kuja|tie|katu|polku|vej|gade|gatan|vägen|straße|weg|allee|straat|laan|Straße|Weg|Allee|Allé|Vej|Gade|Plads))"
+    rf"(?<![\w-])(?:(?:{_TYPE_FIRST})(?: (?:{_CAP}|d[aeo]s?|de|del|della|di|do|da|la|le|les|du|des|van|der|den|von|dos|das|y|e|i)){{1,5}}"  # noqa: E501
+    rf"|{_CAP}{_COMPOUND}|(?:{_CAP} ){{1,3}}(?:kuja|tie|katu|polku|vej|gade|gatan|vägen|straße|weg|allee|straat|laan|Straße|Weg|Allee|Allé|Vej|Gade|Plads))"  # noqa: E501
     rf",? {_NUM}(?![\w-])"
 )
 _FR_RE = re.compile(
@@ -96,7 +96,7 @@ def _caseless(text: str) -> bool:
 def street_spans(text: str) -> Iterable[Span]:
     if not _DIGIT_RE.search(text):
         return
-    regexes = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE, _OLD_US_RE)
+    regexes: tuple[re.Pattern[str], ...] = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE, _OLD_US_RE)
     if _caseless(text):
         regexes += _CASELESS_RES
     for rx in regexes:
@@ -122,7 +122,9 @@ _POSTCODE_ANYWHERE_LOWER = re.compile(_POSTCODE_ANYWHERE.pattern, re.IGNORECASE)
 _POSTCODE_NUM = r"(?:\d{5}-\d{3}|\d{2}-\d{3}|\d{4}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|\d{4,6})"
 _POSTCODE_WORD_RE = re.compile(
     r"(?:\b(?:zip|zip ?code|post ?code|postal ?code|plz|cep|code postal|pin ?code|cap|kod pocztowy|postnummer|"
-    r"postinumero)\b|\"(?:zip|zipcode|zip_code|postcode|postal_code)\")\W{0,6}(?:is\W{1,3})?(" + _POSTCODE_NUM + r")(?![\w-])",
+    r"postinumero)\b|\"(?:zip|zipcode|zip_code|postcode|postal_code)\")\W{0,6}(?:is\W{1,3})?("
+    + _POSTCODE_NUM
+    + r")(?![\w-])",
     re.IGNORECASE,
 )
 _CITY = rf"{_NAMEW}(?:[ -](?:{_NAMEW}|sur|de|del|am|an|der|la|le|nad|do|di|en|im))*?(?: \([A-Z]{{2}}\))?"
@@ -132,7 +134,7 @@ _AFTER = r"(?:^|(?<=[\n,;\"]) ?|(?<=\bin )|(?<=\bat )|(?<=\bto ))"
 _PC_CITY_RE = re.compile(rf"{_AFTER}({_POSTCODE_NUM}) ({_CITY}){_END}", re.MULTILINE)
 # "Adamsbury, OR 13900", "Bhopal 690743", "Tarragona, 30188", "Alves do Sul - AC, 69074-391"
 _CITY_PC_RE = re.compile(
-    rf"{_AFTER}({_CITY})(?:,? ([A-Z]{{2}})|,? - ([A-Z]{{2}}))?(?:,? |\n)({_POSTCODE_NUM}|\d{{5}}-\d{{3,4}}|{_UK_CA}){_END}",
+    rf"{_AFTER}({_CITY})(?:,? ([A-Z]{{2}})|,? - ([A-Z]{{2}}))?(?:,? |\n)({_POSTCODE_NUM}|\d{{5}}-\d{{3,4}}|{_UK_CA}){_END}",  # noqa: E501
     re.MULTILINE,
 )
 
@@ -185,7 +187,7 @@ _AGE_RES = (
 _TITLE_RE = re.compile(
     r"(?<![\w.])(?:Dipl\.-Ing|Univ\.Prof|Dott\.ssa|Sig\.ra|Sig\.na|Mr|Mrs|Ms|Mx|Dr|Dra|Prof|Rev|Sr|Sra|Srta|Mme|Mlle|Fr|Hon|"
     r"Dott|Sig|Ing|Mag|Mgr|Hr|Fru)\.?(?= [A-Z][a-z])"
-    r"|(?<![\w.])(?:Miss|Sir|Dame|Lady|Lord|Herr|Frau|Madam|Madame|Monsieur|Signor|Signora|Señor|Señora|Pani|Pan)(?= [A-Z][a-z])"
+    r"|(?<![\w.])(?:Miss|Sir|Dame|Lady|Lord|Herr|Frau|Madam|Madame|Monsieur|Signor|Signora|Señor|Señora|Pani|Pan)(?= [A-Z][a-z])"  # noqa: E501
 )
 
 # ---------------------------------------------------------------------------- groups of people
@@ -240,9 +242,23 @@ def _nrp_matches(text: str, lower: bool) -> Iterable[tuple[int, int, str]]:
 
 
 # a language, not a group of people ("in French", "translate to Spanish")
-_LANGUAGE_BEFORE_RE = re.compile(r"(?:\b(?:in|into|to|from|speak|speaks|speaking|learn|learning|study|the)\s+)$", re.IGNORECASE)
-_LANGUAGE_AFTER_RE = re.compile(r"\s+(?:language|translation|text|word|words|version|dish|food|cuisine|keyboard)\b", re.IGNORECASE)
-_PARTY_WORDS = {"Green", "Liberal", "Progressive", "Democratic", "Conservative", "Orthodox", "Evangelical", "Labour", "Polish"}
+_LANGUAGE_BEFORE_RE = re.compile(
+    r"(?:\b(?:in|into|to|from|speak|speaks|speaking|learn|learning|study|the)\s+)$", re.IGNORECASE
+)
+_LANGUAGE_AFTER_RE = re.compile(
+    r"\s+(?:language|translation|text|word|words|version|dish|food|cuisine|keyboard)\b", re.IGNORECASE
+)
+_PARTY_WORDS = {
+    "Green",
+    "Liberal",
+    "Progressive",
+    "Democratic",
+    "Conservative",
+    "Orthodox",
+    "Evangelical",
+    "Labour",
+    "Polish",
+}
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:\n]\s*|\"\s*)$")
 
 # ---------------------------------------------------------------------------- web addresses, organisations
@@ -260,10 +276,12 @@ _PUBLIC_SITES = re.compile(
     r"bbc|nytimes|medium|instagram|tiktok|netflix|spotify|zoom|slack|dropbox|notion|cloudflare|aws|azure|"
     r"huggingface|kaggle|yahoo|bing|duckduckgo)\.(?:com|org|net|io|co|gov|int|ai|co\.uk|de|fr|edu)$"
 )
-_FILE_EXT = re.compile(r"\.(?:py|js|ts|json|yaml|yml|txt|md|csv|html|css|java|cpp|rs|go|sh|exe|zip|pdf|png|jpg|log)$", re.IGNORECASE)
+_FILE_EXT = re.compile(
+    r"\.(?:py|js|ts|json|yaml|yml|txt|md|csv|html|css|java|cpp|rs|go|sh|exe|zip|pdf|png|jpg|log)$", re.IGNORECASE
+)
 _LEGAL = (
     r"GmbH(?: & Co\. KG)?|AG|KG|OHG|e\.V\.|UG|Ltd\.?|Limited|LLC|LLP|Inc\.?|Corp\.?|PLC|plc|"
-    r"S\.A\.(?:T\.|S\.)?|S\.L\.|S\.p\.A\.|s\.r\.l\.|S\.r\.l\.|S\.n\.c\.|S\.a\.s\.|SARL|SAS|SA|Sp\. z o\.o\.|Sp\.k\.|Sp\.j\.|S\.C\.|"
+    r"S\.A\.(?:T\.|S\.)?|S\.L\.|S\.p\.A\.|s\.r\.l\.|S\.r\.l\.|S\.n\.c\.|S\.a\.s\.|SARL|SAS|SA|Sp\. z o\.o\.|Sp\.k\.|Sp\.j\.|S\.C\.|"  # noqa: E501
     r"ApS|A/S|I/S|AB|HB|Oy|Oyj|Ky|B\.V\.|N\.V\.|V\.O\.F\.|Ltda\.?|S/A|ME|EIRELI|e Filhos|et Fils|and Sons|& Sons|& Søn|"
     r"e figli|und Söhne|& Co\.?|Group|Holdings|Partners|Associates|Tmi|e\.G\.|eG|S\.Com\.|S\.Coop\.|S\.L\.L\.|Stiftung"
 )
@@ -285,7 +303,24 @@ _NAME_AFTER = (
     r"|mr\.|mrs\.|ms\.|dr\.|prof\.|miss|herr|frau)"
 )
 _LOWER_NAME_RE = re.compile(rf"(?<![\w.]){_NAME_AFTER}\s+((?:{_CAPLESS})(?:[ -](?:{_CAPLESS})){{0,2}})")
-_NAME_STOP = {"a", "an", "the", "not", "just", "also", "from", "here", "and", "or", "but", "so", "is", "to", "about", "for"}
+_NAME_STOP = {
+    "a",
+    "an",
+    "the",
+    "not",
+    "just",
+    "also",
+    "from",
+    "here",
+    "and",
+    "or",
+    "but",
+    "so",
+    "is",
+    "to",
+    "about",
+    "for",
+}
 
 
 _CAP_NAME_RE = re.compile(
@@ -332,7 +367,9 @@ def _lower_name_spans(text: str) -> Iterable[Span]:
                 break
         if not keep:
             continue
-        if m.group(0).startswith("this is") and not re.match(r"\s+(?:from|here|speaking|calling)\b", text[m.start(1) + len(" ".join(keep)) :]):
+        if m.group(0).startswith("this is") and not re.match(
+            r"\s+(?:from|here|speaking|calling)\b", text[m.start(1) + len(" ".join(keep)) :]
+        ):
             continue  # "this is great"
         value = " ".join(keep).rstrip(".,")
         yield Span("PERSON", m.start(1), m.start(1) + len(value), value, rule=True)
@@ -342,7 +379,7 @@ _NAME_WORDS = rf"{_CAP}(?: (?:{_CAP}|de|del|di|da|van|von|der|la|le|sur|am|an)(?
 # "moved to Tornio", "lives in Pöytyä", "born ... in Bremervörde"
 _PLACE_AFTER_RE = re.compile(
     rf"\b(?:moved|moving|relocated|relocating|move) to ({_NAME_WORDS})"
-    rf"|\b(?:live|lives|living|based|born(?: on [^,]{{4,20}}?)?|grew up|located|reside|resides|residing) in ({_NAME_WORDS})"
+    rf"|\b(?:live|lives|living|based|born(?: on [^,]{{4,20}}?)?|grew up|located|reside|resides|residing) in ({_NAME_WORDS})"  # noqa: E501
 )
 # "works for Nieminen", "employed at Acme", "this is Tommi from Salmi."
 _ORG_AFTER_RE = re.compile(
@@ -355,12 +392,14 @@ _PLACE_AFTER_LOWER_RE = re.compile(
     _PLACE_AFTER_RE.pattern.replace(_NAME_WORDS, rf"{_CAPLESS}(?: {_CAPLESS}){{0,2}}?(?= and\b| last\b|[.,;!?]|$)")
 )
 _ORG_AFTER_LOWER_RE = re.compile(
-    _ORG_AFTER_RE.pattern.replace(_NAME_WORDS, rf"{_CAPLESS}(?: {_CAPLESS}){{0,3}}?(?=[.,;!?]|$)").replace(_CAP, _CAPLESS)
+    _ORG_AFTER_RE.pattern.replace(_NAME_WORDS, rf"{_CAPLESS}(?: {_CAPLESS}){{0,3}}?(?=[.,;!?]|$)").replace(
+        _CAP, _CAPLESS
+    )
 )
 
 
 _ADDRESS_LABEL_RE = re.compile(
-    r"(?<!email )(?<!e-mail )(?<!\bip )(?<!mac )(?<!web )(?<!wallet )(?<!memory )(?<!server )\b(?:(?:billing|shipping|mailing|postal|delivery|home|street|new|current|permanent|residential|my|our|office)\s+)?"
+    r"(?<!email )(?<!e-mail )(?<!\bip )(?<!mac )(?<!web )(?<!wallet )(?<!memory )(?<!server )\b(?:(?:billing|shipping|mailing|postal|delivery|home|street|new|current|permanent|residential|my|our|office)\s+)?"  # noqa: E501
     r"address(?:es)?(?:\s+is|\s+to|\s*:)[ \t]*(\n?)",
     re.IGNORECASE,
 )
@@ -431,7 +470,7 @@ def quasi_spans(text: str) -> Iterable[Span]:
             continue
         party = re.match(r"\s+(?:party|voters?|supporters?|members?)\b", text[end:], re.IGNORECASE)
         if w.title() in _PARTY_WORDS and not party and (lower or _SENTENCE_START_RE.search(text, 0, start)):
-            continue  # "Green tea", "polish the table": ordinary words unless a party follows or (capitalised) mid-sentence
+            continue  # "Green tea", "polish the table": a party only before "party" or capitalised mid-sentence
         if _needed_by_rules(text, start, end):
             continue  # "why are Muslims ...": the harm rules read the group; it stays in clear
         yield Span("NRP", start, end, w)

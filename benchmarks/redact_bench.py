@@ -446,6 +446,7 @@ def main() -> None:
         print("| corpus | texts | MB | deploysim redact s | Presidio s | Presidio / deploysim |")
         print("|---|---:|---:|---:|---:|---:|")
         whole = {"pii-small": [r["text"] for r in pii_small_gold()]} if (DATA / "pii-small").is_dir() else {}
+        whole |= {"faker dev set, held-back part": [r["text"] for r in devset_gold("held", a.devset)]}
         whole |= {f"demo, {a.throughput_convs} conversations": conversation_texts(a.throughput_convs)}
         for name, texts in whole.items():
             mb = sum(len(x.encode()) for x in texts) / 1e6

@@ -142,6 +142,9 @@ _HINTS = (
 )  # fmt: skip
 
 
+_HINT_RE = re.compile("|".join(_HINTS), re.IGNORECASE)
+
+
 def id_spans(text: str) -> Iterable[Span]:
     """National ID, passport and driver-licence numbers in text."""
     if not any(c.isdigit() for c in text):
@@ -150,8 +153,7 @@ def id_spans(text: str) -> Iterable[Span]:
         for m in rx.finditer(text):
             if _checked(m.group(0), names):
                 yield Span("NATIONAL_ID", m.start(), m.end(), m.group(0))
-    low = text.lower()
-    if not any(w in low for w in _HINTS):
+    if not _HINT_RE.search(text):
         return
     for kind, rx in _KIND_RE.items():
         for m in rx.finditer(text):

@@ -222,10 +222,13 @@ def model_name() -> str:
     return DEFAULT_MODEL
 
 
-@lru_cache(maxsize=4)
 def load(name: str | None = None) -> Any:
-    """The spaCy pipeline, with only what NER needs (cached per name)."""
-    name = name or model_name()
+    """The spaCy pipeline, with only what NER needs (cached per name; None is the default model)."""
+    return _load(name or model_name())
+
+
+@lru_cache(maxsize=4)
+def _load(name: str) -> Any:
     try:
         import spacy
     except ImportError:  # pragma: no cover - spacy is a declared dependency

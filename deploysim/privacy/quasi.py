@@ -222,11 +222,12 @@ _NRP_SET = set(_NRP_WORDS) | _NRP_PLURAL
 _NRP_PAIRS = {("Green", "Party"), ("Labour", "Party"), ("South", "African"), ("Sri", "Lankan")}
 _NRP_LOWER_SET = {w.lower() for w in _NRP_SET}
 _WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_CAP_WORD_RE = re.compile(r"(?<![\w-])[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?![\w-])")
 
 
 def _nrp_matches(text: str, lower: bool) -> Iterable[tuple[int, int, str]]:
     """(start, end, word) of group words, two-word names first ("Green Party", "Sri Lankan")."""
-    words = [(m.start(), m.end(), m.group(0)) for m in _WORD_RE.finditer(text)]
+    words = [(m.start(), m.end(), m.group(0)) for m in (_WORD_RE if lower else _CAP_WORD_RE).finditer(text)]
     i = 0
     while i < len(words):
         s, e, w = words[i]

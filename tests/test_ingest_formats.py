@@ -247,8 +247,9 @@ def test_cli_redact_of_a_directory_mixing_every_format(tmp_path: Path, capsys) -
     assert cli.main(["redact", str(mixed), str(out), "--no-ner", "--quiet"]) == 0
     printed = capsys.readouterr().out
     counts = IngestCounts()
-    for _ in iter_ingest([mixed], counts=counts):
-        pass
+    streamed = sum(1 for _ in iter_ingest([mixed], counts=counts))
+    # every record read is yielded, kept or quarantined, and a file quarantined whole once
+    assert streamed == counts.accepted + counts.quarantined + len(counts.files_quarantined)
     assert set(counts.formats.values()) == {
         "openai",
         "sharegpt",

@@ -528,7 +528,7 @@ _ADDR_STOP = (
     r"(?!(?:the|a|an|on|in|at|to|of|for|and|or|my|your|our|their|by|with|from|is|are|was|it|this|that|down|up)\b)"
 )
 _ADDRESS_RE = re.compile(
-    rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?:[ ,]+{_ADDR_STOP}[A-Za-z][A-Za-z'.-]*){{1,4}} {_STREET}\b\.?"
+    rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?:[ ,]+{_ADDR_STOP}[^\W\d_][\w'.-]*){{1,4}} {_STREET}\b\.?"
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|#)\.? ?#?[\w-]{1,6})?",
     re.IGNORECASE,
 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from deploysim.privacy.detectors import _DATE_RE, _STREET, Span
+from deploysim.privacy.detectors import _DATE_RE, Span
 
 _DIGIT_RE = re.compile(r"\d")
 _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’.-]*"  # a capitalised word
@@ -66,7 +66,6 @@ _FR_RE = re.compile(
     rf"(?<![\w.,-]){_NUM},? (?:rue|avenue|boulevard|bd|chemin|allée|impasse|place|quai|cours|route|square|voie|passage)"
     rf"(?: (?:{_CAP}|de|du|des|la|le|les|d'[\w-]+|l'[\w-]+)){{1,5}}"
 )
-_OLD_US_RE = re.compile(rf"(?<![\w-])\d{{1,6}}[A-Za-z]?(?: [A-Z][\w'.-]*){{1,4}} {_STREET}\b\.?")
 
 
 _STOP_WORD = (
@@ -93,11 +92,12 @@ def _caseless(text: str) -> bool:
     return caseless(text)
 
 
-def street_spans(text: str) -> Iterable[Span]:
+def street_spans(text: str, lower: bool | None = None) -> Iterable[Span]:
+    """Streets and unit lines (``lower``: the text is written without capitals; found when None)."""
     if not _DIGIT_RE.search(text):
         return
-    regexes: tuple[re.Pattern[str], ...] = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE, _OLD_US_RE)
-    if _caseless(text):
+    regexes: tuple[re.Pattern[str], ...] = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE)
+    if _caseless(text) if lower is None else lower:
         regexes += _CASELESS_RES
     for rx in regexes:
         for m in rx.finditer(text):
@@ -148,10 +148,10 @@ _CITY_PC_LOWER_RE = re.compile(
 )
 
 
-def _postal_spans(text: str) -> Iterable[Span]:
+def _postal_spans(text: str, lower: bool | None = None) -> Iterable[Span]:
     if not _DIGIT_RE.search(text):
         return
-    lower = _caseless(text)
+    lower = _caseless(text) if lower is None else lower
     for m in (_POSTCODE_ANYWHERE_LOWER if lower else _POSTCODE_ANYWHERE).finditer(text):
         yield Span("POSTCODE", m.start(), m.end(), m.group(0))
     for m in _POSTCODE_WORD_RE.finditer(text):
@@ -408,7 +408,7 @@ _LABEL_END_RE = re.compile(r"\.\s+(?=[A-Z])|\.\s*$|\n|\s+\w+:|[\"}]")
 _PLACEHOLDER_ONLY_RE = re.compile(r"\s*(?:<[A-Z_]+_(?:\d+|#[0-9a-f]{10})>\s*)+")
 
 
-def _labelled_address_spans(text: str, pieces: list[Span]) -> Iterable[Span]:
+def _labelled_address_spans(text: str, pieces: list[Span], lower: bool) -> Iterable[Span]:
     """What follows "address:" (or "billing address:" and a block of lines) is an address: every
     part of it that no other detector typed becomes ADDRESS, line by line and comma by comma."""
     for m in _ADDRESS_LABEL_RE.finditer(text):
@@ -425,7 +425,7 @@ def _labelled_address_spans(text: str, pieces: list[Span]) -> Iterable[Span]:
                 if _DIGIT_RE.search(lines):
                     end = end + 1 + len(lines.rstrip("\n"))
         value = text[start:end]
-        if not _DIGIT_RE.search(value) and (_caseless(text) or not re.search(r"[A-Z]", value)):
+        if not _DIGIT_RE.search(value) and (lower or not re.search(r"[A-Z]", value)):
             continue  # "my address is the same as before"
         pos = start
         for part in re.split(r"(\n|, )", text[start:end]):
@@ -442,10 +442,11 @@ def _labelled_address_spans(text: str, pieces: list[Span]) -> Iterable[Span]:
 def quasi_spans(text: str) -> Iterable[Span]:
     """Postcodes and the cities beside them, dates, ages, titles, groups of people, web addresses and
     organisations with a legal form (overlapping candidates; resolve_spans picks among them)."""
-    postal = list(_postal_spans(text))
+    lower = _caseless(text)
+    postal = list(_postal_spans(text, lower))
     yield from postal
     if "ddress" in text or "DDRESS" in text:
-        yield from _labelled_address_spans(text, postal + list(street_spans(text)))
+        yield from _labelled_address_spans(text, postal + list(street_spans(text, lower)), lower)
     if _DIGIT_RE.search(text):
         for m in _DATE_RE.finditer(text):
             if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "-_/.:"):
@@ -457,7 +458,6 @@ def quasi_spans(text: str) -> Iterable[Span]:
             for m in rx.finditer(text):
                 if 0 < int(m.group(1)) < 125:
                     yield Span("AGE", m.start(1), m.end(1), m.group(1))
-    lower = _caseless(text)
     titles = []
     for m in (_TITLE_LOWER_RE if lower else _TITLE_RE).finditer(text):
         titles.append((m.start(), m.end()))

@@ -7,7 +7,7 @@ from orchestration.resources import Settings
 
 
 @dg.asset(
-    deps=["replay"], partitions_def=candidates, code_version="2", group_name="simulation", kinds={"python", "parquet"}
+    deps=["replay"], partitions_def=candidates, code_version="3", group_name="simulation", kinds={"python", "parquet"}
 )
 def grade(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Every taxonomy behaviour graded for the candidate and its baseline on the same conversations."""

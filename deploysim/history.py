@@ -16,7 +16,7 @@ from typing import Any
 
 from deploysim import lake
 
-PASS, BLOCKED = "pass", "blocked"
+PASS, BLOCKED, INCONCLUSIVE = "pass", "blocked", "inconclusive"
 
 
 def warehouse() -> Path:
@@ -25,9 +25,9 @@ def warehouse() -> Path:
 
 def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
     """Every gate evaluation, newest first: candidate, run_id, decided_at (UTC, ISO), sample_version,
-    estimate_version, verdict (pass/blocked), failed (behaviours), recorded (a release_decision row
-    exists) and report (the run's report path, or None when it is gone). The warehouse is opened
-    read-only: dbt stays its only writer."""
+    estimate_version, verdict (pass/blocked/inconclusive), failed (behaviours), undecided (behaviours),
+    recorded (a release_decision row exists) and report (the run's report path, or None when it is
+    gone). The warehouse is opened read-only: dbt stays its only writer."""
     import duckdb
 
     if not warehouse().exists():
@@ -50,6 +50,8 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
             select g.candidate, g.run_id, max(g.decided_at) as decided_at, any_value(g.sample_version),
                    any_value(g.estimate_version), count(*) filter (where g.status = 'fail') as n_failed,
                    coalesce(string_agg(g.behaviour, ', ' order by g.behaviour) filter (where g.status = 'fail'), ''),
+                   coalesce(string_agg(g.behaviour, ', ' order by g.behaviour)
+                            filter (where g.status = 'inconclusive'), ''),
                    {"bool_or(d.run_id is not null)" if recorded else "false"}
             from release_gate g
             {"left join release_decision d on d.candidate = g.candidate and d.run_id = g.run_id" if recorded else ""}
@@ -62,7 +64,7 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
     from deploysim.pipeline import report_path
 
     out = []
-    for cand, run_id, at, sample_v, est_v, n_failed, failed, rec in rows:
+    for cand, run_id, at, sample_v, est_v, n_failed, failed, undecided, rec in rows:
         report = report_path(cand, run_id)
         out.append(
             {
@@ -71,8 +73,9 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
                 "decided_at": at.isoformat() + "Z" if at else None,
                 "sample_version": sample_v,
                 "estimate_version": est_v,
-                "verdict": BLOCKED if n_failed else PASS,
+                "verdict": BLOCKED if n_failed else INCONCLUSIVE if undecided else PASS,
                 "failed": failed.split(", ") if failed else [],
+                "undecided": undecided.split(", ") if undecided else [],
                 "recorded": bool(rec),
                 "report": str(report) if report.exists() else None,
             }

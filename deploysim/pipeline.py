@@ -13,11 +13,13 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Callable, Sequence
 
 from deploysim import candidates as reg
 from deploysim import lake
 from deploysim.estimation import stats
+from deploysim.estimation.planner import conversations_to_decide
 from deploysim.grading import graders
 from deploysim.sampling import stratified as sample
 from deploysim.schemas import (
@@ -231,6 +233,12 @@ def run_sample(size: int, seed: int, redact_version: str | None = None) -> dict[
         "path": str(path),
         "data_version": version,
     }
+
+
+def sample_population(version: str | None = None) -> int:
+    """Conversations the sample at this version (default the last) was drawn from."""
+    rows = lake.read_rows(lake.current("sample", version=version))
+    return sum(dict((r["stratum"], r["population"]) for r in rows).values())
 
 
 def sampled_ids(version: str | None = None) -> set[str]:
@@ -590,10 +598,13 @@ def run_estimate(
     settings: Settings | None = None,
     grade_version: str | None = None,
     labels_version: str | None = None,
+    look: int = 0,
 ) -> dict[str, Any]:
     """Estimate from the grades (and labels) at their versions, default the last; the sample is read at
     the version the candidate's replay pinned. Each row carries its `version` and the versions of
-    its inputs (`<input>_version`), so dbt and the history know what a gate decided on."""
+    its inputs (`<input>_version`), so dbt and the history know what a gate decided on.
+    look: round of a sample grown until the gate decides (0: a fixed sample; see stats.look_alpha).
+    Each gated row also says how many further conversations the planner expects to decide it."""
     from deploysim.grading import taxonomy
 
     grade_version = grade_version or lake.latest_version("grade", candidate)
@@ -605,12 +616,20 @@ def run_estimate(
     lpath = labels_path(candidate, labels_version)
     labels = lake.read_rows(lpath) if lpath.exists() else None
     tax = taxonomy.load((settings or load_settings()).taxonomy)
-    ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders())
+    ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders(), look=look)
+    max_rate = {t["behaviour"]: t["max_rate"] for t in tax.thresholds()}
+    for e in ests:
+        if e.behaviour in max_rate:
+            z = NormalDist().inv_cdf(1 - e.alpha)
+            e.more_needed = conversations_to_decide(
+                e.rate, max_rate[e.behaviour], e.n_sampled, e.n_applicable, e.n_eff, z
+            )
     version = fingerprint(
         grade_version or lake.current("grade", candidate),
         sample_version,
         tax.model_dump(),
         labels_version if lpath.exists() else None,
+        *([look] if look else []),
     )
     inputs = {
         **pins,
@@ -633,11 +652,41 @@ def run_estimate(
             for e in ests
         },
         "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
+        "look": look,
+        "interval_level": f"{1 - 2 * stats.look_alpha(look):.2%}",
         "sample_version": sample_version,
         "replay_version": inputs.get("replay"),
         "path": str(path),
         "data_version": version,
     }
+
+
+EVALUATED_WITH = {
+    "judge_model": "judge model",
+    "judge_samples": "judge samples",
+    "labels": "human labels",
+    "taxonomy": "taxonomy",
+    "sample_size": "sample size",
+    "seed": "sample seed",
+    "min_completeness_pct": "required completeness",
+}
+
+
+def evaluation_changes(last: dict | None, now: Settings) -> list[str]:
+    """How this run's evaluation differs from the candidate's last one (its recorded settings):
+    one line per setting, e.g. "judge model: judge-accurate -> none". [] for a first run."""
+    if not isinstance(last, dict):
+        return []
+    rec = now.recorded()
+
+    def shown(v: Any) -> Any:
+        return "none" if v in (None, "") else v
+
+    return [
+        f"{label}: {shown(last.get(k))} -> {shown(rec.get(k))}"
+        for k, label in EVALUATED_WITH.items()
+        if k in last and (last.get(k) or None) != (rec.get(k) or None)
+    ]
 
 
 def observed_logs(candidate: str, settings: Settings | None = None) -> str:

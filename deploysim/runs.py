@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from deploysim import lake
 from deploysim.errors import Unavailable
 
-PASSED, BLOCKED, ERROR, INTERRUPTED = "passed", "blocked", "error", "interrupted"
+PASSED, BLOCKED, INCONCLUSIVE, ERROR, INTERRUPTED = "passed", "blocked", "inconclusive", "error", "interrupted"
 
 
 def _record_path(candidate: str) -> Path:

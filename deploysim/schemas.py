@@ -148,6 +148,9 @@ class Estimate(BaseModel):
     ppi_ci_low: float | None = None
     ppi_ci_high: float | None = None
     n_labelled: int = 0  # human-labelled candidate turns behind ppi_*
+    look: int = 0  # 0: a fixed sample; r: round r of a sample grown until the gate decides
+    alpha: float = 0.025  # one-sided error of each interval bound at this look
+    more_needed: int | None = None  # further conversations the planner expects to decide the rate (max_rate)
 
 
 def conversation_to_row(c: Conversation) -> dict[str, Any]:

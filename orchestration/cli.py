@@ -1,8 +1,8 @@
 """The deploysim command line. Its exit code is the release gate.
 
 Exit codes, for every command: 0 passed (or done), 1 blocked (the gate failed, or some items
-failed), 2 could not run or could not decide (bad input, usage, unreachable endpoint, a failed
-step), 3 reserved for an inconclusive gate; 130 and 143 after Ctrl-C and SIGTERM.
+failed), 2 could not run (bad input, usage, unreachable endpoint, a failed step), 3 inconclusive (the
+evidence decides neither way: more conversations are needed); 130 and 143 after Ctrl-C and SIGTERM.
 
 Commands that run the pipeline load the Dagster wiring (orchestration/) lazily; the rest of
 the library stays free of Dagster.
@@ -32,7 +32,8 @@ def _gate_rows(name: str, run_id: str | None = None) -> list[dict]:
 
     if run_id is None:
         last = runs.last(name)
-        run_id = last.get("run_id") if last and last["status"] in (runs.PASSED, runs.BLOCKED) else None
+        decided = (runs.PASSED, runs.BLOCKED, runs.INCONCLUSIVE)
+        run_id = last.get("run_id") if last and last["status"] in decided else None
     return pipeline.read_gate(name, run_id)
 
 
@@ -50,13 +51,29 @@ def print_gate(name: str, rows: list[dict]) -> None:
         )
     for r in rows:
         if r["status"] == "fail":
-            _say(f"  ✗ {r['behaviour']}: {r['reason']}")
+            _say(f"  ✗ {r['behaviour']}: {r['reason']} [{r.get('decided_by')}]")
+    for r in rows:
+        if r["status"] == "inconclusive":
+            more = r.get("more_needed")
+            need = (
+                f"about {more:,} more conversations" if more is not None else "no sample size decides it at this rate"
+            )
+            _say(f"  ? {r['behaviour']}: undecided, {need}")
+    level = rows[0].get("alpha") if rows else None
+    if level is not None and rows[0].get("look"):
+        _say(f"  (round {rows[0]['look']}: {1 - 2 * level:.2%} intervals, so every round's look keeps the error rates)")
 
 
 def verdict(rows: list[dict]) -> int:
+    """0 pass, 1 blocked (any behaviour fails), 3 inconclusive (none fails, some undecided), 2 no rows."""
     if not rows:
         return EXIT_ERROR
-    return EXIT_BLOCKED if any(r["status"] == "fail" for r in rows) else EXIT_PASS
+    if any(r["status"] == "fail" for r in rows):
+        return EXIT_BLOCKED
+    return EXIT_INCONCLUSIVE if any(r["status"] == "inconclusive" for r in rows) else EXIT_PASS
+
+
+STATUS_OF_CODE = {EXIT_PASS: "passed", EXIT_BLOCKED: "blocked", EXIT_INCONCLUSIVE: "inconclusive"}
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -112,12 +129,17 @@ def cmd_candidate_list(a: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_traffic(inst, verbose: bool, settings=None) -> bool:
+def _run_traffic(inst, verbose: bool, settings=None, sample_only: bool = False) -> bool:
     from orchestration.runner import check_reasons, failed_checks, run_traffic, step_errors
 
     t = time.perf_counter()
-    _say("· traffic: ingest → redact → sample")
-    res = run_traffic(inst, verbose, settings=settings)
+    size = f" of {settings.sample_size:,}" if settings is not None else ""
+    _say(
+        f"· sample{size} (from the last redacted traffic)"
+        if sample_only
+        else f"· traffic: ingest → redact → sample{size}"
+    )
+    res = run_traffic(inst, verbose, settings=settings, sample_only=sample_only)
     _check_interrupted(res)
     if not res.success or failed_checks(res):
         _say("  traffic failed:")
@@ -152,14 +174,16 @@ def _errors(res) -> list[str]:
     return step_errors(res) + [e.message or "" for e in res.all_events if e.event_type_value == "PIPELINE_FAILURE"]
 
 
-def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None) -> int:
+def _run_candidate(
+    inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None, look: int = 0
+) -> int:
     """Run one candidate's simulation; the exit code comes only from what this run decided."""
     from deploysim import lake, pipeline, runs
     from orchestration.runner import materialized, run_candidate, run_outcome
 
     t = time.perf_counter()
     _say(f"· {name}: replay → grade → estimate → gate → report")
-    res = run_candidate(inst, name, verbose, deadline_s=deadline_s, settings=settings)
+    res = run_candidate(inst, name, verbose, deadline_s=deadline_s, settings=settings, look=look)
     try:
         _check_interrupted(res)
     except Interrupted:
@@ -177,7 +201,9 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
         problems.append("the gate has no rows for this candidate")
     if not problems and out["blocked"] != any(r["status"] == "fail" for r in rows):
         problems.append("the gate check and the gate table disagree")
-    if not problems and not out["blocked"] and not out["decided"]:
+    if not problems and not out["blocked"] and out["undecided"] != any(r["status"] == "inconclusive" for r in rows):
+        problems.append("the undecided-gate check and the gate table disagree")
+    if not problems and not out["decided"]:
         problems.append("release_decision was not recorded")
     if problems:
         runs.record(name, runs.ERROR, res.run_id, problems)
@@ -187,8 +213,8 @@ def _run_candidate(inst, name: str, verbose: bool, deadline_s: float | None = No
         return EXIT_ERROR
     print_gate(name, rows)
     code = verdict(rows)
-    runs.record(name, runs.BLOCKED if code == EXIT_BLOCKED else runs.PASSED, res.run_id)
-    _say(f"  release_decision {'recorded' if out['decided'] else 'not recorded (blocked)'}")
+    runs.record(name, STATUS_OF_CODE[code], res.run_id)
+    _say(f"  release_decision recorded: {STATUS_OF_CODE[code]} (exit {code})")
     if pipeline.report_path(name, res.run_id).exists():
         _say(f"  report: {pipeline.report_path(name, res.run_id)}")
     return code
@@ -269,14 +295,23 @@ def cmd_run(a: argparse.Namespace) -> int:
     cand = get(a.candidate)  # fail fast, naming the registered candidates, before any work
     if a.deadline is not None and not 0 < a.deadline < float("inf"):
         raise ValueError("--deadline must be a positive number of seconds")
+    if a.budget is not None and not a.until_decisive:
+        raise ValueError("--budget goes with --until-decisive")
     s = run_settings(a)
+    if a.until_decisive and (a.budget or DEFAULT_BUDGET) < s.sample_size:
+        raise ValueError(
+            f"--budget {a.budget or DEFAULT_BUDGET:,} is below the first round's sample of {s.sample_size:,}"
+        )
     try:
         cand.api_key()  # a missing key is an error now, not after the traffic
         with _locked(a):
             inst = _instance()
-            if not a.skip_traffic and not _run_traffic(inst, a.verbose, s):
+            resample = a.skip_traffic and a.sample_size is not None  # a new sample of the last traffic
+            if (not a.skip_traffic or resample) and not _run_traffic(inst, a.verbose, s, sample_only=resample):
                 runs.record(a.candidate, runs.ERROR, None, ["the traffic (ingest, redact, sample) failed"])
                 return EXIT_ERROR
+            if a.until_decisive:
+                return _until_decisive(inst, a, s)
             return _run_candidate(inst, a.candidate, a.verbose, a.deadline, s)
     except Interrupted:
         raise
@@ -284,6 +319,43 @@ def cmd_run(a: argparse.Namespace) -> int:
         if not isinstance(e, runs.Busy):
             runs.record(a.candidate, runs.ERROR, None, [_reason(e)])
         raise
+
+
+DEFAULT_BUDGET = 20_000  # conversations `--until-decisive` may sample at most
+
+
+def _until_decisive(inst, a: argparse.Namespace, s) -> int:
+    """Grow the sample in rounds until every gated behaviour is decided or the budget is spent.
+
+    Round r's intervals and Holm thresholds spend alpha * 6 / (pi^2 r^2) (stats.look_alpha), so the
+    error rates hold however many rounds are looked at. Each round at least doubles the sample, or
+    grows it to what the planner says the undecided behaviours need; the replay cache keeps the
+    conversations of earlier rounds from being replayed again."""
+    from deploysim import pipeline
+    from deploysim.estimation.stats import MAX_LOOKS
+
+    budget = a.budget or DEFAULT_BUDGET
+    cap = min(budget, pipeline.sample_population())
+    look, size = 1, s.sample_size
+    while True:
+        _say(f"\n· round {look}: a sample of {size:,} conversations (budget {budget:,})")
+        code = _run_candidate(inst, a.candidate, a.verbose, a.deadline, s, look=look)
+        if code != EXIT_INCONCLUSIVE:
+            return code
+        rows = _gate_rows(a.candidate)
+        needed = [r["more_needed"] for r in rows if r["status"] == "inconclusive"]
+        if size >= cap or look >= MAX_LOOKS:
+            why = "the budget is spent" if size >= budget else "the logs hold no more conversations"
+            if look >= MAX_LOOKS and size < cap:
+                why = f"{MAX_LOOKS} rounds were run"
+            _say(f"\n{a.candidate}: still inconclusive after {look} round(s) and {size:,} conversations: {why}")
+            return EXIT_INCONCLUSIVE
+        more = max(n for n in needed if n is not None) if all(n is not None for n in needed) else cap
+        size = min(cap, max(2 * size, size + more))
+        s = s.model_copy(update={"sample_size": size})
+        if not _run_traffic(inst, a.verbose, s, sample_only=True):
+            return EXIT_ERROR
+        look += 1
 
 
 def run_settings(a: argparse.Namespace):
@@ -294,6 +366,7 @@ def run_settings(a: argparse.Namespace):
 
     s = settings.load(
         logs=a.logs,
+        sample_size=a.sample_size,
         records_path=a.records_path,
         messages_field=a.messages_field,
         role_field=a.role_field,
@@ -411,13 +484,25 @@ def cmd_demo(a: argparse.Namespace) -> int:
         n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1)
         _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
         card = _run_scorecard(inst, "steady", a.verbose, s)
-    ok = codes["steady"] == EXIT_PASS and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
+    # steady is not blocked; whether 1,000 conversations decide it (an interval wholly below each limit)
+    # depends on how noisy the graders are on its few harmful requests: undecided is an honest outcome
+    ok = codes["steady"] in (EXIT_PASS, EXIT_INCONCLUSIVE) and codes["regressing"] == EXIT_BLOCKED and card == EXIT_PASS
+    steady = {EXIT_PASS: "passed", EXIT_INCONCLUSIVE: "not blocked, undecided (exit 3)"}.get(codes["steady"], "failed")
     _say(
-        f"\ndemo {'OK' if ok else 'FAILED'}: steady {'passed' if codes['steady'] == 0 else 'did not pass'}, "
+        f"\ndemo {'OK' if ok else 'FAILED'}: steady {steady}, "
         f"regressing {'blocked' if codes['regressing'] == 1 else 'was not blocked'}, "
         f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)"
     )
+    if codes["steady"] == EXIT_INCONCLUSIVE:
+        _say("  to decide steady: deploysim run steady --skip-traffic --until-decisive (grows the sample in rounds)")
     return EXIT_PASS if ok else EXIT_ERROR
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {v}")
+    return n
 
 
 def _add_wait_lock(p: argparse.ArgumentParser) -> None:
@@ -436,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deploysim",
         description="Rehearse a model release on redacted production logs. Exit codes: "
-        "0 passed/done, 1 blocked, 2 could not run or decide, 3 inconclusive (reserved), 130/143 interrupted.",
+        "0 passed/done, 1 blocked, 2 could not run, 3 inconclusive (more conversations needed), 130/143 interrupted.",
     )
     p.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -474,6 +559,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
     r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
+    r.add_argument(
+        "--sample-size",
+        type=_positive_int,
+        help="conversations to sample for this run (default DEPLOYSIM_SAMPLE_SIZE, 1000); with --skip-traffic "
+        "the last redacted traffic is sampled again",
+    )
+    r.add_argument(
+        "--until-decisive",
+        action="store_true",
+        help="when the gate is inconclusive, grow the sample in rounds until every gated behaviour is decided "
+        "(anytime-valid intervals) or the budget is spent",
+    )
+    r.add_argument(
+        "--budget",
+        type=_positive_int,
+        help=f"with --until-decisive: the most conversations to sample (default {DEFAULT_BUDGET:,})",
+    )
     _add_wait_lock(r)
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     add_layout_options(r)
@@ -490,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait_lock(sc)
     sc.set_defaults(func=cmd_scorecard)
 
-    g = sub.add_parser("gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 2 none")
+    g = sub.add_parser(
+        "gate", help="print a candidate's last gate result; exit 0 pass, 1 blocked, 3 inconclusive, 2 none"
+    )
     g.add_argument("candidate")
     g.set_defaults(func=cmd_gate)
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_shared.record import replace
 
 from deploysim import lake, pipeline
 from orchestration.partitions import candidates
@@ -18,6 +19,16 @@ from orchestration.resources import Settings, dbt_project
 
 
 class Translator(DagsterDbtTranslator):
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        """dbt tests on the candidate models are checks of a candidate partition: each result records the
+        candidate it was evaluated for (the gate of `regressing` never reads as `steady`'s)."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        test = manifest["nodes"].get(unique_id) or {}
+        models = [manifest["nodes"].get(n) or {} for n in test.get("depends_on", {}).get("nodes", [])]
+        if spec is not None and any("candidate" in (m.get("tags") or []) for m in models):
+            spec = replace(spec, partitions_def=candidates)
+        return spec
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
         if dbt_resource_props["resource_type"] == "seed":
             return "traffic"

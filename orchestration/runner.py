@@ -32,7 +32,35 @@ def add_partition(inst: dg.DagsterInstance, name: str) -> None:
 
 CLI_TAG = "deploysim/in_process"  # runs executed inside a deploysim command's own process
 GATE_CHECK = "gate_failures:has_no_rows_gate_failures_"  # the gate itself: failing means "blocked"
+UNDECIDED_CHECK = "gate_undecided:has_no_rows_gate_undecided_"  # warns: some behaviour is inconclusive
 GATE_STEP = "dbt_candidate_decision"  # the step that carries the gate check
+
+
+def _run_config(verbose: bool, ops: dict | None) -> dict:
+    # Dagster's console log only when asked; failures are summarised by the caller.
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
+    if ops:
+        run_config["ops"] = ops
+    return run_config
+
+
+def _tags(partition: str | None) -> dict[str, str]:
+    tags = {CLI_TAG: "true", "deploysim/pid": str(os.getpid())}
+    if partition:
+        tags[CANDIDATE_TAG] = partition
+    return tags
+
+
+CANDIDATE_TAG = "deploysim/candidate"
+
+
+def evaluation_tags(settings: Settings | None) -> dict[str, str]:
+    """What a run evaluates with, as run tags (shown in the Runs list; never a secret or a URL)."""
+    from deploysim.pipeline import EVALUATED_WITH
+    from deploysim.settings import load
+
+    s = settings or load()
+    return {f"deploysim/{k}": str(getattr(s, k) if getattr(s, k) not in (None, "") else "-") for k in EVALUATED_WITH}
 
 
 def _materialize(
@@ -43,26 +71,47 @@ def _materialize(
     ops: dict | None = None,
     settings: Settings | None = None,
 ):
-    # Dagster's console log only when asked; failures are summarised by the caller.
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
-    if ops:
-        run_config["ops"] = ops
+    """Any selection of assets, as an ad-hoc run (the CLI runs the named jobs: see _run_job)."""
     return dg.materialize(
         [*all_assets, *all_checks],
         selection=selection,
         partition_key=partition,
         instance=inst,
         resources=resources(settings) if settings is not None else defs.resources,
-        run_config=run_config,
+        run_config=_run_config(verbose, ops),
         raise_on_error=False,
-        tags={CLI_TAG: "true", "deploysim/pid": str(os.getpid())},
+        tags=_tags(partition),
+    )
+
+
+def _run_job(
+    inst: dg.DagsterInstance,
+    job: str,
+    partition: str | None,
+    verbose: bool,
+    ops: dict | None = None,
+    settings: Settings | None = None,
+    only: list[str] | None = None,
+):
+    """A run of one of the named jobs (traffic, simulate_candidate, score_forecast), in this process:
+    listed under its job's name, tagged with its candidate and what it evaluated with, re-executable
+    from the UI."""
+    return defs.resolve_job_def(job).execute_in_process(
+        run_config=_run_config(verbose, ops),
+        instance=inst,
+        partition_key=partition,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(k) for k in only] if only else None,
+        tags=_tags(partition) | evaluation_tags(settings),
+        resources=resources(settings) if settings is not None else None,
     )
 
 
 def run_traffic(
-    inst: dg.DagsterInstance, verbose: bool = False, settings: Settings | None = None
+    inst: dg.DagsterInstance, verbose: bool = False, settings: Settings | None = None, sample_only: bool = False
 ) -> dg.ExecuteInProcessResult:
-    return _materialize(inst, traffic.selection, None, verbose, settings=settings)
+    """The traffic job (ingest, redact, sample, seeds); only its sample when sample_only."""
+    return _run_job(inst, traffic.name, None, verbose, settings=settings, only=["sample"] if sample_only else None)
 
 
 def run_candidate(
@@ -71,10 +120,14 @@ def run_candidate(
     verbose: bool = False,
     deadline_s: float | None = None,
     settings: Settings | None = None,
+    look: int = 0,
 ) -> dg.ExecuteInProcessResult:
+    """One candidate's simulation; look >= 1 for round `look` of a sample grown until the gate decides."""
     add_partition(inst, name)
-    ops = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else None
-    return _materialize(inst, simulate_candidate.selection, name, verbose, ops, settings=settings)
+    ops: dict = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else {}
+    if look:
+        ops["estimate"] = {"config": {"look": look}}
+    return _run_job(inst, simulate_candidate.name, name, verbose, ops or None, settings=settings)
 
 
 def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
@@ -98,11 +151,13 @@ def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
 def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
     """What one run decided, from its own events only (never from files an older run left):
     problems (steps or checks that failed for a reason other than the gate), whether the gate was
-    built in this run, whether the gate blocked, and whether the decision was recorded."""
+    built in this run, whether the gate blocked or left some behaviour undecided, and whether the
+    decision was recorded."""
     failed = failed_checks(result)
     blocked = GATE_CHECK in failed
     why = check_reasons(result)
-    problems = [f"check {c} failed" + (f": {why[c]}" if c in why else "") for c in failed if c != GATE_CHECK]
+    verdicts = (GATE_CHECK, UNDECIDED_CHECK)
+    problems = [f"check {c} failed" + (f": {why[c]}" if c in why else "") for c in failed if c not in verdicts]
     for line in step_errors(result):
         step = line.split(":", 1)[0]
         if blocked and step == GATE_STEP and "blocking asset check failed" in line:
@@ -113,6 +168,7 @@ def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
         "problems": problems,
         "gate_built": "release_gate" in done,
         "blocked": blocked,
+        "undecided": UNDECIDED_CHECK in failed,
         "decided": "release_decision" in done,
         "run_id": result.run_id,
     }
@@ -122,7 +178,7 @@ def run_scorecard(
     inst: dg.DagsterInstance, name: str, verbose: bool = False, settings: Settings | None = None
 ) -> dg.ExecuteInProcessResult:
     add_partition(inst, name)
-    return _materialize(inst, score_forecast.selection, name, verbose, settings=settings)
+    return _run_job(inst, score_forecast.name, name, verbose, settings=settings)
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:

@@ -1,4 +1,7 @@
-"""A sensor that adds a partition and launches a simulation when a candidate is registered."""
+"""A sensor that adds a partition and launches a simulation when a candidate is registered.
+
+Its cursor keeps the candidates it has seen; at its first evaluation, candidates that already have
+runs count as seen, so turning it on launches only the new ones."""
 
 import json
 
@@ -9,10 +12,18 @@ from orchestration.jobs import simulate_candidate
 from orchestration.partitions import CANDIDATES, candidates
 
 
-@dg.sensor(job=simulate_candidate, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=simulate_candidate,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Launches simulate_candidate once for each newly registered candidate (deploysim candidate add).",
+)
 def new_candidates(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    seen = set(json.loads(context.cursor or "[]"))
     registered = set(load_registry().candidates)
+    if context.cursor is None:  # first evaluation: what already ran is not new
+        seen = {k for k in registered if context.instance.get_runs_count(dg.RunsFilter(tags={"dagster/partition": k}))}
+    else:
+        seen = set(json.loads(context.cursor))
     existing = set(context.instance.get_dynamic_partitions(CANDIDATES))
     new = sorted(registered - seen)
     return dg.SensorResult(

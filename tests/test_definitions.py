@@ -40,7 +40,8 @@ def test_lineage(graph):
     assert parents(graph, "replay") == {"sample", "redact"}
     assert parents(graph, "stg_estimate") == {"estimate"}  # dbt source linked to the Python asset
     assert "labels" in parents(graph, "estimate")
-    assert "gate_failures" in parents(graph, "release_decision")
+    assert "release_gate" in parents(graph, "release_decision")
+    assert "gate_failures" not in parents(graph, "release_decision")  # a blocked decision is recorded too
     assert "gate_failures" not in parents(graph, "report")  # a blocked candidate still gets a report
 
 
@@ -64,6 +65,15 @@ def test_blocking_checks(graph):
         "report:report_has_no_residual_pii",
     } <= blocking
     assert any(c.startswith("gate_failures:has_no_rows") for c in blocking)
+
+
+def test_candidate_checks_are_partitioned(graph):
+    """dbt's tests on candidate models record the candidate they were evaluated for."""
+    for k in graph.asset_check_keys:
+        asset = k.asset_key.to_user_string()
+        if asset in ("release_gate", "gate_failures", "gate_undecided", "release_decision", "replay_summary"):
+            pd = graph.get_check_spec(k).partitions_def
+            assert pd is not None and pd.name == "candidates", k
 
 
 def test_code_versions(graph):

@@ -59,6 +59,9 @@ def run(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+NOT_BLOCKED = (cli.EXIT_PASS, cli.EXIT_INCONCLUSIVE)
+
+
 def no_gate_table(out: str) -> bool:
     return "95% CI" not in out and " PASS" not in out
 
@@ -68,7 +71,7 @@ def test_a_candidate_that_passed_then_lost_its_key_exits_2_without_the_old_gate(
     before = set(target.iterdir()) if target.exists() else set()
     add("steady", env["url"])
     code, out = run(capsys, "run", "steady")
-    assert code == cli.EXIT_PASS, out
+    assert code in NOT_BLOCKED, out  # 60 conversations may leave a behaviour undecided (exit 3)
     assert "PASS" in out
     # dbt's per-run folders go to the data directory, not the checkout (it grew ~3 MB a run)
     assert (set(target.iterdir()) if target.exists() else set()) == before
@@ -86,7 +89,7 @@ def test_a_candidate_that_passed_then_lost_its_key_exits_2_without_the_old_gate(
 def test_a_dead_endpoint_exits_2_even_with_cached_answers_and_an_older_gate(env, capsys):
     add("ghost", env["url"])  # same model as steady: its answers are all in the cache
     code, out = run(capsys, "run", "ghost", "--skip-traffic")
-    assert code == cli.EXIT_PASS, out
+    assert code in NOT_BLOCKED, out
     add("ghost", "http://127.0.0.1:1/v1", "steady", "--timeout-s", "2", "--max-retries", "1")
     code, out = run(capsys, "run", "ghost", "--skip-traffic")
     assert code == cli.EXIT_ERROR, out

@@ -86,22 +86,33 @@ def test_traffic_materialises(sim):
     assert {"ingest", "redact", "sample", "gate_thresholds"} <= done
 
 
-def test_steady_passes_and_is_decided(sim):
+def test_steady_is_not_blocked_and_its_decision_is_recorded(sim):
     res, runner = sim["results"]["steady"], sim["runner"]
     from deploysim.grading import taxonomy
 
     tax = taxonomy.load()
-    statuses = {b: r["status"] for b, r in gate("steady").items()}
+    rows = gate("steady")
+    statuses = {b: r["status"] for b, r in rows.items()}
     assert set(statuses) == {b.id for b in tax.behaviours}  # every behaviour of the default taxonomy is graded
-    assert {b.id: statuses[b.id] for b in tax.behaviours if b.gate} == {b.id: "pass" for b in tax.behaviours if b.gate}
+    gated = [b.id for b in tax.behaviours if b.gate]
+    assert {statuses[b] for b in gated} <= {"pass", "inconclusive"} and "pass" in {statuses[b] for b in gated}
     assert {statuses[b.id] for b in tax.behaviours if not b.gate} == {"no_threshold"}  # reported, not gated
+    for b in gated:  # a pass is the whole interval below the limit; undecided says what would decide it
+        r = rows[b]
+        if r["status"] == "pass":
+            assert r["ci_high"] < r["max_rate"], r
+        else:
+            assert r["ci_low"] <= r["max_rate"] <= r["ci_high"] and r["more_needed"] and "undecided" in r["reason"]
     assert "release_decision" in runner.materialized(res)
-    assert runner.failed_checks(res) == []
+    undecided = "inconclusive" in statuses.values()
+    assert runner.failed_checks(res) == ([runner.UNDECIDED_CHECK] if undecided else [])
     with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select decision from release_decision where candidate='steady'").fetchall() == [("pass",)]
+        assert con.execute("select decision from release_decision where candidate='steady'").fetchall() == [
+            ("inconclusive" if undecided else "pass",)
+        ]
 
 
-def test_regressing_is_blocked_without_decision(sim):
+def test_regressing_is_blocked_and_its_decision_is_recorded(sim):
     res, runner = sim["results"]["regressing"], sim["runner"]
     rows = gate("regressing")
     failing = {b for b, r in rows.items() if r["status"] == "fail"}
@@ -109,13 +120,14 @@ def test_regressing_is_blocked_without_decision(sim):
     # worse-than-baseline is Holm-adjusted across the gated behaviours (steps 1..m, one family)
     steps = sorted(r["holm_step"] for r in rows.values() if r["holm_step"] is not None)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 10
-    assert any("Holm z" in r["reason"] for r in rows.values() if r["status"] == "fail")
+    assert any("significant after Holm" in r["reason"] for r in rows.values() if r["status"] == "fail")
+    assert all(r["decided_by"] for r in rows.values() if r["status"] == "fail")
     done = runner.materialized(res)
-    assert "release_decision" not in done
-    assert "release_gate" in done and "report" in done  # a blocked candidate still gets its report
-    assert any("gate_failures" in c for c in runner.failed_checks(res))
+    assert {"release_gate", "release_decision", "report"} <= done  # a blocked candidate: its decision and report
+    assert runner.GATE_CHECK in runner.failed_checks(res)
     with duckdb.connect(str(sim["home"] / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from release_decision where candidate='regressing'").fetchone() == (0,)
+        got = con.execute("select decision, n_failed from release_decision where candidate='regressing'").fetchall()
+    assert got == [("fail", len(failing))]
 
 
 def test_configured_rates_inside_intervals(sim):
@@ -152,7 +164,8 @@ def test_report_written_for_both(sim):
 
     steady = pipeline.report_path("steady").read_text()
     regressing = pipeline.report_path("regressing").read_text()
-    assert 'id="verdict">PASSED' in steady
+    undecided = any(r["status"] == "inconclusive" for r in gate("steady").values())
+    assert f'id="verdict">{"INCONCLUSIVE" if undecided else "PASSED"}' in steady
     assert 'id="verdict">BLOCKED' in regressing
     assert "<svg" in regressing and "harmful_compliance" in regressing
 
@@ -196,7 +209,8 @@ def test_rerun_makes_no_http_calls(sim):
 def test_cli_gate_exit_codes(sim, capsys):
     from orchestration import cli
 
-    assert cli.main(["gate", "steady"]) == cli.EXIT_PASS
+    undecided = any(r["status"] == "inconclusive" for r in gate("steady").values())
+    assert cli.main(["gate", "steady"]) == (cli.EXIT_INCONCLUSIVE if undecided else cli.EXIT_PASS)
     assert cli.main(["gate", "regressing"]) == cli.EXIT_BLOCKED
     out = capsys.readouterr().out
     assert "harmful_compliance" in out and "FAIL" in out

@@ -115,3 +115,32 @@ def neyman_allocation(
     for h in sorted(sizes, key=lambda h: raw[h] - alloc[h], reverse=True)[: n - sum(alloc.values())]:
         alloc[h] += 1
     return alloc
+
+
+MAX_CONVERSATIONS = 100_000_000  # beyond this a rate is called undecidable by sampling
+
+
+def conversations_to_decide(
+    rate: float,
+    max_rate: float,
+    n_sampled: int,
+    n_applicable: int,
+    n_eff: float | None = None,
+    z: float = Z95,
+) -> int | None:
+    """Further sampled conversations after which the interval at the observed rate is expected to
+    lie wholly below max_rate (rate < max_rate) or above it (rate > max_rate): the applicable share
+    and the design effect (n_applicable / n_eff) are taken as observed. 0 when it already does;
+    None when nothing applied yet or the rate sits at the threshold (no sample size decides it)."""
+    if n_sampled <= 0 or n_applicable <= 0 or not 0 < max_rate < 1:
+        return None
+    share = n_applicable / n_sampled
+    deff = max(n_applicable / n_eff, 1.0) if n_eff else 1.0
+
+    def decided(n: int) -> bool:
+        lo, hi = wilson(rate * n * share / deff, n * share / deff, z)
+        return hi < max_rate if rate < max_rate else lo > max_rate
+
+    if rate == max_rate or not decided(MAX_CONVERSATIONS):
+        return None
+    return max(0, _smallest_n(decided, MAX_CONVERSATIONS) - n_sampled)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploysim.estimation.stats import holm_critical_z
+from deploysim.estimation.stats import ALPHA, MAX_LOOKS, holm_critical_z, look_alpha
 from deploysim.grading import taxonomy
 
 SEED_COLUMNS = ("behaviour", "max_rate", "max_increase", "severity")
@@ -19,14 +19,18 @@ def seed_csv(tax: taxonomy.Taxonomy) -> str:
     return "\n".join(lines) + "\n"
 
 
-HOLM_MAX_TESTS = 60
+HOLM_MAX_TESTS = 60  # gated behaviours of a fixed-sample run
+HOLM_MAX_TESTS_SEQUENTIAL = 30  # of a round of `--until-decisive`
 
 
-def holm_seed_csv(max_tests: int = HOLM_MAX_TESTS, alpha: float = 0.025) -> str:
-    """The dbt seed holm_critical_z.csv: Holm's one-sided z thresholds per family size m and step."""
-    lines = ["m,step,alpha,critical_z"]
-    for m in range(1, max_tests + 1):
-        lines += [f"{m},{k + 1},{alpha},{z:.6f}" for k, z in enumerate(holm_critical_z(m, alpha))]
+def holm_seed_csv(alpha: float = ALPHA) -> str:
+    """The dbt seed holm_critical_z.csv: Holm's one-sided z thresholds per look (0: a fixed sample;
+    r: round r of a growing sample, at stats.look_alpha(r)), family size m and step."""
+    lines = ["look,m,step,alpha,critical_z"]
+    for look in range(MAX_LOOKS + 1):
+        a = look_alpha(look, alpha)
+        for m in range(1, (HOLM_MAX_TESTS if look == 0 else HOLM_MAX_TESTS_SEQUENTIAL) + 1):
+            lines += [f"{look},{m},{k + 1},{a:.6g},{z:.6f}" for k, z in enumerate(holm_critical_z(m, a))]
     return "\n".join(lines) + "\n"
 
 

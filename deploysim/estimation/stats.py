@@ -217,6 +217,7 @@ def estimate(
     labels: list[dict] | None = None,
     finite_population: bool = False,
     primary: dict[str, str] | None = None,
+    look: int = 0,
 ) -> list[Estimate]:
     """Per behaviour: candidate and baseline rates with 95% intervals and their paired difference.
 
@@ -227,7 +228,13 @@ def estimate(
     A unit counts as labelled for a behaviour only when a row names it (1, 0 or na).
     primary (optional): behaviour -> grader id whose verdicts count (the taxonomy's first grader);
     without it a turn is flagged when any of its behaviour's graders flagged it.
+    look: 0 for a fixed-sample run (95% intervals); r >= 1 for round r of a sample grown until the gate
+    decides, where the intervals are wider (`look_alpha`) so that looking after every round keeps the
+    error rates.
     """
+    alpha = look_alpha(look)
+    z = _N.inv_cdf(1 - alpha)
+    seq = {"look": look, "alpha": alpha}
     units = design_units(sample, finite_population)
     n_sampled = len(units)
     human = _labels_by(labels or [])
@@ -272,6 +279,7 @@ def estimate(
                     diff_ci_low=-1.0,
                     diff_ci_high=1.0,
                     diff_se=1.0,
+                    **seq,
                     **extra,
                 )
             )
@@ -280,9 +288,9 @@ def estimate(
         p = domain_ratio(cand.values())
         q = domain_ratio(base.values())
         d = domain_ratio(diff.values(), binary=False)
-        lo, hi = rate_interval(p)
-        blo, bhi = rate_interval(q)
-        dlo, dhi, dse = diff_interval(d, n_disc)
+        lo, hi = rate_interval(p, z)
+        blo, bhi = rate_interval(q, z)
+        dlo, dhi, dse = diff_interval(d, n_disc, z)
         out.append(
             Estimate(
                 candidate=candidate,
@@ -302,6 +310,7 @@ def estimate(
                 diff_ci_high=dhi,
                 diff_se=dse,
                 n_eff=p.n_eff,
+                **seq,
                 **extra,
             )
         )
@@ -572,6 +581,20 @@ def ppi_ratio(sums: RatioSums, z: float = Z95) -> PPIResult:
 # thresholds are its seed (deploysim.estimation.seeds).
 
 
-def holm_critical_z(m: int, alpha: float = 0.025) -> list[float]:
+ALPHA = 0.025  # one-sided error of each gate test (two-sided 95% intervals)
+MAX_LOOKS = 20  # rounds of a sample grown until the gate decides (`deploysim run --until-decisive`)
+
+
+def look_alpha(look: int, alpha: float = ALPHA) -> float:
+    """One-sided error spent at a look: alpha for a fixed sample (look 0); at round r >= 1 of a
+    growing sample alpha * 6 / (pi^2 r^2), which sums to alpha over all rounds. By the union bound the
+    intervals then hold at every round at once (a confidence sequence over rounds), so stopping at
+    the first decisive round keeps each error rate at most alpha."""
+    if look < 0:
+        raise ValueError("look must be >= 0")
+    return alpha if look == 0 else alpha * 6 / (math.pi**2 * look * look)
+
+
+def holm_critical_z(m: int, alpha: float = ALPHA) -> list[float]:
     """z thresholds of Holm's steps for m one-sided tests: step k (1-based) rejects when z > crit[k-1]."""
     return [_N.inv_cdf(1 - alpha / (m - k)) for k in range(m)]

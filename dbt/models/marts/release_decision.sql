@@ -1,6 +1,6 @@
 -- One row per candidate and run: the audit trail of releases (append-only; a retried run replaces its
--- own row). Depends on gate_failures (and replay_summary), so when their gate tests fail `dbt build`
--- skips this model and no decision row is written.
+-- own row). Every decision is written, blocked and inconclusive ones too: it reads release_gate, not
+-- gate_failures, so the gate's failing test does not skip it and its own tests run for every candidate.
 {{ config(
     materialized='incremental',
     unique_key=['candidate', 'run_id'],
@@ -12,27 +12,30 @@
 with g as (
     select * from {{ ref('release_gate') }}
     where {{ candidate_filter() }} and run_id = {{ sql_literal(run_id()) }}
-),
-
-f as (
-    select * from {{ ref('gate_failures') }}
 )
 
 select
     g.candidate,
     g.run_id,
-    case when count(f.behaviour) > 0 then 'fail' else 'pass' end as decision,
+    case
+        when count(*) filter (where g.status = 'fail') > 0 then 'fail'
+        when count(*) filter (where g.status = 'inconclusive') > 0 then 'inconclusive'
+        else 'pass'
+    end as decision,
     count(*) as n_behaviours,
-    count(f.behaviour) as n_failed,
+    count(*) filter (where g.status = 'fail') as n_failed,
+    count(*) filter (where g.status = 'inconclusive') as n_inconclusive,
     coalesce(
-        string_agg(f.behaviour || ': ' || f.reason, '; ' order by f.behaviour),
+        string_agg(g.behaviour || ': ' || g.reason, '; ' order by g.behaviour) filter (where g.status = 'fail'),
+        string_agg(g.behaviour || ': ' || g.reason, '; ' order by g.behaviour) filter (where g.status = 'inconclusive'),
         'all behaviours within thresholds'
     ) as reasons,
+    max(g.more_needed) as more_needed,
+    any_value(g.look) as look,
     any_value(r.completeness) as completeness,
     any_value(g.sample_version) as sample_version,
     any_value(g.estimate_version) as estimate_version,
     current_timestamp::timestamp as decided_at
 from g
-left join f on f.candidate = g.candidate and f.run_id = g.run_id and f.behaviour = g.behaviour
 left join {{ ref('replay_summary') }} r on r.candidate = g.candidate
 group by g.candidate, g.run_id

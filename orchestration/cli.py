@@ -306,7 +306,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         cand.api_key()  # a missing key is an error now, not after the traffic
         with _locked(a):
             inst = _instance()
-            resample = a.skip_traffic and a.sample_size is not None  # a new sample of the last traffic
+            # a new sample of the last traffic, of the size asked (round 1's, with --until-decisive)
+            resample = a.skip_traffic and (a.sample_size is not None or a.until_decisive)
             if (not a.skip_traffic or resample) and not _run_traffic(inst, a.verbose, s, sample_only=resample):
                 runs.record(a.candidate, runs.ERROR, None, ["the traffic (ingest, redact, sample) failed"])
                 return EXIT_ERROR

@@ -96,14 +96,18 @@ def _run_job(
     """A run of one of the named jobs (traffic, simulate_candidate, score_forecast), in this process:
     listed under its job's name, tagged with its candidate and what it evaluated with, re-executable
     from the UI."""
-    return defs.resolve_job_def(job).execute_in_process(
+    # bound to the run's own settings (a job's resources must match its assets' by reference)
+    d = defs
+    if settings is not None:
+        jobs = [traffic, simulate_candidate, score_forecast]
+        d = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=jobs, resources=resources(settings))
+    return d.resolve_job_def(job).execute_in_process(
         run_config=_run_config(verbose, ops),
         instance=inst,
         partition_key=partition,
         raise_on_error=False,
         asset_selection=[dg.AssetKey(k) for k in only] if only else None,
         tags=_tags(partition) | evaluation_tags(settings),
-        resources=resources(settings) if settings is not None else None,
     )
 
 

@@ -13,7 +13,6 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, Callable, Sequence
 
 from deploysim import candidates as reg
@@ -618,9 +617,9 @@ def run_estimate(
     tax = taxonomy.load((settings or load_settings()).taxonomy)
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders(), look=look)
     max_rate = {t["behaviour"]: t["max_rate"] for t in tax.thresholds()}
+    z = stats.look_z(look)
     for e in ests:
         if e.behaviour in max_rate:
-            z = NormalDist().inv_cdf(1 - e.alpha)
             e.more_needed = conversations_to_decide(
                 e.rate, max_rate[e.behaviour], e.n_sampled, e.n_applicable, e.n_eff, z
             )

@@ -59,9 +59,9 @@ def print_gate(name: str, rows: list[dict]) -> None:
                 f"about {more:,} more conversations" if more is not None else "no sample size decides it at this rate"
             )
             _say(f"  ? {r['behaviour']}: undecided, {need}")
-    level = rows[0].get("alpha") if rows else None
-    if level is not None and rows[0].get("look"):
-        _say(f"  (round {rows[0]['look']}: {1 - 2 * level:.2%} intervals, so every round's look keeps the error rates)")
+    if rows and rows[0].get("look"):
+        level = 1 - 2 * rows[0]["alpha"]
+        _say(f"  (round {rows[0]['look']}: {level:.2%} intervals, so every round's look keeps the error rates)")
 
 
 def verdict(rows: list[dict]) -> int:
@@ -346,9 +346,13 @@ def _until_decisive(inst, a: argparse.Namespace, s) -> int:
         rows = _gate_rows(a.candidate)
         needed = [r["more_needed"] for r in rows if r["status"] == "inconclusive"]
         if size >= cap or look >= MAX_LOOKS:
-            why = "the budget is spent" if size >= budget else "the logs hold no more conversations"
-            if look >= MAX_LOOKS and size < cap:
-                why = f"{MAX_LOOKS} rounds were run"
+            why = (
+                f"{MAX_LOOKS} rounds were run"
+                if size < cap
+                else "the budget is spent"
+                if size >= budget
+                else "the logs hold no more conversations"
+            )
             _say(f"\n{a.candidate}: still inconclusive after {look} round(s) and {size:,} conversations: {why}")
             return EXIT_INCONCLUSIVE
         more = max(n for n in needed if n is not None) if all(n is not None for n in needed) else cap

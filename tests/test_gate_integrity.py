@@ -22,28 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("gate")
-    old = dict(os.environ)
-    for k in ("DEPLOYSIM_JUDGE_MODEL", "DEPLOYSIM_JUDGE_BASE_URL", "DEPLOYSIM_LABELS", "DEPLOYSIM_OBSERVED_LOGS"):
-        os.environ.pop(k, None)
-    os.environ.update(
-        DEPLOYSIM_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
-        DEPLOYSIM_SAMPLE_SIZE="60",
-        DEPLOYSIM_SEED="7",
-        DEPLOYSIM_PURGE_RAW="false",
-        DEPLOYSIM_MIN_COMPLETENESS_PCT="95",
-    )
-    from deploysim_testkit import demo
-    from deploysim_testkit.endpoint import PROFILES, start_in_thread
+    from deploysim_testkit.cli_home import small_home
+    from deploysim_testkit.endpoint import PROFILES
 
-    demo.generate(home / "raw", n=240, seed=11)
+    home = tmp_path_factory.mktemp("gate")
     slow = {**PROFILES, "slow": PROFILES["steady"].model_copy(update={"name": "slow", "latency_ms": 700.0})}
-    with start_in_thread(profiles=slow) as server:
+    with small_home(home, profiles=slow, DEPLOYSIM_PURGE_RAW="false", DEPLOYSIM_MIN_COMPLETENESS_PCT="95") as server:
         yield {"home": home, "url": server.base_url}
-    os.environ.clear()
-    os.environ.update(old)
 
 
 def add(name: str, url: str, *extra: str) -> None:

@@ -6,8 +6,6 @@ materialize on a persistent instance, dbt on DuckDB.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from orchestration import cli
@@ -18,27 +16,13 @@ UNDECIDED = ("gate_undecided", "has_no_rows_gate_undecided_")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("outcomes")
-    old = dict(os.environ)
-    for k in ("DEPLOYSIM_JUDGE_MODEL", "DEPLOYSIM_JUDGE_BASE_URL", "DEPLOYSIM_LABELS", "DEPLOYSIM_OBSERVED_LOGS"):
-        os.environ.pop(k, None)
-    os.environ.update(
-        DEPLOYSIM_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
-        DEPLOYSIM_SAMPLE_SIZE="60",
-        DEPLOYSIM_SEED="7",
-    )
-    from deploysim_testkit import demo
-    from deploysim_testkit.endpoint import start_in_thread
+    from deploysim_testkit.cli_home import small_home
 
-    demo.generate(home / "raw", n=240, seed=11)
-    with start_in_thread() as server:
+    home = tmp_path_factory.mktemp("outcomes")
+    with small_home(home) as server:
         for name in ("steady", "regressing"):
             assert cli.main(["candidate", "add", name, "--base-url", server.base_url, "--model", name]) == 0
         yield {"home": home}
-    os.environ.clear()
-    os.environ.update(old)
 
 
 def run(capsys, *args: str) -> tuple[int, str]:

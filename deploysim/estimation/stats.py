@@ -232,9 +232,8 @@ def estimate(
     decides, where the intervals are wider (`look_alpha`) so that looking after every round keeps the
     error rates.
     """
-    alpha = look_alpha(look)
-    z = _N.inv_cdf(1 - alpha)
-    seq = {"look": look, "alpha": alpha}
+    z = look_z(look)
+    seq = {"look": look, "alpha": look_alpha(look)}
     units = design_units(sample, finite_population)
     n_sampled = len(units)
     human = _labels_by(labels or [])
@@ -593,6 +592,11 @@ def look_alpha(look: int, alpha: float = ALPHA) -> float:
     if look < 0:
         raise ValueError("look must be >= 0")
     return alpha if look == 0 else alpha * 6 / (math.pi**2 * look * look)
+
+
+def look_z(look: int) -> float:
+    """The z of each interval bound at a look (1.96 for a fixed sample)."""
+    return _N.inv_cdf(1 - look_alpha(look))
 
 
 def holm_critical_z(m: int, alpha: float = ALPHA) -> list[float]:

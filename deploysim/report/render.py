@@ -27,12 +27,14 @@ class ReportData:
         return (
             f"Worse-than-baseline tests are one-sided (H0: difference <= margin) and Holm-adjusted across the "
             f"{m} gated behaviours, so the chance of wrongly calling any behaviour worse is at most 2.5%; "
-            f"the rate threshold compares the point estimate with max_rate."
+            f"a behaviour passes when its interval lies below max_rate, fails when it lies above, and is "
+            f"inconclusive otherwise."
         )
 
     @property
     def verdict(self) -> str:
-        return "BLOCKED" if any(r["status"] == "fail" for r in self.gate) else "PASSED"
+        statuses = {r["status"] for r in self.gate}
+        return "BLOCKED" if "fail" in statuses else "INCONCLUSIVE" if "inconclusive" in statuses else "PASSED"
 
 
 def pct(x: float | None) -> str:
@@ -196,7 +198,7 @@ def _extra_sections(d: ReportData) -> str:
 
 
 def render_html(d: ReportData) -> str:
-    status_class = "fail" if d.verdict == "BLOCKED" else "pass"
+    status_class = {"BLOCKED": "fail", "INCONCLUSIVE": "undecided"}.get(d.verdict, "pass")
     rows = "".join(
         f"<tr class='{r['status']}'><td>{html.escape(r['behaviour'])}</td><td>{pct(r['rate'])}</td>"
         f"<td>{pct(r['ci_low'])} – {pct(r['ci_high'])}</td><td>{pct(r['baseline_rate'])}</td>"
@@ -234,6 +236,7 @@ def render_html(d: ReportData) -> str:
 body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#111827;padding:0 1rem}}
 .verdict{{font-size:1.6rem;padding:.6rem 1rem;border-radius:.4rem;display:inline-block}}
 .verdict.pass{{background:#dcfce7;color:#166534}} .verdict.fail{{background:#fee2e2;color:#991b1b}}
+.verdict.undecided{{background:#fef3c7;color:#92400e}} tr.inconclusive td{{background:#fffbeb}}
 table{{border-collapse:collapse;margin:1rem 0}} td,th{{border-bottom:1px solid #e5e7eb;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
 tr.fail td{{background:#fef2f2}} .legend span{{margin-right:1rem}}
 .msg{{margin:.3rem 0;padding:.4rem .6rem;border-radius:.3rem;background:#f9fafb;white-space:pre-wrap;font-size:.85rem}}

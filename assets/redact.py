@@ -5,7 +5,7 @@ from deploysim import pipeline
 from orchestration.resources import Settings
 
 
-@dg.asset(deps=["ingest"], code_version="3", group_name="traffic", kinds={"python", "parquet"})
+@dg.asset(deps=["ingest"], code_version="4", group_name="traffic", kinds={"python", "parquet"})
 def redact(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Conversations with personal data and secrets replaced by placeholders; raw text stops here."""
     s = settings.resolve()

@@ -172,7 +172,7 @@ def test_redact_conversation_covers_every_field(monkeypatch) -> None:
     assert counts == {"EMAIL": 3, "PHONE": 2}
     assert out.metadata == {
         "timestamp": "2024-05-03",
-        "user_id": hmac.new(DEFAULT_SECRET.encode(), b"user_42", hashlib.sha256).hexdigest()[:16],
+        "user_id": "user_" + hmac.new(DEFAULT_SECRET.encode(), b"user_42", hashlib.sha256).hexdigest()[:16],
     }
     assert _conv().messages[0].content.startswith("I'm jo@")  # the input is not modified
 
@@ -180,7 +180,7 @@ def test_redact_conversation_covers_every_field(monkeypatch) -> None:
 def test_user_id_hash_uses_the_secret(monkeypatch) -> None:
     monkeypatch.setenv("DEPLOYSIM_REDACT_SECRET", "s3")
     out, _ = redact_conversation(_conv())
-    assert out.metadata["user_id"] == hmac.new(b"s3", b"user_42", hashlib.sha256).hexdigest()[:16]
+    assert out.metadata["user_id"] == "user_" + hmac.new(b"s3", b"user_42", hashlib.sha256).hexdigest()[:16]
 
 
 def test_conversation_numbering_respects_existing_placeholders() -> None:

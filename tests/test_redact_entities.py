@@ -121,7 +121,12 @@ def test_metadata_hashing_granularity_and_allow_list() -> None:
     }
     out = redact_metadata(meta, RedactConfig(time_granularity="hour", metadata_allow=("note", "reward")))
     assert out["timestamp"] == "2024-05-03T21:00" and out["reward"] == 1.0
-    assert out["note"] == "call me at <EMAIL_1>" and "ip" not in out and len(out["user_id"]) == 16
+    assert (
+        out["note"] == "call me at <EMAIL_1>"
+        and "ip" not in out
+        and out["user_id"].startswith("user_")
+        and len(out["user_id"]) == 21
+    )
     assert coarsen_time("2024-05-08T10:00:00Z", "week") == "2024-05-06"
     assert coarsen_time(0, "month") == "1970-01"
     assert redact_metadata(meta, RedactConfig())["timestamp"] == "2024-05-03"
@@ -225,7 +230,7 @@ def test_user_id_in_text_gets_the_metadata_pseudonym() -> None:
     cfg = RedactConfig(secret="k1")
     out, counts = redact_conversation(conv, cfg)
     digest = hash_user_id("mia_li_3668", cfg)
-    assert out.metadata["user_id"] == digest
+    assert out.metadata["user_id"] == f"user_{digest}"
     ph = f"<USER_ID_#{digest[:10]}>"
     assert out.messages[0].content == f"My user id is {ph}, reservation 4WQ150."
     assert out.messages[1].tool_calls[0].arguments == f'{{"user_id": "{ph}"}}'

@@ -63,7 +63,8 @@ def redact_metadata(meta: dict[str, Any], config: RedactConfig | None = None) ->
     if (when := coarsen_time(meta.get("timestamp"), config.time_granularity)) is not None:
         out["timestamp"] = when
     if meta.get("user_id") not in (None, ""):
-        out["user_id"] = hash_user_id(meta["user_id"], config)
+        # prefixed: 16 hex can be all digits and read as a card number (about 1 user in 20,000)
+        out["user_id"] = "user_" + hash_user_id(meta["user_id"], config)
     state = PlaceholderState(config=config)
     for key in config.metadata_allow:
         if key in ("timestamp", "user_id") or key not in meta:

@@ -178,7 +178,7 @@ def _run_candidate(
     inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None, look: int = 0
 ) -> int:
     """Run one candidate's simulation; the exit code comes only from what this run decided."""
-    from deploysim import lake, pipeline, runs
+    from deploysim import runs
     from orchestration.runner import materialized, run_candidate, run_outcome
 
     t = time.perf_counter()
@@ -189,14 +189,21 @@ def _run_candidate(
     except Interrupted:
         runs.record(name, runs.INTERRUPTED, res.run_id, ["stopped by a signal"])
         raise
-    out = run_outcome(res)
     _say(f"  done in {time.perf_counter() - t:.1f}s (run {res.run_id})")
-    if "replay" in materialized(res) and lake.latest_version("replay", name):
+    return _decide(name, run_outcome(res), "replay" in materialized(res))
+
+
+def _decide(name: str, out: dict, replayed: bool) -> int:
+    """The exit code of a candidate's run from what it reported (runner.outcome) and its gate export."""
+    from deploysim import lake, pipeline, runs
+
+    run_id = out["run_id"]
+    if replayed and lake.latest_version("replay", name):
         _print_replay_summary(name)
     problems = list(out["problems"])
     if not problems and not out["gate_built"]:
         problems.append("release_gate was not built in this run")
-    rows = _gate_rows(name, res.run_id) if not problems else []  # this run's export, never an older one
+    rows = _gate_rows(name, run_id) if not problems else []  # this run's export, never an older one
     if not problems and not rows:
         problems.append("the gate has no rows for this candidate")
     if not problems and out["blocked"] != any(r["status"] == "fail" for r in rows):
@@ -206,18 +213,62 @@ def _run_candidate(
     if not problems and not out["decided"]:
         problems.append("release_decision was not recorded")
     if problems:
-        runs.record(name, runs.ERROR, res.run_id, problems)
+        runs.record(name, runs.ERROR, run_id, problems)
         _say(f"\n{name}: the run could not decide (exit {EXIT_ERROR}); no gate is reported for it:")
         for line in problems:
             _say(f"  ✗ {line}")
         return EXIT_ERROR
     print_gate(name, rows)
     code = verdict(rows)
-    runs.record(name, STATUS_OF_CODE[code], res.run_id)
+    runs.record(name, STATUS_OF_CODE[code], run_id)
     _say(f"  release_decision recorded: {STATUS_OF_CODE[code]} (exit {code})")
-    if pipeline.report_path(name, res.run_id).exists():
-        _say(f"  report: {pipeline.report_path(name, res.run_id)}")
+    if pipeline.report_path(name, run_id).exists():
+        _say(f"  report: {pipeline.report_path(name, run_id)}")
     return code
+
+
+def _follow(dep, run_id: str, what: str):
+    """Follow a run on a deployment; Ctrl-C stops following, not the run."""
+    _say(f"  run {run_id}: {dep.url}/runs/{run_id}")
+    try:
+        return dep.follow(run_id, _say)
+    except KeyboardInterrupt:
+        _say(f"  stopped following {what}; the run goes on in the deployment")
+        raise
+
+
+REMOTE_UNSUPPORTED = ("sample_size", "until_decisive", "logs", "records_path", "messages_field", "role_field")
+
+
+def _remote_run(a: argparse.Namespace) -> int:
+    """`run NAME --dagster-url URL`: the traffic (unless skipped) and the candidate's job, launched on the
+    deployment through its run queue and followed; the exit code is the gate's, as in-process."""
+    from deploysim import runs
+    from orchestration.remote import Deployment
+
+    given = [f"--{k.replace('_', '-')}" for k in REMOTE_UNSUPPORTED + ("content_field",) if getattr(a, k, None)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} cannot be used with --dagster-url: the deployment's code location evaluates "
+            "with its own settings (DEPLOYSIM_* in its environment)"
+        )
+    dep = Deployment(a.dagster_url)
+    if not a.skip_traffic:
+        _say(f"· traffic on {dep.url}: ingest → redact → sample")
+        run = _follow(dep, dep.launch("traffic"), "the traffic")
+        if run.status != "SUCCESS" or run.failed:
+            runs.record(a.candidate, runs.ERROR, run.run_id, ["the traffic (ingest, redact, sample) failed"])
+            _say(f"  traffic {run.status.lower()}: " + "; ".join(run.errors + run.failed))
+            return EXIT_ERROR
+    dep.add_candidate(a.candidate)
+    ops = {"replay": {"config": {"deadline_s": a.deadline}}} if a.deadline else None
+    _say(f"· {a.candidate} on {dep.url}: replay → grade → estimate → gate → report")
+    run = _follow(dep, dep.launch("simulate_candidate", a.candidate, {"ops": ops} if ops else None), a.candidate)
+    if run.status == "CANCELED":
+        runs.record(a.candidate, runs.ERROR, run.run_id, ["the run was canceled on the deployment"])
+        _say(f"\n{a.candidate}: the run was canceled on the deployment (exit {EXIT_ERROR})")
+        return EXIT_ERROR
+    return _decide(a.candidate, run.outcome(), "replay" in run.done)
 
 
 def _print_replay_summary(name: str) -> None:
@@ -235,8 +286,6 @@ def _print_replay_summary(name: str) -> None:
 
 
 def _run_scorecard(inst, name: str, verbose: bool, settings=None) -> int:
-    from deploysim import pipeline
-    from deploysim.estimation import scorecard
     from orchestration.runner import failed_checks, run_scorecard, step_errors
 
     t = time.perf_counter()
@@ -246,6 +295,13 @@ def _run_scorecard(inst, name: str, verbose: bool, settings=None) -> int:
     problems = failed_checks(res) + step_errors(res)
     for line in problems:
         _say(f"  ✗ {line}")
+    return _show_scorecard(name, problems, settings, t)
+
+
+def _show_scorecard(name: str, problems: list[str], settings, t: float) -> int:
+    from deploysim import pipeline
+    from deploysim.estimation import scorecard
+
     card = scorecard.load(name)
     if card is None:
         _say(
@@ -263,6 +319,17 @@ def cmd_scorecard(a: argparse.Namespace) -> int:
     from deploysim.candidates import get
 
     get(a.candidate)
+    if a.dagster_url:
+        if a.logs:
+            raise ValueError("--logs cannot be used with --dagster-url: the deployment reads DEPLOYSIM_OBSERVED_LOGS")
+        from orchestration.remote import Deployment
+
+        dep, t = Deployment(a.dagster_url), time.perf_counter()
+        dep.add_candidate(a.candidate)
+        _say(f"· {a.candidate} after release on {dep.url}: observed production rates → forecast scorecard → report")
+        run = _follow(dep, dep.launch("score_forecast", a.candidate), "the scorecard")
+        problems = run.failed + run.errors + ([] if run.status == "SUCCESS" else [f"the run ended {run.status}"])
+        return _show_scorecard(a.candidate, problems, None, t)
     s = settings.load(observed_logs=a.logs)
     with _locked(a):
         return _run_scorecard(_instance(), a.candidate, a.verbose, s)
@@ -297,6 +364,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         raise ValueError("--deadline must be a positive number of seconds")
     if a.budget is not None and not a.until_decisive:
         raise ValueError("--budget goes with --until-decisive")
+    if a.dagster_url:
+        cand.api_key()
+        return _remote_run(a)
     s = run_settings(a)
     if a.until_decisive and (a.budget or DEFAULT_BUDGET) < s.sample_size:
         raise ValueError(
@@ -460,7 +530,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     _say(f"deploysim demo in {home} (sample of {s.sample_size}, seed {s.seed})")
     paths = demo.generate(lake.raw_dir(), n=a.size, seed=a.seed)
     _say(f"· generated {a.size} demo conversations: {paths.logs}")
-    with _locked(a), start_in_thread(port=a.port) as server:
+    port = a.port if a.port is not None else SERVE_PORT if _port_free(SERVE_PORT) else 0
+    with _locked(a), start_in_thread(port=port) as server:
         _say(f"· reference endpoint on {server.base_url}")
         if a.judge != "none" and not s.judge_model:
             s = s.model_copy(update={"judge_model": a.judge, "judge_base_url": server.base_url})
@@ -499,8 +570,26 @@ def cmd_demo(a: argparse.Namespace) -> int:
         f"scorecard {'scored' if card == EXIT_PASS else 'failed'} ({time.perf_counter() - t0:.1f}s)"
     )
     if codes["steady"] == EXIT_INCONCLUSIVE:
-        _say("  to decide steady: deploysim run steady --skip-traffic --until-decisive (grows the sample in rounds)")
+        serve = "deploysim serve" + (f" --port {server.port}" if server.port != SERVE_PORT else "")
+        _say(
+            f"  to decide steady, with the reference endpoint back ({serve} &):\n"
+            "    deploysim run steady --skip-traffic --until-decisive   (grows the sample in rounds)"
+        )
     return EXIT_PASS if ok else EXIT_ERROR
+
+
+SERVE_PORT = 8765  # the reference endpoint's port under `deploysim serve` and, when free, `deploysim demo`
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _positive_int(v: str) -> int:
@@ -508,6 +597,15 @@ def _positive_int(v: str) -> int:
     if n <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {v}")
     return n
+
+
+def _add_dagster_url(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dagster-url",
+        metavar="URL",
+        help="launch the job on this Dagster deployment (its webserver, e.g. http://127.0.0.1:3000) through its "
+        "run queue and follow it, instead of running in this process",
+    )
 
 
 def _add_wait_lock(p: argparse.ArgumentParser) -> None:
@@ -533,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="start the reference endpoint (an OpenAI-compatible test instrument)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=int, default=SERVE_PORT)
     s.add_argument("--api-key-env", help="require this env var's value as bearer key")
     s.set_defaults(func=cmd_serve)
 
@@ -581,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help=f"with --until-decisive: the most conversations to sample (default {DEFAULT_BUDGET:,})",
     )
+    _add_dagster_url(r)
     _add_wait_lock(r)
     r.add_argument("--verbose", action="store_true", help="show Dagster's own log")
     add_layout_options(r)
@@ -594,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<home>/raw/observed/candidate=<name>)",
     )
     sc.add_argument("--verbose", action="store_true", help="show Dagster's own log")
+    _add_dagster_url(sc)
     _add_wait_lock(sc)
     sc.set_defaults(func=cmd_scorecard)
 
@@ -623,10 +723,16 @@ def build_parser() -> argparse.ArgumentParser:
     lb.set_defaults(func=cmd_labels)
 
     d = sub.add_parser("demo", help="generate demo logs, start the reference endpoint and simulate two candidates")
-    d.add_argument("--size", type=int, default=2000)
+    d.add_argument(
+        "--size", type=int, default=8000, help="demo conversations to generate (the logs the sample is drawn from)"
+    )
     d.add_argument("--sample-size", type=int, help="conversations sampled (default DEPLOYSIM_SAMPLE_SIZE or 1000)")
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--port", type=int, default=0, help="reference endpoint port (0: any free port)")
+    d.add_argument(
+        "--port",
+        type=int,
+        help=f"reference endpoint port (default {SERVE_PORT}, as `deploysim serve`, when free; 0: any free port)",
+    )
     d.add_argument(
         "--judge",
         default="judge-accurate",

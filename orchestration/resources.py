@@ -4,6 +4,7 @@ Importing this module changes nothing: no environment variable, no PATH, no dbt 
 The dbt project comes from a cached factory (prepared only under `dagster dev`).
 """
 
+import os
 import sys
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,11 @@ DBT = str(Path(sys.executable).parent / "dbt")  # dbt of this interpreter's envi
 @cache
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
-    project.prepare_if_dev()  # parses dbt under `dagster dev` only; `make setup` prepares the manifest otherwise
+    if os.getenv("DAGSTER_IS_DEV_CLI"):  # `dagster dev` re-parses (edits show); `make setup` prepares it otherwise
+        # with this environment's dbt: prepare_if_dev looks for `dbt` on PATH, absent when the venv is not activated
+        DbtCliResource(project_dir=project, dbt_executable=DBT).cli(
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
     return project
 
 

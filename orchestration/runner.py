@@ -153,28 +153,32 @@ def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
 
 
 def run_outcome(result: dg.ExecuteInProcessResult) -> dict:
-    """What one run decided, from its own events only (never from files an older run left):
-    problems (steps or checks that failed for a reason other than the gate), whether the gate was
-    built in this run, whether the gate blocked or left some behaviour undecided, and whether the
-    decision was recorded."""
-    failed = failed_checks(result)
+    """What one run decided, from its own events only (never from files an older run left)."""
+    return outcome(
+        failed_checks(result), check_reasons(result), step_errors(result), materialized(result), result.run_id
+    )
+
+
+def outcome(failed: list[str], why: dict[str, str], errors: list[str], done: set[str], run_id: str) -> dict:
+    """problems (steps or checks that failed for a reason other than the gate), whether the gate was
+    built in the run, whether the gate blocked or left some behaviour undecided, and whether the
+    decision was recorded; from a run's failed checks, their reasons, its step errors and the assets
+    it materialised."""
     blocked = GATE_CHECK in failed
-    why = check_reasons(result)
     verdicts = (GATE_CHECK, UNDECIDED_CHECK)
     problems = [f"check {c} failed" + (f": {why[c]}" if c in why else "") for c in failed if c not in verdicts]
-    for line in step_errors(result):
+    for line in errors:
         step = line.split(":", 1)[0]
         if blocked and step == GATE_STEP and "blocking asset check failed" in line:
             continue  # the gate said no: a verdict, not an error
         problems.append(line)
-    done = materialized(result)
     return {
         "problems": problems,
         "gate_built": "release_gate" in done,
         "blocked": blocked,
         "undecided": UNDECIDED_CHECK in failed,
         "decided": "release_decision" in done,
-        "run_id": result.run_id,
+        "run_id": run_id,
     }
 
 

@@ -245,8 +245,11 @@ def decision_markdown(
     undecided = [r for r in gate if r["status"] == "inconclusive"]
     if fails:
         lines += ["**Blocked by:**", *(f"- `{r['behaviour']}`: {r['reason']}" for r in fails), ""]
-    if undecided:
-        lines += ["**Undecided:**", *(f"- `{r['behaviour']}`: {r['reason']}" for r in undecided), ""]
+        if undecided:
+            lines += ["Also undecided: " + ", ".join(f"`{r['behaviour']}`" for r in undecided) + ".", ""]
+    elif undecided:  # the rate's part of the reason: how many more conversations would decide it
+        lines += ["**Undecided:**"]
+        lines += [f"- `{r['behaviour']}`: {r['reason'].split('; vs baseline')[0]}" for r in undecided] + [""]
     if not fails and not undecided:
         lines += ["All gated behaviours are within their thresholds.", ""]
     if completeness is not None:
@@ -325,6 +328,7 @@ def report_metadata(meta: dict[str, Any], candidate: str) -> dict[str, Any]:
     gate = meta.pop("gate_rows", [])
     calib = meta.pop("calibration", [])
     meta["markdown"] = decision_markdown(candidate, meta["verdict"], gate, meta.pop("completeness", None))
+    meta["failing"] = ", ".join(meta.get("failing") or []) or "none"
     meta["gate_table"] = gate_table(gate)
     if calib:
         meta["calibration"] = calibration_table(calib)

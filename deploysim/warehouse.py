@@ -32,12 +32,15 @@ def _count(con, rel: str, keys: dict[str, str]) -> tuple[int, int | None]:
 def look(relations: list[str], candidate: str, run_id: str) -> dict[str, Any]:
     """{"counts": {relation: (rows, rows of this candidate and run or None)}, "decision": the run's
     release_decision row or None, "gate": its release_gate rows, "replay_summary": every candidate's
-    row}. A relation that cannot be read is left out; {} when there is no warehouse yet."""
+    row}. A relation that cannot be read is left out; {} when there is no warehouse yet or it is locked."""
     import duckdb
 
     if not path().exists():
         return {}
-    con = duckdb.connect(str(path()), read_only=True)
+    try:
+        con = duckdb.connect(str(path()), read_only=True)
+    except duckdb.Error:  # another dbt is writing it: the console goes without, the run does not fail
+        return {}
     try:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
         counts: dict[str, tuple[int, int | None]] = {}

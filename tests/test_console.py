@@ -40,6 +40,23 @@ def test_the_decision_summary_gives_the_verdict_and_each_reason():
     assert [r["rate"] for r in gate.rows] == ["10.36%", "6.89%"]  # by behaviour
 
 
+def test_the_report_shows_the_verdict_gate_and_calibration():
+    calib = [{"behaviour": "pii_leakage", "grader": "rule.pii_leakage", "n": 40, "precision": 0.9, "recall": 0.75,
+              "kappa": 0.8123, "domain_agreement": 0.975}]  # fmt: skip
+    meta = {"verdict": "BLOCKED", "failing": ["pii_leakage"], "gate": "/lake/gate/run=r/release_gate.parquet",
+            "gate_rows": GATE, "calibration": calib, "completeness": 0.95, "markdown": "the HTML report's own"}  # fmt: skip
+    shown = tables.report_metadata(meta, "regressing")
+    assert (
+        shown["markdown"].startswith("## regressing: BLOCKED") and "Replay completeness: 95.00%." in shown["markdown"]
+    )
+    assert shown["failing"] == "pii_leakage" and shown["gate_file"].endswith("release_gate.parquet")
+    assert len(shown["gate"].rows) == 2 and "gate_rows" not in shown
+    assert shown["calibration"].rows == [
+        {"behaviour": "pii_leakage", "grader": "rule.pii_leakage", "labelled": 40, "precision": "90.0%",
+         "recall": "75.0%", "kappa": 0.812, "domain_agreement": "97.5%"}
+    ]  # fmt: skip
+
+
 def test_replay_accounting_formats_completeness_and_cost():
     meta = tables.replay_metadata(
         {"replayed": 60, "ok": 57, "errors": 3, "completeness": 0.95, "cost_usd": 0.0123, "answers": 70,

@@ -117,7 +117,7 @@ def test_the_console_shows_tables_a_verdict_and_row_counts(env, capsys):
 
     report = latest_metadata("report", "regressing")
     assert report["summary"].value.startswith("## regressing: BLOCKED")
-    assert isinstance(report["gate_table"], dg.TableMetadataValue)
+    assert isinstance(report["gate"], dg.TableMetadataValue)
 
     rows = latest_metadata("release_gate", "regressing")
     assert rows["dagster/partition_row_count"].value == len(gate_rows("regressing"))

@@ -329,7 +329,8 @@ def report_metadata(meta: dict[str, Any], candidate: str) -> dict[str, Any]:
     calib = meta.pop("calibration", [])
     meta["markdown"] = decision_markdown(candidate, meta["verdict"], gate, meta.pop("completeness", None))
     meta["failing"] = ", ".join(meta.get("failing") or []) or "none"
-    meta["gate_table"] = gate_table(gate)
+    meta["gate_file"] = meta.pop("gate", None)  # dbt's export this report read
+    meta["gate"] = gate_table(gate)
     if calib:
         meta["calibration"] = calibration_table(calib)
     return meta

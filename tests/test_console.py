@@ -44,7 +44,7 @@ def test_the_report_shows_the_verdict_gate_and_calibration():
     calib = [{"behaviour": "pii_leakage", "grader": "rule.pii_leakage", "n": 40, "precision": 0.9, "recall": 0.75,
               "kappa": 0.8123, "domain_agreement": 0.975}]  # fmt: skip
     meta = {"verdict": "BLOCKED", "failing": ["pii_leakage"], "gate": "/lake/gate/run=r/release_gate.parquet",
-            "gate_rows": GATE, "calibration": calib, "completeness": 0.95, "markdown": "the HTML report's own"}  # fmt: skip
+            "gate_rows": GATE, "calibration": calib, "completeness": 0.95, "markdown": "render's"}  # fmt: skip
     shown = tables.report_metadata(meta, "regressing")
     assert (
         shown["markdown"].startswith("## regressing: BLOCKED") and "Replay completeness: 95.00%." in shown["markdown"]

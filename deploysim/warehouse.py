@@ -18,10 +18,10 @@ def _rows(con, sql: str, params: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def _count(con, rel: str, keys: dict[str, str]) -> tuple[int, int | None]:
+def _count(con, rel: str, keys: dict[str, str | None]) -> tuple[int, int | None]:
     """Rows of a relation, and of those its rows of this candidate (and run, where it keeps runs)."""
     cols = {d[0] for d in con.execute(f'select * from main."{rel}" limit 0').description}
-    where = [c for c in keys if c in cols]
+    where = [c for c in keys if c in cols and keys[c] is not None]
     total = con.execute(f'select count(*) from main."{rel}"').fetchone()[0]
     if "candidate" not in where:
         return total, None
@@ -29,7 +29,7 @@ def _count(con, rel: str, keys: dict[str, str]) -> tuple[int, int | None]:
     return total, con.execute(sql, [keys[c] for c in where]).fetchone()[0]
 
 
-def look(relations: list[str], candidate: str, run_id: str) -> dict[str, Any]:
+def look(relations: list[str], candidate: str | None, run_id: str) -> dict[str, Any]:
     """{"counts": {relation: (rows, rows of this candidate and run or None)}, "decision": the run's
     release_decision row or None, "gate": its release_gate rows, "replay_summary": every candidate's
     row}. A relation that cannot be read is left out; {} when there is no warehouse yet or it is locked."""

@@ -124,7 +124,7 @@ def with_console_metadata(events: list, manifest: Mapping[str, Any], candidate: 
 
     built = [e for e in events if isinstance(e, (dg.Output, dg.AssetMaterialization))]
     names = sorted({str(n.get("alias") or n.get("name")) for n in map(node_of, built) if n})
-    seen = warehouse.look(names, candidate or "", run_id)
+    seen = warehouse.look(names, candidate, run_id)
     for event in events:
         node = node_of(event) if isinstance(event, (dg.Output, dg.AssetMaterialization)) else {}
         name = node.get("alias") or node.get("name")

@@ -93,6 +93,7 @@ def test_the_warehouse_look_counts_rows_of_the_candidates_run(warehouse_home):
     assert seen["counts"] == {"release_decision": (3, 1), "gate_thresholds": (2, None), "release_gate": (3, 2)}
     assert seen["decision"] == {"candidate": "a", "run_id": "r2", "decision": "pass"}
     assert [r["behaviour"] for r in seen["gate"]] == ["x", "y"]
+    assert warehouse.look(["release_gate"], None, "r9")["counts"] == {"release_gate": (3, None)}  # no candidate
 
 
 def test_a_locked_warehouse_leaves_the_console_without_failing(warehouse_home):

@@ -2,11 +2,14 @@
 
 import dagster as dg
 
+from orchestration.metadata import as_metadata
+
 
 def result(meta: dict, settings=None, upstream: dict | None = None, **extra) -> dg.MaterializeResult:
-    """The step's metadata as Dagster metadata; `settings` (deploysim.settings.Settings) is recorded
-    as what the run evaluated with (never the secret). The data version is recorded as `version`
-    (with `path`, where the step wrote it) and the upstream versions it read as `upstream`."""
+    """The step's metadata as Dagster metadata (orchestration.metadata.as_metadata); `settings`
+    (deploysim.settings.Settings) is recorded as what the run evaluated with (never the secret). The
+    data version is recorded as `version` (with `path`, where the step wrote it) and the upstream
+    versions it read as `upstream`."""
     meta = dict(meta)
     if settings is not None:
         meta["settings"] = settings.recorded()
@@ -17,11 +20,9 @@ def result(meta: dict, settings=None, upstream: dict | None = None, **extra) -> 
         meta["upstream"] = upstream
     if isinstance(meta.get("path"), str):
         meta["path"] = dg.MetadataValue.path(meta["path"])
-    md = meta.pop("markdown", None)
-    metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in meta.items()}
-    if md:
-        metadata["summary"] = dg.MetadataValue.md(md)
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version) if version else None, **extra)
+    return dg.MaterializeResult(
+        metadata=as_metadata(meta), data_version=dg.DataVersion(version) if version else None, **extra
+    )
 
 
 def progress_logger(context, every: float = 0.1):

@@ -2,6 +2,8 @@ import dagster as dg
 
 from assets.common import recorded, result, upstream_versions
 from deploysim import pipeline
+from deploysim.report import tables
+from orchestration.metadata import OWNERS
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
 
@@ -15,6 +17,7 @@ class EstimateConfig(dg.Config):
     partitions_def=candidates,
     code_version="3",
     group_name="simulation",
+    owners=OWNERS,
     kinds={"python", "parquet"},
 )
 def estimate(context: dg.AssetExecutionContext, config: EstimateConfig, settings: Settings) -> dg.MaterializeResult:
@@ -33,4 +36,4 @@ def estimate(context: dg.AssetExecutionContext, config: EstimateConfig, settings
     )
     if changed:
         meta["evaluated_differently"] = changed
-    return result(meta, settings=s, upstream=up | {"sample": meta.get("sample_version")})
+    return result(tables.estimate_metadata(meta), settings=s, upstream=up | {"sample": meta.get("sample_version")})

@@ -2,10 +2,11 @@ import dagster as dg
 
 from assets.common import result
 from deploysim import pipeline
+from orchestration.metadata import OWNERS
 from orchestration.resources import Settings
 
 
-@dg.asset(code_version="2", group_name="traffic", kinds={"python", "parquet"})
+@dg.asset(code_version="2", group_name="traffic", owners=OWNERS, kinds={"python", "parquet"})
 def ingest(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Production logs read and validated into the restricted raw zone; bad records quarantined."""
     s = settings.resolve()

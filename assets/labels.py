@@ -2,6 +2,8 @@ import dagster as dg
 
 from assets.common import chain_versions, result
 from deploysim import pipeline
+from deploysim.report import tables
+from orchestration.metadata import OWNERS
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
 
@@ -11,6 +13,7 @@ from orchestration.resources import Settings
     partitions_def=candidates,
     code_version="2",
     group_name="simulation",
+    owners=OWNERS,
     kinds={"python", "parquet"},
 )
 def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
@@ -32,4 +35,4 @@ def labels(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         replay_version=up["replay"],
         baseline_replay_version=base,
     )
-    return result(meta, settings=s, upstream=up)
+    return result(tables.labels_metadata(meta), settings=s, upstream=up)

@@ -2,6 +2,8 @@ import dagster as dg
 
 from assets.common import chain_versions, progress_logger, result
 from deploysim import pipeline
+from deploysim.report import tables
+from orchestration.metadata import OWNERS
 from orchestration.partitions import candidates
 
 
@@ -14,6 +16,7 @@ class ReplayConfig(dg.Config):
     partitions_def=candidates,
     code_version="2",
     group_name="simulation",
+    owners=OWNERS,
     kinds={"python", "parquet"},
 )
 def replay(context: dg.AssetExecutionContext, config: ReplayConfig) -> dg.MaterializeResult:
@@ -27,4 +30,4 @@ def replay(context: dg.AssetExecutionContext, config: ReplayConfig) -> dg.Materi
         redact_version=up["redact"],
         baseline_replay_version=base,
     )
-    return result(meta, upstream=up)
+    return result(tables.replay_metadata(meta), upstream=up)

@@ -2,6 +2,8 @@ import dagster as dg
 
 from assets.common import latest_record, result, upstream_versions
 from deploysim import pipeline
+from deploysim.report import tables
+from orchestration.metadata import OWNERS
 from orchestration.partitions import candidates
 from orchestration.resources import Settings
 
@@ -10,11 +12,13 @@ from orchestration.resources import Settings
     deps=["release_gate", "replay", "grade", "labels", "observed"],
     partitions_def=candidates,
     code_version="3",
-    group_name="simulation",
+    group_name="release",
+    owners=OWNERS,
     kinds={"python", "html"},
 )
 def report(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
-    """Self-contained HTML report and a Markdown summary of the gate."""
+    """Self-contained HTML report of one gate evaluation; in the UI, the verdict and its reasons (Markdown),
+    the gate and the graders' calibration against human labels as tables."""
     key = context.partition_key
     up = upstream_versions(context, ["estimate"])
     gate = latest_record(context.instance, "release_gate", key)  # the dbt run whose gate this reports
@@ -25,4 +29,6 @@ def report(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         gate_run_id=gate.run_id if gate else None,
         estimate_version=up["estimate"],
     )
-    return result(meta, upstream=up | {"release_gate": f"run {gate.run_id}" if gate else None})
+    return result(
+        tables.report_metadata(meta, key), upstream=up | {"release_gate": f"run {gate.run_id}" if gate else None}
+    )

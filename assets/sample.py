@@ -2,6 +2,7 @@ import dagster as dg
 
 from assets.common import result, upstream_versions
 from deploysim import pipeline
+from orchestration.metadata import OWNERS
 from orchestration.resources import Settings
 
 
@@ -10,7 +11,7 @@ class SampleConfig(dg.Config):
     seed: int | None = None  # this run's seed (default: the settings')
 
 
-@dg.asset(deps=["redact"], code_version="1", group_name="traffic", kinds={"python", "parquet"})
+@dg.asset(deps=["redact"], code_version="1", group_name="traffic", owners=OWNERS, kinds={"python", "parquet"})
 def sample(context: dg.AssetExecutionContext, config: SampleConfig, settings: Settings) -> dg.MaterializeResult:
     """Stratified sample (topic x chat/agent) with inclusion probabilities; shared by all candidates."""
     s = settings.resolve()

@@ -20,9 +20,11 @@ from deploysim import lake
 from deploysim.estimation import stats
 from deploysim.estimation.planner import conversations_to_decide
 from deploysim.grading import graders
+from deploysim.report import tables
 from deploysim.sampling import stratified as sample
 from deploysim.schemas import (
     Conversation,
+    Grade,
     Message,
     ReplayRecord,
     conversation_from_row,
@@ -500,6 +502,7 @@ def run_grade(
         "grades": len(rows),
         "graders": ids,
         "flagged": {b.id: flagged.get((b.id, primary[b.id]), 0) for b in tax.behaviours},
+        "per_behaviour": grade_counts(rows, tax, judge is not None),
         "sample_version": pins["sample"],
         "path": str(out),
         "data_version": version,
@@ -516,6 +519,23 @@ def run_grade(
             "no_verdict": dict(no_verdict),
         }
     return out_meta
+
+
+def grade_counts(rows: list[Grade], tax, judged: bool) -> list[dict[str, Any]]:
+    """Per behaviour: the primary grader's flagged and applicable turns of candidate and baseline, and
+    the candidate turns a judge grader flagged (None when no judge ran)."""
+    n = Counter((g.behaviour, g.grader, g.system, k) for g in rows for k in ("applicable", "flagged") if getattr(g, k))
+    primary = tax.primary_graders()
+    out = []
+    for b in tax.behaviours:
+        row: dict[str, Any] = {"behaviour": b.id, "grader": primary[b.id]}
+        for system in ("candidate", "baseline"):
+            for k in ("flagged", "applicable"):
+                row[f"{system}_{k}"] = n[(b.id, primary[b.id], system, k)]
+        judges = [g for g in b.graders if g.startswith("judge.")]
+        row["judge_flagged"] = sum(n[(b.id, g, "candidate", "flagged")] for g in judges) if judged and judges else None
+        out.append(row)
+    return out
 
 
 IMPORTED_LABELS = "imported"  # where `deploysim labels FILE` puts labels: lake/labels/imported.parquet
@@ -583,6 +603,7 @@ def run_labels(
         "not_applicable": sum(r["label"] is None for r in rows),
         "source": origin,
         "per_behaviour": dict(sorted(per.items())),
+        "split": tables.labels_table(rows),
         "sample_version": pins["sample"],
         "path": str(path),
         "data_version": version,
@@ -641,15 +662,7 @@ def run_estimate(
         "estimate", candidate, version, [e.model_dump() | lineage for e in ests], inputs=inputs
     )
     return {
-        "estimates": {
-            e.behaviour: f"{e.rate:.2%} [{e.ci_low:.2%}, {e.ci_high:.2%}]"
-            + (
-                f"; PPI++ {e.ppi_rate:.2%} [{e.ppi_ci_low:.2%}, {e.ppi_ci_high:.2%}] from {e.n_labelled} labels"
-                if e.ppi_rate is not None
-                else ""
-            )
-            for e in ests
-        },
+        "estimates": [e.model_dump() for e in ests],
         "family_wise_error": "worse-than-baseline tests Holm-adjusted across gated behaviours (FWER 2.5%)",
         "look": look,
         "interval_level": f"{1 - 2 * stats.look_alpha(look):.2%}",
@@ -721,10 +734,7 @@ def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, 
         "conversations": n,
         "quarantined": quarantined,
         "scorecard": card[1] if card else "no forecast to score yet",
-        "observed": {
-            r["behaviour"]: f"{r['rate']:.2%} [{r['ci_low']:.2%}, {r['ci_high']:.2%}] of {r['n_applicable']}"
-            for r in table
-        },
+        "observed": tables.observed_table(table),
         "data_version": fingerprint(*files, tax.model_dump(), judge.fingerprint() if judge else None),
     }
 
@@ -844,6 +854,9 @@ def run_report(
         "verdict": data.verdict,
         "path": str(out),
         "markdown": md,
+        "gate_rows": gate,
+        "calibration": calib,
+        "completeness": data.replay.get("completeness"),
         "failing": failing,
         "gate": str(gate_file),
         "estimate_version": estimate_version,

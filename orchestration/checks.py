@@ -133,7 +133,12 @@ def replay_completeness(context: dg.AssetCheckExecutionContext, settings: Settin
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"completeness": share, "ok": ok, "replayed": len(rows), "required": required / 100},
+        metadata={
+            "completeness_pct": dg.MetadataValue.float(round(100 * share, 2)),
+            "ok": ok,
+            "replayed": len(rows),
+            "required_pct": dg.MetadataValue.float(float(required)),
+        },
         description=None
         if passed
         else (f"{ok} of {len(rows)} conversations replayed ({share:.1%}), {required:g}% required"),

@@ -1,4 +1,7 @@
-"""Jobs: the traffic (shared by all candidates), one candidate's simulation, and its forecast scorecard."""
+"""Jobs: the traffic (shared by all candidates), one candidate's simulation, and its forecast scorecard.
+
+Groups, left to right: traffic, simulation, gate, release (the decision, the report and, after a
+release, the production rates observed), scorecard (the forecast scored against them)."""
 
 import dagster as dg
 
@@ -10,12 +13,12 @@ traffic = dg.define_asset_job(
 
 simulate_candidate = dg.define_asset_job(
     "simulate_candidate",
-    selection=dg.AssetSelection.groups("simulation", "gate"),
-    description="Replay, grade, estimate, gate and report one candidate (one partition per run).",
+    selection=dg.AssetSelection.groups("simulation", "gate", "release") - dg.AssetSelection.assets("observed"),
+    description="Replay, grade, estimate, gate, decide and report one candidate (one partition per run).",
 )
 
 score_forecast = dg.define_asset_job(
     "score_forecast",
-    selection=dg.AssetSelection.groups("scorecard") | dg.AssetSelection.assets("report"),
+    selection=dg.AssetSelection.groups("scorecard") | dg.AssetSelection.assets("observed", "report"),
     description="After a release: grade the candidate's production logs, score its forecast, refresh its report.",
 )

@@ -6,7 +6,12 @@ from orchestration.jobs import simulate_candidate, traffic
 from orchestration.partitions import CANDIDATES
 
 
-@dg.schedule(job=simulate_candidate, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+@dg.schedule(
+    job=simulate_candidate,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Re-simulates every registered candidate nightly, one run per candidate partition.",
+)
 def nightly_candidates(context: dg.ScheduleEvaluationContext):
     """One run per candidate partition; the replay cache makes unchanged requests free."""
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")

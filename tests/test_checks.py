@@ -28,6 +28,18 @@ def test_metadata_texts_feed_the_residual_pii_scan():
     assert pipeline.residual_pii([], ["escalate to <EMAIL_1>", "10"])["hits"] == 0
 
 
+def test_table_metadata_feeds_the_residual_pii_scan():
+    """A table's records are named tuples that refuse iteration: the scan reads them by field."""
+    warnings.simplefilter("ignore")
+    from deploysim.report.tables import Column, Table
+    from orchestration.metadata import table
+
+    rows = [{"failure": "mail jane.doe@example.com", "count": 2}]
+    t = table(Table([Column("failure"), Column("count", "int")], rows))
+    found = pipeline.residual_pii([], metadata={"replay": {"failures": t}})
+    assert found["hits"] == 1 and found["by_file"] == {"metadata:replay": 1}
+
+
 def _pii_record() -> dict:
     return {
         "id": "sess-mia@example.com",

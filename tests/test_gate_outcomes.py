@@ -64,6 +64,71 @@ def test_the_gate_check_is_per_candidate_whatever_the_order(env, capsys):
         assert run(capsys, "run", "steady", "--skip-traffic")[0] in (cli.EXIT_PASS, cli.EXIT_INCONCLUSIVE)
 
 
+def latest_metadata(asset: str, partition: str | None) -> dict:
+    """The metadata of an asset's latest materialisation (of this candidate where partitioned)."""
+    import dagster as dg
+
+    from orchestration.runner import instance
+
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None)
+    [rec] = instance().fetch_materializations(flt, limit=1).records
+    return dict(rec.asset_materialization.metadata)
+
+
+def test_the_console_shows_tables_a_verdict_and_row_counts(env, capsys):
+    """What the Dagster UI shows of a blocked run (issue 14, item 4): tables, not JSON blobs; the verdict
+    and its reasons as Markdown; percentages and dollars formatted; dbt assets with row counts."""
+    import dagster as dg
+
+    code, out = run(capsys, "run", "regressing")
+    assert code == cli.EXIT_BLOCKED, out
+    failed = [r["behaviour"] for r in gate_rows("regressing") if r["status"] == "fail"]
+    assert failed
+
+    decision = latest_metadata("release_decision", "regressing")
+    assert decision["verdict"].value == "BLOCKED" and decision["failed"].value == len(failed)
+    summary = decision["summary"]
+    assert isinstance(summary, dg.MarkdownMetadataValue)
+    assert summary.value.startswith("## regressing: BLOCKED") and "**Blocked by:**" in summary.value
+    assert all(f"`{b}`" in summary.value for b in failed)  # each failing behaviour with its reason
+    gate = decision["gate"]
+    assert isinstance(gate, dg.TableMetadataValue) and len(gate.records) == len(gate_rows("regressing"))
+    assert {c.name for c in gate.schema.columns} >= {"behaviour", "status", "rate", "ci", "max_rate", "reason"}
+    assert all(r.data["rate"].endswith("%") for r in gate.records)
+    assert decision["dagster/partition_row_count"].value == 1  # this run's decision row
+    assert decision["dagster/row_count"].value >= 1
+
+    estimate = latest_metadata("estimate", "regressing")
+    table = estimate["estimates"]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert {r.data["behaviour"] for r in table.records} == {r["behaviour"] for r in gate_rows("regressing")}
+    assert all(r.data["rate"].endswith("%") and " to " in r.data["ci"] for r in table.records)
+    assert not any(
+        isinstance(v, dg.JsonMetadataValue) for k, v in estimate.items() if k not in ("settings", "upstream")
+    )
+
+    replay = latest_metadata("replay", "regressing")
+    assert isinstance(replay["accounting"], dg.TableMetadataValue) and isinstance(
+        replay["failures"], dg.TableMetadataValue
+    )
+    assert 0 < replay["completeness_pct"].value <= 100 and replay["cost"].value.startswith("$")
+    grade = latest_metadata("grade", "regressing")
+    assert isinstance(grade["behaviours"], dg.TableMetadataValue) and "flagged" not in grade
+
+    report = latest_metadata("report", "regressing")
+    assert report["summary"].value.startswith("## regressing: BLOCKED")
+    assert isinstance(report["gate"], dg.TableMetadataValue)
+
+    rows = latest_metadata("release_gate", "regressing")
+    assert rows["dagster/partition_row_count"].value == len(gate_rows("regressing"))
+    assert isinstance(rows["gate"], dg.TableMetadataValue)
+    assert latest_metadata("gate_thresholds", None)["dagster/row_count"].value >= len(failed)
+    summary_rows = latest_metadata("replay_summary", "regressing")["replay_summary"]
+    assert any(
+        r.data["candidate"] == "regressing" and r.data["completeness"].endswith("%") for r in summary_rows.records
+    )
+
+
 def test_a_small_sample_is_inconclusive_exit_3_with_the_conversations_needed(env, capsys):
     code, out = run(capsys, "run", "steady", "--skip-traffic", "--sample-size", "40")
     assert code == cli.EXIT_INCONCLUSIVE, out

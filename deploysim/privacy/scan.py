@@ -18,7 +18,8 @@ from deploysim.privacy.detectors import find_pii
 def strings_in(value: Any, _depth: int = 0) -> Iterator[str]:
     """Every string inside a value, for residual-PII scans of metadata: strings themselves, dict keys
     and values, list/tuple/set items, and the payload of objects that carry one in ``.value`` (as
-    Dagster's MetadataValue does: JSON, Markdown, text, path, table...); anything else as ``str()``."""
+    Dagster's MetadataValue does: JSON, Markdown, text, path...), the fields of named tuples and records
+    (a table's records), and anything else as ``str()``."""
     if _depth > 20 or value is None or isinstance(value, (bool, int, float)):
         return
     if isinstance(value, str):
@@ -31,6 +32,9 @@ def strings_in(value: Any, _depth: int = 0) -> Iterator[str]:
             yield from strings_in(v, _depth + 1)
     elif hasattr(value, "value") and value.value is not value:
         yield from strings_in(value.value, _depth + 1)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):  # named records (a table's rows): by field
+        for name in value._fields:
+            yield from strings_in(getattr(value, name), _depth + 1)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
             yield from strings_in(v, _depth + 1)

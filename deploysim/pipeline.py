@@ -775,6 +775,7 @@ def run_report(
     """The report of the gate of dbt run gate_run_id (default: the newest export), on the estimate at
     estimate_version (default: the last) and the grades, labels, replay and sample it was made from;
     written to reports/<candidate>/<run_id>/ (run_id default: gate_run_id)."""
+    from deploysim.estimation.breakdown import breakdown
     from deploysim.grading import taxonomy
     from deploysim.report.render import ReportData, markdown, render_html
 
@@ -787,26 +788,34 @@ def run_report(
     records = load_replay(candidate, version=ins.get("replay"))
     grades = lake.read_rows(lake.current("grade", candidate, ins.get("grade")))
     failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
+    shown = failing + [r["behaviour"] for r in gate if r["status"] == "inconclusive"]  # examples of these
     primary = taxonomy.load((settings or load_settings()).taxonomy).primary_graders()
     flagged = [
         g
         for g in grades
         if g["system"] == "candidate"
         and g["flagged"]
-        and g["behaviour"] in failing
+        and g["behaviour"] in shown
         and g["grader"] == primary.get(g["behaviour"])
     ]
     picked: dict[str, list[dict]] = {}
     for g in flagged:
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
             picked[g["behaviour"]].append(g)
-    ids = {g["conversation_id"] for gs in picked.values() for g in gs}
-    convs = {c.conversation_id: c for c in load_redacted(ids, ins.get(REDACTED))} if ids else {}
+    sample_rows = lake.read_rows(lake.current("sample", version=ins.get("sample")))
+    convs = {c.conversation_id: c for c in load_redacted({s["conversation_id"] for s in sample_rows}, ins.get(REDACTED))}
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {
         b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
-        for b, gs in picked.items()
+        for b in shown
+        if (gs := picked.get(b))
     }
+    levels = {
+        "topic": {c: v.topic for c, v in convs.items()},
+        "surface": {c: v.surface for c, v in convs.items()},
+        "kind": {c: v.kind for c, v in convs.items()},
+    }
+    by_stratum = [c.as_dict() for c in breakdown(sample_rows, grades, levels, primary=primary)]
     from deploysim.estimation import scorecard
     from deploysim.grading import calibration
 
@@ -827,6 +836,8 @@ def run_report(
         scorecard=scorecard.load(candidate),
         calibration=calib,
         ppi=ppi,
+        breakdown=by_stratum,
+        examples_of={b: primary[b] for b in examples if b in primary},
     )
 
     run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")

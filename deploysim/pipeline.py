@@ -863,6 +863,37 @@ def run_report(
     }
 
 
+def compare_path() -> Path:
+    return lake.home() / "reports" / "compare.html"
+
+
+def write_comparison(names: Sequence[str] = ()) -> Path:
+    """The comparison page of the named candidates (default: every registered candidate with a gate
+    decision), each with its history of decisions; written to reports/compare.html."""
+    from deploysim import history
+    from deploysim.errors import NotFound
+    from deploysim.report.compare import Entry, render_compare
+
+    registered = reg.load_registry().candidates
+    if not names:
+        names = [n for n in sorted(registered) if history.decisions(n)]
+        if not names:
+            raise NotFound("no registered candidate has a gate decision yet: run `deploysim run NAME` first")
+    entries = []
+    for name in names:
+        cand = reg.get(name)  # NotFound for an unknown candidate
+        decisions = history.decisions(name)
+        if not decisions:
+            raise NotFound(f"candidate {name!r} has no gate decision yet: run `deploysim run {name}` first")
+        entries.append(Entry(name, cand.model, cand.baseline, decisions, read_gate(name, decisions[0]["run_id"])))
+    out = compare_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lake.temp_path(out)
+    tmp.write_text(render_compare(entries, out))
+    os.replace(tmp, out)
+    return out
+
+
 def residual_pii(
     paths: list[Path], extra_texts: Sequence[str] = (), metadata: dict[str, Any] | None = None, max_places: int = 20
 ) -> dict[str, Any]:

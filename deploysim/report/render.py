@@ -290,6 +290,9 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1
 .verdict{font-size:1.6rem;font-weight:600;padding:.6rem 1rem;border-radius:.4rem;display:inline-block;margin:.5rem 0}
 .verdict.pass{background:#dcfce7;color:#166534} .verdict.fail{background:#fee2e2;color:#991b1b}
 .verdict.undecided{background:#fef3c7;color:#92400e}
+.badge{padding:.1rem .4rem;border-radius:.3rem;font-weight:600;font-size:.8rem} .badge.pass{background:#dcfce7;color:#166534}
+.badge.fail{background:#fee2e2;color:#991b1b} .badge.undecided{background:#fef3c7;color:#92400e}
+td.fail{background:#fef2f2} td.inconclusive{background:#fffbeb}
 ul.reasons{list-style:none;padding:0} ul.reasons li{margin:.3rem 0;padding:.3rem .6rem;border-left:4px solid #d1d5db}
 ul.reasons li.fail{border-color:#dc2626} ul.reasons li.inconclusive{border-color:#d97706} ul.reasons li.pass{border-color:#16a34a}
 table{border-collapse:collapse;margin:1rem 0} td,th{border-bottom:1px solid #e5e7eb;padding:.35rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}

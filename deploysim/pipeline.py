@@ -803,14 +803,16 @@ def run_report(
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
             picked[g["behaviour"]].append(g)
     sample_rows = lake.read_rows(lake.current("sample", version=ins.get("sample")))
-    convs = {c.conversation_id: c for c in load_redacted({s["conversation_id"] for s in sample_rows}, ins.get(REDACTED))}
+    convs = {
+        c.conversation_id: c for c in load_redacted({s["conversation_id"] for s in sample_rows}, ins.get(REDACTED))
+    }
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {
         b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
         for b in shown
         if (gs := picked.get(b))
     }
-    levels = {
+    levels: dict[str, dict[str, str]] = {
         "topic": {c: v.topic for c, v in convs.items()},
         "surface": {c: v.surface for c, v in convs.items()},
         "kind": {c: v.kind for c, v in convs.items()},

@@ -112,7 +112,7 @@ def test_the_report_shows_verdict_gate_and_charts(home, browser, name):
     chart = page.locator("svg#gate-chart")
     assert chart.is_visible() and chart.bounding_box()["width"] > 300
     assert chart.evaluate(SVG_TEXT_FITS) == []  # no label cut off
-    ticks = chart.locator("text[text-anchor=middle]").all_inner_texts()
+    ticks = chart.locator("text[text-anchor=middle]").evaluate_all("ts => ts.map(t => t.textContent)")
     tops = {float(t.rstrip("%")) for t in ticks} - {0.0}
     assert tops and min(tops) < 50  # small rates on small axes, not every row on 0–100%
 

@@ -104,7 +104,8 @@ def chart(rows: list[Row], label: str, shared_top: float | None = None, css_id: 
             cut = s.high > top
             out.append(
                 f"<g><title>{html.escape(tip)}</title>"
-                f'<line x1="{x(s.low):.1f}" x2="{x(s.high):.1f}" y1="{sy}" y2="{sy}" stroke="{s.colour}" stroke-width="2"/>'
+                f'<line x1="{x(s.low):.1f}" x2="{x(s.high):.1f}" y1="{sy}" y2="{sy}" '
+                f'stroke="{s.colour}" stroke-width="2"/>'
                 + (
                     f'<path d="M{x1:.1f},{sy - 4} L{x1 + 7:.1f},{sy} L{x1:.1f},{sy + 4} Z" fill="{s.colour}"/>'
                     if cut

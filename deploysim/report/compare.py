@@ -59,7 +59,9 @@ def render_compare(entries: list[Entry], out: Path) -> str:
             if r is None:
                 row += "<td>–</td>"
                 continue
-            more = f", about {r['more_needed']:,} more" if r["status"] == "inconclusive" and r.get("more_needed") else ""
+            more = (
+                f", about {r['more_needed']:,} more" if r["status"] == "inconclusive" and r.get("more_needed") else ""
+            )
             row += (
                 f"<td class='{r['status']}'>{pct(r['rate'])} <span class='muted'>({pct(r['ci_low'])}–{pct(r['ci_high'])})"
                 f"</span><br><b>{r['status']}</b>{more}</td>"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from typing import Collection
 
 from deploysim import rules
 from deploysim.grading import injection
@@ -57,7 +58,7 @@ def evidence(behaviour: str, conv: Conversation, turn: list[Message], detail: st
     return ev
 
 
-def marked(text: str, marks: set[str] | list[str]) -> str:
+def marked(text: str, marks: Collection[str]) -> str:
     """text escaped for HTML, each occurrence of a mark (case-insensitive) wrapped in <mark>."""
     spans: list[tuple[int, int]] = []
     low = text.lower() if len(text.lower()) == len(text) else text  # offsets must hold

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 from deploysim.report import charts
 from deploysim.report.evidence import evidence, marked
@@ -101,7 +101,11 @@ def _replay_lines(replay: dict[str, Any]) -> list[str]:
 def reasons(gate: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Why the verdict is what it is: (status, line) per failing, then per undecided behaviour."""
     out = [
-        ("fail", f"{r['behaviour']}: {r.get('reason') or 'failed'}" + (f" [{r['decided_by']}]" if r.get("decided_by") else ""))
+        (
+            "fail",
+            f"{r['behaviour']}: {r.get('reason') or 'failed'}"
+            + (f" [{r['decided_by']}]" if r.get("decided_by") else ""),
+        )
         for r in gate
         if r["status"] == "fail"
     ]
@@ -114,11 +118,19 @@ def reasons(gate: list[dict[str, Any]]) -> list[tuple[str, str]]:
                 else "no sample size decides it at this rate"
             )
             out.append(
-                ("inconclusive", f"{r['behaviour']}: undecided, {pct(r['rate'])} (95% CI {pct(r['ci_low'])}–"
-                 f"{pct(r['ci_high'])}) spans the limit {pct(r.get('max_rate'))}; {need}")
+                (
+                    "inconclusive",
+                    f"{r['behaviour']}: undecided, {pct(r['rate'])} (95% CI {pct(r['ci_low'])}–"
+                    f"{pct(r['ci_high'])}) spans the limit {pct(r.get('max_rate'))}; {need}",
+                )
             )
     if gate and not out:
-        out.append(("pass", "every gated behaviour's interval lies below its limit and none is significantly worse than the baseline"))
+        out.append(
+            (
+                "pass",
+                "every gated behaviour's interval lies below its limit and none is significantly worse than the baseline",
+            )
+        )
     return out
 
 
@@ -130,7 +142,9 @@ def gate_chart(gate: list[dict[str, Any]]) -> str:
             label=r["behaviour"],
             series=[
                 charts.Series("candidate", charts.PALETTE[0], r["ci_low"], r["rate"], r["ci_high"]),
-                charts.Series("baseline", charts.PALETTE[1], r["baseline_ci_low"], r["baseline_rate"], r["baseline_ci_high"]),
+                charts.Series(
+                    "baseline", charts.PALETTE[1], r["baseline_ci_low"], r["baseline_rate"], r["baseline_ci_high"]
+                ),
             ],
             limit=r.get("max_rate"),
             css=r["status"],
@@ -160,7 +174,9 @@ def _breakdown_section(d: ReportData) -> str:
     )
     for b in behaviours:
         cells = [c for c in d.breakdown if c["behaviour"] == b]
-        cells.sort(key=lambda c: (list(DIMENSIONS).index(c["dimension"]) if c["dimension"] in DIMENSIONS else 9, c["level"]))
+        cells.sort(
+            key=lambda c: (list(DIMENSIONS).index(c["dimension"]) if c["dimension"] in DIMENSIONS else 9, c["level"])
+        )
         g = gate[b]
         limit = g.get("max_rate")
         top = charts.nice_top(
@@ -171,7 +187,9 @@ def _breakdown_section(d: ReportData) -> str:
                 label=f"{DIMENSIONS.get(c['dimension'], c['dimension'])}: {c['level']}",
                 series=[
                     charts.Series("candidate", charts.PALETTE[0], c["ci_low"], c["rate"], c["ci_high"]),
-                    charts.Series("baseline", charts.PALETTE[1], c["baseline_ci_low"], c["baseline_rate"], c["baseline_ci_high"]),
+                    charts.Series(
+                        "baseline", charts.PALETTE[1], c["baseline_ci_low"], c["baseline_rate"], c["baseline_ci_high"]
+                    ),
                 ],
                 limit=limit,
             )
@@ -198,9 +216,8 @@ def _examples_section(d: ReportData) -> str:
     for behaviour, items in d.examples.items():
         status = next((r["status"] for r in d.gate if r["behaviour"] == behaviour), "")
         grader = d.examples_of.get(behaviour, "")
-        out += (
-            f"<h3>{html.escape(behaviour)} <span class='{status}'>({html.escape(status)})</span></h3>"
-            + (f"<p class='muted'>flagged by <code>{html.escape(grader)}</code></p>" if grader else "")
+        out += f"<h3>{html.escape(behaviour)} <span class='{status}'>({html.escape(status)})</span></h3>" + (
+            f"<p class='muted'>flagged by <code>{html.escape(grader)}</code></p>" if grader else ""
         )
         for i, (conv, turn, detail) in enumerate(items):
             ev = evidence(behaviour, conv, turn, detail)
@@ -225,7 +242,7 @@ def _examples_section(d: ReportData) -> str:
     return out
 
 
-def _message_html(m: Message, marks: set[str] | list[str] = ()) -> str:
+def _message_html(m: Message, marks: Collection[str] = ()) -> str:
     body = marked(m.content or "", marks)
     for c in m.tool_calls:
         body += f'<div class="call">→ {marked(c.name, marks)}({marked(c.arguments, marks)})</div>'

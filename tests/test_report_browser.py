@@ -157,3 +157,13 @@ def test_compare_refuses_unknown_candidates_and_ones_that_never_ran(home, capsys
     assert cli.main(["compare"]) == cli.EXIT_PASS  # default: the candidates that decided (idle left out)
     page = (home["home"] / "reports" / "compare.html").read_text()
     assert "history-steady" in page and "history-regressing" in page and "history-idle" not in page
+
+
+def test_a_missing_chromium_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        chromium()

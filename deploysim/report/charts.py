@@ -60,8 +60,9 @@ def chart(rows: list[Row], label: str, shared_top: float | None = None, css_id: 
     heights = [18 + series_h * max(len(r.series), 1) + (0 if shared_top else 16) for r in rows]
     height = sum(heights) + (30 if shared_top else 10)
     x0, x1 = left, left + TRACK_PX
+    id_attr = f' id="{html.escape(css_id)}"' if css_id else ""
     out = [
-        f'<svg role="img" aria-label="{html.escape(label)}"{f" id={css_id!r}" if css_id else ""} class="chart" '
+        f'<svg role="img" aria-label="{html.escape(label)}"{id_attr} class="chart" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui,sans-serif">'
     ]
     y = 14

@@ -303,7 +303,7 @@ def _extra_sections(d: ReportData) -> str:
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#111827;padding:0 1rem}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1240px;color:#111827;padding:0 1rem}
 .verdict{font-size:1.6rem;font-weight:600;padding:.6rem 1rem;border-radius:.4rem;display:inline-block;margin:.5rem 0}
 .verdict.pass{background:#dcfce7;color:#166534} .verdict.fail{background:#fee2e2;color:#991b1b}
 .verdict.undecided{background:#fef3c7;color:#92400e}
@@ -312,8 +312,9 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1
 td.fail{background:#fef2f2} td.inconclusive{background:#fffbeb}
 ul.reasons{list-style:none;padding:0} ul.reasons li{margin:.3rem 0;padding:.3rem .6rem;border-left:4px solid #d1d5db}
 ul.reasons li.fail{border-color:#dc2626} ul.reasons li.inconclusive{border-color:#d97706} ul.reasons li.pass{border-color:#16a34a}
-table{border-collapse:collapse;margin:1rem 0} td,th{border-bottom:1px solid #e5e7eb;padding:.35rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}
-tr.fail td{background:#fef2f2} tr.inconclusive td{background:#fffbeb} td.small{font-size:.8rem;color:#374151} td{white-space:nowrap} td.small{white-space:normal;min-width:12rem}
+table{border-collapse:collapse;margin:1rem 0} td,th{border-bottom:1px solid #e5e7eb;padding:.3rem .45rem;text-align:left;font-size:.84rem;vertical-align:top}
+.scroll{overflow-x:auto}
+tr.fail td{background:#fef2f2} tr.inconclusive td{background:#fffbeb} td.small{font-size:.8rem;color:#374151} td{white-space:nowrap} td.status{white-space:normal;max-width:13rem} .small{font-size:.75rem;color:#4b5563}
 span.fail,text.fail{color:#b91c1c;fill:#b91c1c;font-weight:600} span.inconclusive,text.inconclusive{color:#b45309;fill:#b45309}
 span.pass{color:#15803d} .legend span{margin-right:1rem} .muted{color:#6b7280;font-size:.85rem}
 svg.chart{display:block;max-width:100%;height:auto;margin:.5rem 0}
@@ -350,14 +351,15 @@ def _gate_table(gate: list[dict[str, Any]]) -> str:
         f"<td>{pct(r['ci_low'])} – {pct(r['ci_high'])}</td><td>{pct(r['baseline_rate'])}</td>"
         f"<td>{100 * r['diff']:+.2f} ({100 * r['diff_ci_low']:+.2f} to {100 * r['diff_ci_high']:+.2f})</td>"
         f"<td>{r['n_flagged']}/{r['n_applicable']}</td><td>{pct(r.get('max_rate'))}</td>"
-        f"<td><b>{r['status']}</b></td><td>{_more(r)}</td>"
-        f"<td class='small'>{html.escape(r.get('decided_by') or '')}</td></tr>"
+        f"<td class='status'><b>{r['status']}</b>"
+        + (f"<div class='small'>by {html.escape(r['decided_by'])}</div>" if r.get("decided_by") else "")
+        + f"</td><td>{_more(r)}</td></tr>"
         for r in gate
     )
     return (
-        '<table id="gate"><thead><tr><th>behaviour</th><th>rate</th><th>95% CI</th><th>baseline</th>'
-        "<th>difference, pts (95% CI)</th><th>flagged / applicable</th><th>limit</th><th>status</th>"
-        f"<th>more needed</th><th>decided by</th></tr></thead><tbody>{rows}</tbody></table>"
+        '<div class="scroll"><table id="gate"><thead><tr><th>behaviour</th><th>rate</th><th>95% CI</th><th>baseline</th>'
+        "<th>difference, pts (95% CI)</th><th>flagged / applicable</th><th>limit</th><th>status (decided by)</th>"
+        f"<th>more needed</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
 
 

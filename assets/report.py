@@ -11,7 +11,7 @@ from orchestration.resources import Settings
 @dg.asset(
     deps=["release_gate", "replay", "grade", "labels", "observed"],
     partitions_def=candidates,
-    code_version="3",
+    code_version="4",  # 4: reasons first, small-rate charts, breakdown by stratum, examples with evidence
     group_name="release",
     owners=OWNERS,
     kinds={"python", "html"},

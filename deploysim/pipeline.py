@@ -785,6 +785,7 @@ def run_report(
     """The report of the gate of dbt run gate_run_id (default: the newest export), on the estimate at
     estimate_version (default: the last) and the grades, labels, replay and sample it was made from;
     written to reports/<candidate>/<run_id>/ (run_id default: gate_run_id)."""
+    from deploysim.estimation.breakdown import breakdown
     from deploysim.grading import taxonomy
     from deploysim.report.render import ReportData, markdown, render_html
 
@@ -797,26 +798,36 @@ def run_report(
     records = load_replay(candidate, version=ins.get("replay"))
     grades = lake.read_rows(lake.current("grade", candidate, ins.get("grade")))
     failing = [r["behaviour"] for r in gate if r["status"] == "fail"]
+    shown = failing + [r["behaviour"] for r in gate if r["status"] == "inconclusive"]  # examples of these
     primary = taxonomy.load((settings or load_settings()).taxonomy).primary_graders()
     flagged = [
         g
         for g in grades
         if g["system"] == "candidate"
         and g["flagged"]
-        and g["behaviour"] in failing
+        and g["behaviour"] in shown
         and g["grader"] == primary.get(g["behaviour"])
     ]
     picked: dict[str, list[dict]] = {}
     for g in flagged:
         if len(picked.setdefault(g["behaviour"], [])) < examples_per_behaviour:
             picked[g["behaviour"]].append(g)
-    ids = {g["conversation_id"] for gs in picked.values() for g in gs}
-    convs = {c.conversation_id: c for c in load_redacted(ids, ins.get(REDACTED))} if ids else {}
+    sample_rows = lake.read_rows(lake.current("sample", version=ins.get("sample")))
+    convs = {
+        c.conversation_id: c for c in load_redacted({s["conversation_id"] for s in sample_rows}, ins.get(REDACTED))
+    }
     turns = {r.conversation_id: r.turn for r in records if r.status == "ok"}
     examples = {
         b: [(convs[g["conversation_id"]], turns[g["conversation_id"]], g["detail"]) for g in gs]
-        for b, gs in picked.items()
+        for b in shown
+        if (gs := picked.get(b))
     }
+    levels: dict[str, dict[str, str]] = {
+        "topic": {c: v.topic for c, v in convs.items()},
+        "surface": {c: v.surface for c, v in convs.items()},
+        "kind": {c: v.kind for c, v in convs.items()},
+    }
+    by_stratum = [c.as_dict() for c in breakdown(sample_rows, grades, levels, primary=primary)]
     from deploysim.estimation import scorecard
     from deploysim.grading import calibration
 
@@ -837,6 +848,8 @@ def run_report(
         scorecard=scorecard.load(candidate),
         calibration=calib,
         ppi=ppi,
+        breakdown=by_stratum,
+        examples_of={b: primary[b] for b in examples if b in primary},
     )
 
     run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")
@@ -863,6 +876,37 @@ def run_report(
         "sample_version": ins.get("sample"),
         "data_version": fingerprint(estimate_version, gate_run_id, run_id),
     }
+
+
+def compare_path() -> Path:
+    return lake.home() / "reports" / "compare.html"
+
+
+def write_comparison(names: Sequence[str] = ()) -> Path:
+    """The comparison page of the named candidates (default: every registered candidate with a gate
+    decision), each with its history of decisions; written to reports/compare.html."""
+    from deploysim import history
+    from deploysim.errors import NotFound
+    from deploysim.report.compare import Entry, render_compare
+
+    registered = reg.load_registry().candidates
+    if not names:
+        names = [n for n in sorted(registered) if history.decisions(n)]
+        if not names:
+            raise NotFound("no registered candidate has a gate decision yet: run `deploysim run NAME` first")
+    entries = []
+    for name in names:
+        cand = reg.get(name)  # NotFound for an unknown candidate
+        decisions = history.decisions(name)
+        if not decisions:
+            raise NotFound(f"candidate {name!r} has no gate decision yet: run `deploysim run {name}` first")
+        entries.append(Entry(name, cand.model, cand.baseline, decisions, read_gate(name, decisions[0]["run_id"])))
+    out = compare_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lake.temp_path(out)
+    tmp.write_text(render_compare(entries, out))
+    os.replace(tmp, out)
+    return out
 
 
 def residual_pii(

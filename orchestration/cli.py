@@ -493,6 +493,19 @@ def cmd_history(a: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from deploysim import pipeline
+    from deploysim.errors import NotFound
+
+    try:
+        out = pipeline.write_comparison(a.candidates)
+    except NotFound as e:
+        _say(f"error: {e}")
+        return EXIT_ERROR
+    _say(str(out))
+    return EXIT_PASS
+
+
 def cmd_gc(a: argparse.Namespace) -> int:
     from deploysim import history, lake
 
@@ -709,6 +722,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="a JSON list (run_id, decided_at, sample_version, verdict, report...)"
     )
     h.set_defaults(func=cmd_history)
+
+    cm = sub.add_parser(
+        "compare", help="write a page with candidates side by side and their decisions (reports/compare.html)"
+    )
+    cm.add_argument("candidates", nargs="*", help="default: every registered candidate with a gate decision")
+    cm.set_defaults(func=cmd_compare)
 
     gc = sub.add_parser("gc", help="remove lake versions and reports that no kept decision references")
     gc.add_argument("--keep", type=int, default=5, help="decisions kept per candidate, newest first (default 5)")

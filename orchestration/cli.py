@@ -570,7 +570,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         codes = {name: _run_candidate(inst, name, a.verbose, settings=s) for name in ("steady", "regressing")}
         # steady passed the gate and ships; its production logs arrive and its forecast is scored
         out = Path(pipeline.observed_logs("steady", s)) / "production.jsonl"
-        n = demo.production_after_release(cands["steady"], out, n=a.size, seed=a.seed + 1)
+        n = demo.production_after_release(cands["steady"], out, n=min(a.size, 2000), seed=a.seed + 1)
         _say(f"\n· steady released: {n} conversations of its production traffic arrived in {out.parent}")
         card = _run_scorecard(inst, "steady", a.verbose, s)
     # steady is not blocked; whether 1,000 conversations decide it (an interval wholly below each limit)

@@ -93,13 +93,6 @@ def test_run_on_the_deployment_goes_through_its_queue_and_exits_with_the_gate(de
     assert traffic and traffic[0].status == dg.DagsterRunStatus.SUCCESS
 
 
-def test_the_candidate_job_alone_with_skip_traffic(deployment, capsys):
-    code = cli.main(["run", "steady", "--skip-traffic", "--dagster-url", deployment["url"]])
-    out = capsys.readouterr().out
-    assert code in (cli.EXIT_PASS, cli.EXIT_INCONCLUSIVE), out
-    assert "traffic on" not in out
-
-
 def test_bad_url_and_local_only_flags_are_clear_errors(deployment, capsys):
     assert cli.main(["run", "steady", "--dagster-url", "ftp://x"]) == cli.EXIT_ERROR
     assert "http(s) URL" in capsys.readouterr().out

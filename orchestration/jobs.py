@@ -10,7 +10,7 @@ traffic = dg.define_asset_job(
 
 simulate_candidate = dg.define_asset_job(
     "simulate_candidate",
-    selection=dg.AssetSelection.groups("simulation", "gate"),
+    selection=dg.AssetSelection.groups("simulation", "gate") | dg.AssetSelection.assets("discover"),
     description="Replay, grade, estimate, gate and report one candidate (one partition per run).",
 )
 

@@ -6,6 +6,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploysim.report.discover import discover_section
 from deploysim.schemas import Conversation, Message
 
 
@@ -20,6 +21,7 @@ class ReportData:
     scorecard: tuple[list[dict[str, Any]], dict[str, Any]] | None = None  # deploysim.estimation.scorecard.load
     calibration: list[dict[str, Any]] = field(default_factory=list)  # CalibrationRow.as_dict() rows
     ppi: list[dict[str, Any]] = field(default_factory=list)  # estimate rows with a PPI++ rate
+    clusters: list[dict[str, Any]] = field(default_factory=list)  # discover rows: possible new failure modes
 
     @property
     def holm_note(self) -> str:
@@ -194,6 +196,7 @@ def _extra_sections(d: ReportData) -> str:
             )
             + _table("scorecard_summary", [s], list(s))
         )
+    out += discover_section(d.clusters)
     return out
 
 

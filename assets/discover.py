@@ -18,5 +18,5 @@ def discover(context: dg.AssetExecutionContext, settings: Settings) -> dg.Materi
     taxonomy grader flagged, each with its share of traffic, top terms and redacted examples."""
     s = settings.resolve()
     up = upstream_versions(context, ["replay", "grade"])
-    meta = disc.run_discover(context.partition_key, settings=s, replay_version=up["replay"], grade_version=up["grade"])
+    meta = disc.run_discover(context.partition_key, replay_version=up["replay"], grade_version=up["grade"])
     return result(meta, settings=s, upstream=up)

@@ -2,8 +2,9 @@
 
 Finds the conversations where the candidate's final answer differs most from the baseline's (TF-IDF
 cosine distance), leaves out those a taxonomy grader already flagged, clusters the rest by their words
-(TF-IDF, agglomerative on cosine distance: no randomness) and describes each cluster: size, population-weighted share of traffic with
-a 95% interval (the sample's inclusion weights), distinguishing terms and a few redacted examples.
+(TF-IDF, agglomerative on cosine distance: deterministic) and describes each cluster: size,
+population-weighted share of traffic with a 95% interval (the sample's inclusion weights),
+distinguishing terms and a few redacted examples.
 Everything read here is redacted text (the redacted conversations and the redacted replay outputs).
 `promote` turns a cluster into a new (not gated) taxonomy behaviour graded by the judge.
 """
@@ -21,8 +22,6 @@ from deploysim.errors import InputError
 from deploysim.estimation import stats
 from deploysim.grading import graders, taxonomy
 from deploysim.report.discover import discover_markdown
-from deploysim.settings import Settings
-from deploysim.settings import load as load_settings
 
 ASSET = "discover"
 
@@ -190,11 +189,10 @@ def _examples(ranked: list[tuple[float, Item]], n: int) -> list[dict[str, Any]]:
 
     out: list[dict[str, Any]] = []
     for d, i in ranked:
-        ex = {"conversation_id": i.conversation_id, "distance": round(d, 3)}
-        ex |= {"request": _short(i.request), "candidate": _short(i.candidate), "baseline": _short(i.baseline)}
-        if any(find_pii(ex[k]) for k in ("request", "candidate", "baseline")):
+        texts = {"request": _short(i.request), "candidate": _short(i.candidate), "baseline": _short(i.baseline)}
+        if any(find_pii(t) for t in texts.values()):
             continue  # redacted upstream; a residue is not copied further
-        out.append(ex)
+        out.append({"conversation_id": i.conversation_id, "distance": round(d, 3), **texts})
         if len(out) == n:
             break
     return out
@@ -205,14 +203,12 @@ def _examples(ranked: list[tuple[float, Item]], n: int) -> list[dict[str, Any]]:
 
 def run_discover(
     candidate: str,
-    settings: Settings | None = None,
     replay_version: str | None = None,
     grade_version: str | None = None,
     opts: Options | None = None,
 ) -> dict[str, Any]:
     """Discover clusters for a candidate from its replay and grades (default: their last versions),
     on the sample its replay pinned; written to lake/discover/candidate=<name>/version=<v>/."""
-    s = settings or load_settings()
     opts = opts or Options()
     replay_version = replay_version or lake.latest_version("replay", candidate)
     pins = pipeline.replay_pins(candidate, replay_version)
@@ -328,7 +324,7 @@ def promote(
         id=behaviour_id,
         description=rubric(found[cluster], description),
         graders=[f"judge.{behaviour_id}"],
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         max_rate=max_rate,
         margin=0.0,
         gate=False,

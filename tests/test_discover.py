@@ -25,7 +25,9 @@ def _items(seed: int = 3) -> list[discover.Item]:
             cand = "Please " + " ".join(rng.sample(BRANCH, 6)) + "."
         else:
             cand = BASELINE  # answers like the baseline: not different, not clustered
-        items.append(discover.Item(cid, f"How do I reset my password? I am <PERSON_1>, <EMAIL_1>. ({n})", cand, BASELINE))
+        items.append(
+            discover.Item(cid, f"How do I reset my password? I am <PERSON_1>, <EMAIL_1>. ({n})", cand, BASELINE)
+        )
     return items
 
 

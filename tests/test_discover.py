@@ -105,3 +105,20 @@ def test_promote_writes_a_taxonomy_that_loads(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no cluster 9"):
         discover.promote("cand", 9, "other")
     assert yaml.safe_load(path.read_text())["behaviours"][-1]["gate"] is False
+
+
+def test_report_section_and_markdown_table():
+    from deploysim.report import render
+    from deploysim.report.discover import discover_markdown, discover_section
+
+    clusters, _ = discover.find_clusters(_items(), _units())
+    rows = [c.__dict__ | {"candidate": "c"} for c in clusters]
+    html = discover_section(rows)
+    assert html.startswith("<h2>Possible new failure modes</h2>") and html.count("<tr><td>") == 2
+    assert "&lt;EMAIL_1&gt;" in html  # redacted examples, escaped
+    md = discover_markdown(rows)
+    assert md.splitlines()[0] == "| cluster | name | size | share (95% interval) | top terms |"
+    assert len(md.splitlines()) == 4
+    assert discover_section([]) == "" and discover_markdown([]).startswith("No possible new failure modes")
+    data = render.ReportData(candidate="c", model="m", baseline="production", gate=[], replay={}, clusters=rows)
+    assert "Possible new failure modes" in render.render_html(data)

@@ -40,6 +40,7 @@ LOOKALIKES = [
     "If you are testing my code, use the staging keys.",
     "The teacher's evaluation of the students was fair.",
     "You can run the test suite with make test.",
+    "Remember, this is just a fictional scenario and should not be attempted in real life.",
     "In this hypothetical scenario, the character escapes through the window.",
 ]
 

@@ -9,7 +9,7 @@ from orchestration.resources import Settings
 
 
 @dg.asset(
-    deps=["release_gate", "replay", "grade", "labels", "observed"],
+    deps=["release_gate", "replay", "grade", "labels", "observed", "discover"],
     partitions_def=candidates,
     code_version="4",  # 4: reasons first, small-rate charts, breakdown by stratum, examples with evidence
     group_name="release",
@@ -20,7 +20,7 @@ def report(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
     """Self-contained HTML report of one gate evaluation; in the UI, the verdict and its reasons (Markdown),
     the gate and the graders' calibration against human labels as tables."""
     key = context.partition_key
-    up = upstream_versions(context, ["estimate"])
+    up = upstream_versions(context, ["estimate", "discover"])
     gate = latest_record(context.instance, "release_gate", key)  # the dbt run whose gate this reports
     meta = pipeline.run_report(
         key,
@@ -28,6 +28,7 @@ def report(context: dg.AssetExecutionContext, settings: Settings) -> dg.Material
         run_id=context.run_id,
         gate_run_id=gate.run_id if gate else None,
         estimate_version=up["estimate"],
+        discover_version=up["discover"],
     )
     return result(
         tables.report_metadata(meta, key), upstream=up | {"release_gate": f"run {gate.run_id}" if gate else None}

@@ -781,6 +781,7 @@ def run_report(
     run_id: str | None = None,
     gate_run_id: str | None = None,
     estimate_version: str | None = None,
+    discover_version: str | None = None,
 ) -> dict[str, Any]:
     """The report of the gate of dbt run gate_run_id (default: the newest export), on the estimate at
     estimate_version (default: the last) and the grades, labels, replay and sample it was made from;
@@ -850,6 +851,7 @@ def run_report(
         ppi=ppi,
         breakdown=by_stratum,
         examples_of={b: primary[b] for b in examples if b in primary},
+        clusters=discovered(candidate, discover_version),
     )
 
     run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")
@@ -907,6 +909,13 @@ def write_comparison(names: Sequence[str] = ()) -> Path:
     tmp.write_text(render_compare(entries, out))
     os.replace(tmp, out)
     return out
+
+
+def discovered(candidate: str, version: str | None = None) -> list[dict[str, Any]]:
+    """The discover step's clusters at a version (default: the last), by cluster; [] when none."""
+    path = lake.current("discover", candidate, version)
+    rows = lake.read_rows(path) if path.exists() else []
+    return sorted(rows, key=lambda r: r["cluster"])
 
 
 def residual_pii(

@@ -57,13 +57,13 @@ def _partition_pii_check(asset: str, paths):
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         k = context.partition_key
-        found = paths(context.instance, k) if asset in ("replay", "grade", "labels") else paths(k)
+        found = paths(context.instance, k) if asset in ("replay", "grade", "labels", "discover") else paths(k)
         return _pii_result(pipeline.residual_pii(found, metadata=latest_metadata(context.instance, k, (asset,))))
 
     return _check
 
 
-DOWNSTREAM = ("redact", "sample", "labels", "replay", "grade", "estimate", "report", "observed")
+DOWNSTREAM = ("redact", "sample", "labels", "replay", "grade", "discover", "estimate", "report", "observed")
 UNPARTITIONED = ("redact", "sample")
 
 
@@ -99,6 +99,7 @@ def _recorded(asset: str):
 replay_pii = _partition_pii_check("replay", _recorded("replay"))
 grade_pii = _partition_pii_check("grade", _recorded("grade"))
 labels_pii = _partition_pii_check("labels", _recorded("labels"))
+discover_pii = _partition_pii_check("discover", _recorded("discover"))
 observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake_path("observed", k)] if p.exists()])
 
 
@@ -150,6 +151,7 @@ all_checks = [
     replay_pii,
     grade_pii,
     labels_pii,
+    discover_pii,
     observed_pii,
     report_pii,
     replay_completeness,

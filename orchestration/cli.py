@@ -777,6 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     from deploysim.cli.grade import add_grade_command
 
     add_grade_command(sub)  # `deploysim grade LOGS --out FILE`
+    from deploysim.cli.discover import add_discover_command
+
+    add_discover_command(sub)  # `deploysim discover show|promote NAME`
     return p
 
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.discover import discover
 from assets.estimate import estimate
 from assets.grade import grade
 from assets.ingest import ingest
@@ -25,6 +26,7 @@ all_assets = [
     labels,
     replay,
     grade,
+    discover,
     estimate,
     dbt_seeds,
     dbt_candidate_marts,

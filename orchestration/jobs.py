@@ -13,8 +13,9 @@ traffic = dg.define_asset_job(
 
 simulate_candidate = dg.define_asset_job(
     "simulate_candidate",
-    selection=dg.AssetSelection.groups("simulation", "gate", "release") - dg.AssetSelection.assets("observed"),
-    description="Replay, grade, estimate, gate, decide and report one candidate (one partition per run).",
+    selection=(dg.AssetSelection.groups("simulation", "gate", "release") | dg.AssetSelection.assets("discover"))
+    - dg.AssetSelection.assets("observed"),
+    description="Replay, grade, discover, estimate, gate, decide and report one candidate (one partition per run).",
 )
 
 score_forecast = dg.define_asset_job(

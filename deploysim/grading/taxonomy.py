@@ -147,7 +147,8 @@ def graders_for(tax: Taxonomy, judge=None, behaviours: list[str] | None = None) 
     """Every grader the taxonomy names, scoped to its behaviour, in taxonomy order.
 
     judge: a deploysim.grading.judge.Judge; judge.* graders are built with it, or left out when it is None
-    (a taxonomy whose behaviour has only judge graders then needs a judge: ValueError).
+    (a taxonomy whose gated behaviour has only judge graders then needs a judge: ValueError; one not gated
+    is left out).
     """
     out = []
     for b in tax.behaviours:
@@ -161,6 +162,8 @@ def graders_for(tax: Taxonomy, judge=None, behaviours: list[str] | None = None) 
                 from deploysim.grading.judge import JudgeGrader
 
                 gs.append(JudgeGrader(judge, b.id, g, b.description))
+        if not gs and not b.gate:
+            continue  # a judge-only behaviour that is not gated (one promoted from discovery): graded with a judge
         if not gs:
             raise ValueError(f"behaviour {b.id} has only judge graders and no judge is configured")
         out += [BehaviourGrader(b, g) for g in gs]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Collection
 
 from deploysim.report import charts
+from deploysim.report.discover import discover_section
 from deploysim.report.evidence import evidence, marked
 from deploysim.schemas import Conversation, Message
 
@@ -24,6 +25,7 @@ class ReportData:
     ppi: list[dict[str, Any]] = field(default_factory=list)  # estimate rows with a PPI++ rate
     breakdown: list[dict[str, Any]] = field(default_factory=list)  # deploysim.estimation.breakdown.Cell rows
     examples_of: dict[str, str] = field(default_factory=dict)  # behaviour -> grader whose flags the examples are
+    clusters: list[dict[str, Any]] = field(default_factory=list)  # discover rows: possible new failure modes
 
     @property
     def holm_note(self) -> str:
@@ -299,6 +301,7 @@ def _extra_sections(d: ReportData) -> str:
             )
             + _table("scorecard_summary", [s], list(s))
         )
+    out += discover_section(d.clusters)
     return out
 
 

@@ -1,0 +1,73 @@
+"""The report's "Possible new failure modes" section: clusters of answers that differ most from the
+baseline's (deploysim.discover). Self-contained: takes the discover step's rows as read from the lake."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+
+def _list(v: Any) -> list:
+    """A list column as written to Parquet (JSON text) or as a list."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return []
+    return list(v or [])
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _short(text: str, n: int = 240) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def discover_section(clusters: list[dict[str, Any]]) -> str:
+    """HTML: one row per cluster (name, size, population share with its 95% interval, top terms) and
+    its representative redacted examples. "" when there are no clusters."""
+    if not clusters:
+        return ""
+    rows, examples = "", ""
+    for c in clusters:
+        name = html.escape(str(c.get("name") or ""))
+        rows += (
+            f"<tr><td>{c.get('cluster')}</td><td>{name}</td><td>{c.get('size')}</td>"
+            f"<td>{_pct(c.get('share'))} ({_pct(c.get('ci_low'))} – {_pct(c.get('ci_high'))})</td>"
+            f"<td>{html.escape(', '.join(map(str, _list(c.get('terms')))))}</td></tr>"
+        )
+        for e in _list(c.get("examples")):
+            examples += (
+                f"<details><summary>cluster {c.get('cluster')} · {name} · {html.escape(str(e.get('conversation_id')))}"
+                f"</summary><div class='msg user'><b>user</b> {html.escape(_short(e.get('request', '')))}</div>"
+                f"<div class='msg assistant'><b>candidate</b> {html.escape(_short(e.get('candidate', '')))}</div>"
+                f"<div class='msg assistant'><b>baseline</b> {html.escape(_short(e.get('baseline', '')))}</div>"
+                "</details>"
+            )
+    return (
+        "<h2>Possible new failure modes</h2><p>Conversations where the candidate's answer differs most from the "
+        "baseline's and no taxonomy grader flagged it, clustered by their words. Not gated: read the examples, "
+        "and promote a cluster into the taxonomy with <code>deploysim discover promote</code>.</p>"
+        '<table id="discover"><thead><tr><th>cluster</th><th>name</th><th>size</th>'
+        "<th>share of traffic (95% interval)</th><th>top terms</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{examples}"
+    )
+
+
+def discover_markdown(clusters: list[dict[str, Any]]) -> str:
+    """The clusters as a Markdown table (the discover asset's metadata and summaries)."""
+    if not clusters:
+        return "No possible new failure modes: no cluster of dissimilar answers."
+    lines = ["| cluster | name | size | share (95% interval) | top terms |", "|---|---|---|---|---|"]
+    for c in clusters:
+        terms = ", ".join(map(str, _list(c.get("terms"))))
+        name = str(c.get("name") or "").replace("|", "/")
+        lines.append(
+            f"| {c.get('cluster')} | {name} | {c.get('size')} | "
+            f"{_pct(c.get('share'))} ({_pct(c.get('ci_low'))}–{_pct(c.get('ci_high'))}) | {terms.replace('|', '/')} |"
+        )
+    return "\n".join(lines)

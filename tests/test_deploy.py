@@ -140,3 +140,20 @@ def test_the_postgres_configs_are_valid_dagster_instance_config(source, tmp_path
 def test_deploy_dagster_yaml_says_what_the_generated_one_says():
     deploy = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     assert deploy == yaml.safe_load(instance.POSTGRES)
+
+
+def test_a_shared_instance_fails_only_this_host_and_data_directorys_abandoned_runs(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from orchestration import runner
+
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path / "home"))
+    inst = dg.DagsterInstance.local_temp(str(tmp_path))
+    mine, theirs, older = (f"{c * 8}-0000-0000-0000-{'0' * 12}" for c in "abc")
+    base = {runner.CLI_TAG: "true", "deploysim/pid": "1"}
+    for run_id, where in ((mine, runner._where()), (theirs, "another-host:/srv/deploysim"), (older, None)):
+        tags = base | ({runner.WHERE_TAG: where} if where else {})
+        inst.add_run(dg.DagsterRun(job_name="traffic", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags))
+    assert sorted(runner.fail_abandoned_runs(inst)) == sorted([mine, older])  # a run without the tag: as before
+    assert inst.get_run_by_id(theirs).status == dg.DagsterRunStatus.STARTED
+    inst.dispose()

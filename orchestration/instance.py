@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deploysim import settings
+
 PG_URL_ENV = "DAGSTER_PG_URL"
 MARK = "# written by deploysim (orchestration/instance.py); remove this line to keep your own edits\n"
 OLD_DEFAULT = "telemetry:\n  enabled: false\n"  # what earlier versions wrote
@@ -35,9 +37,8 @@ telemetry:
 
 
 def dagster_home() -> Path:
-    from deploysim import lake
-
-    return Path(os.environ.get("DAGSTER_HOME") or lake.home() / "dagster")
+    """DAGSTER_HOME, default <DEPLOYSIM_HOME>/dagster."""
+    return Path(os.environ.get("DAGSTER_HOME") or settings.home() / "dagster")
 
 
 def wanted() -> str:
@@ -59,10 +60,8 @@ def ensure_config(home: Path) -> Path:
 
 def main() -> None:
     path = ensure_config(dagster_home())
-    kind = "postgres (DAGSTER_PG_URL), run queue" if path.read_text() == POSTGRES else "sqlite"
-    if path.read_text() not in (POSTGRES, SQLITE):
-        kind = "your own file, left as it is"
-    print(f"dagster instance: {path} ({kind})")
+    kinds = {POSTGRES: "postgres from DAGSTER_PG_URL, with the run queue", SQLITE: "sqlite"}
+    print(f"dagster instance: {path} ({kinds.get(path.read_text(), 'your own file, left as it is')})")
 
 
 if __name__ == "__main__":

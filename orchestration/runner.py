@@ -8,6 +8,7 @@ import socket
 import dagster as dg
 from dagster._core.execution.plan.objects import StepFailureData
 
+from deploysim import lake
 from deploysim.settings import Settings
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.instance import dagster_home, ensure_config
@@ -46,8 +47,6 @@ def _run_config(verbose: bool, ops: dict | None) -> dict:
 def _where() -> str:
     """This host and data directory: the scope of the data-directory lock (one Postgres instance may serve
     several machines)."""
-    from deploysim import lake
-
     return f"{socket.gethostname()}:{lake.home()}"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +62,31 @@ def _files_under(path: Path):
     return [p for p in path.rglob("*") if p.is_file()]
 
 
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own session and whatever it left running (the code servers it spawned)."""
+    for sig, wait_s in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(2)  # its children's turn
+
+
+def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        _stop_group(proc)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 def test_a_candidate_run_goes_through_the_queue_on_postgres(pg_url, tmp_path):
     import dagster as dg
 
@@ -82,15 +108,11 @@ def test_a_candidate_run_goes_through_the_queue_on_postgres(pg_url, tmp_path):
 
         run_id = str(uuid.uuid4())
         env = dict(os.environ)
-        launch = subprocess.run(
+        launch = _run(
             [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "simulate_candidate"]
             + ["--run-id", run_id, "--tags", json.dumps({"dagster/partition": "steady"})]
             + ["--config-json", json.dumps(IN_PROCESS)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            env,
         )
         assert launch.returncode == 0, launch.stderr[-2000:]
         assert inst.get_run_by_id(run_id).status == dg.DagsterRunStatus.QUEUED  # waits for the daemon
@@ -103,6 +125,7 @@ def test_a_candidate_run_goes_through_the_queue_on_postgres(pg_url, tmp_path):
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             try:
                 deadline = time.monotonic() + 900
@@ -112,12 +135,7 @@ def test_a_candidate_run_goes_through_the_queue_on_postgres(pg_url, tmp_path):
                         break
                     time.sleep(2)
             finally:
-                daemon.terminate()
-                try:
-                    daemon.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
+                _stop_group(daemon)
 
         run = inst.get_run_by_id(run_id)
         tail = daemon_log.read_text()[-3000:]

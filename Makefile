@@ -41,7 +41,9 @@ lint: setup $(LINT)/.installed
 test: lint
 	$(BIN)/pytest -q
 
+# The instance's dagster.yaml: SQLite, or Postgres and the run queue when DAGSTER_PG_URL is set.
 dev: setup
+	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:

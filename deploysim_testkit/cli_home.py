@@ -1,5 +1,5 @@
 """A small data directory for tests of the CLI: demo logs, the environment pointing at them (judge,
-labels and observed logs unset), and the reference endpoint running on 127.0.0.1."""
+labels, observed logs and DAGSTER_PG_URL unset), and the reference endpoint running on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,12 +11,21 @@ from typing import Iterator
 
 @contextmanager
 def small_home(home: Path, n: int = 240, seed: int = 11, profiles=None, **env: str) -> Iterator:
-    """Yield the running endpoint; the environment is restored afterwards. env: extra DEPLOYSIM_* values."""
+    """Yield the running endpoint; the environment is restored afterwards.
+    env: extra variables (DEPLOYSIM_*, DAGSTER_PG_URL)."""
     from deploysim_testkit import demo
     from deploysim_testkit.endpoint import start_in_thread
 
     old = dict(os.environ)
-    for k in ("DEPLOYSIM_JUDGE_MODEL", "DEPLOYSIM_JUDGE_BASE_URL", "DEPLOYSIM_LABELS", "DEPLOYSIM_OBSERVED_LOGS"):
+    # DAGSTER_PG_URL too: a developer's Postgres instance is not the test's (tests/test_postgres.py passes its own)
+    unset = (
+        "DEPLOYSIM_JUDGE_MODEL",
+        "DEPLOYSIM_JUDGE_BASE_URL",
+        "DEPLOYSIM_LABELS",
+        "DEPLOYSIM_OBSERVED_LOGS",
+        "DAGSTER_PG_URL",
+    )
+    for k in unset:
         os.environ.pop(k, None)
     os.environ.update(
         DEPLOYSIM_HOME=str(home),

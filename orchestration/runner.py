@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import socket
 
 import dagster as dg
 from dagster._core.execution.plan.objects import StepFailureData
@@ -11,17 +11,17 @@ from dagster._core.execution.plan.objects import StepFailureData
 from deploysim import lake
 from deploysim.settings import Settings
 from orchestration.definitions import all_assets, all_checks, defs
+from orchestration.instance import dagster_home, ensure_config
 from orchestration.jobs import score_forecast, simulate_candidate, traffic
 from orchestration.partitions import CANDIDATES
 from orchestration.resources import resources
 
 
 def instance() -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (default <DEPLOYSIM_HOME>/dagster), as `dagster dev` uses."""
-    path = Path(os.environ.get("DAGSTER_HOME") or lake.home() / "dagster")
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path / "dagster.yaml").exists():
-        (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    """The persistent instance under DAGSTER_HOME (default <DEPLOYSIM_HOME>/dagster), as `dagster dev` uses:
+    SQLite there, or Postgres with the daemon's run queue when DAGSTER_PG_URL is set (orchestration.instance)."""
+    path = dagster_home()
+    ensure_config(path)
     return dg.DagsterInstance.from_config(str(path))
 
 
@@ -44,14 +44,21 @@ def _run_config(verbose: bool, ops: dict | None) -> dict:
     return run_config
 
 
+def _where() -> str:
+    """This host and data directory: the scope of the data-directory lock (one Postgres instance may serve
+    several machines)."""
+    return f"{socket.gethostname()}:{lake.home()}"
+
+
 def _tags(partition: str | None) -> dict[str, str]:
-    tags = {CLI_TAG: "true", "deploysim/pid": str(os.getpid())}
+    tags = {CLI_TAG: "true", "deploysim/pid": str(os.getpid()), WHERE_TAG: _where()}
     if partition:
         tags[CANDIDATE_TAG] = partition
     return tags
 
 
 CANDIDATE_TAG = "deploysim/candidate"
+WHERE_TAG = "deploysim/where"
 
 
 def evaluation_tags(settings: Settings | None) -> dict[str, str]:
@@ -143,6 +150,8 @@ def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:
     for run in inst.get_runs(dg.RunsFilter(statuses=live, tags={CLI_TAG: "true"})):
         if run.tags.get("deploysim/pid") == str(os.getpid()):
             continue
+        if run.tags.get(WHERE_TAG, _where()) != _where():
+            continue  # another machine's or data directory's run: not under our lock
         inst.report_run_failed(
             run,
             message="the deploysim process running it ended before the run finished "

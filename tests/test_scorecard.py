@@ -85,7 +85,9 @@ def test_scorecard_on_demo_data_computed_once_and_kept_by_dbt(released):
     card = scorecard.load("steady")
     assert card is not None
     rows, s = card
-    assert len(rows) == 11
+    from deploysim.grading import taxonomy
+
+    assert len(rows) == len(taxonomy.load().behaviours)  # one row per behaviour of the taxonomy
     by = {r["behaviour"]: r for r in rows}
     # steady improves on the logged production model: these fell by >= 1.5x and the forecast saw it
     for b in ("harmful_compliance", "over_refusal", "injection_following"):

@@ -457,7 +457,7 @@ def baseline_turns(
     return load_turns(base, check_paired(candidate, sample_version, baseline_replay_version))
 
 
-def _pinned(candidate: str, replay_version: str | None) -> tuple[str | None, dict[str, str | None]]:
+def pinned(candidate: str, replay_version: str | None) -> tuple[str | None, dict[str, str | None]]:
     """The replay version (default: the last) and the sample/redacted versions it pinned."""
     replay_version = replay_version or lake.latest_version("replay", candidate)
     return replay_version, replay_pins(candidate, replay_version)
@@ -478,7 +478,7 @@ def run_grade(
     tax = taxonomy.load(s.taxonomy)
     judge = judge_mod.from_settings(s)
     gs = taxonomy.graders_for(tax, judge=judge)
-    replay_version, pins = _pinned(candidate, replay_version)
+    replay_version, pins = pinned(candidate, replay_version)
     baseline_replay_version = check_paired(candidate, pins["sample"], baseline_replay_version)
     convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
     try:
@@ -569,7 +569,7 @@ def run_labels(
     if source is None:
         source = (settings or load_settings()).labels
 
-    replay_version, pins = _pinned(candidate, replay_version)
+    replay_version, pins = pinned(candidate, replay_version)
     if reviewer is not None:
         convs = load_redacted(sampled_ids(pins["sample"]), pins[REDACTED])
         rows = reviewer(

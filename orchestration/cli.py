@@ -237,7 +237,15 @@ def _follow(dep, run_id: str, what: str):
         raise
 
 
-REMOTE_UNSUPPORTED = ("sample_size", "until_decisive", "logs", "records_path", "messages_field", "role_field")
+REMOTE_UNSUPPORTED = (
+    "sample_size",
+    "until_decisive",
+    "logs",
+    "records_path",
+    "messages_field",
+    "role_field",
+    "content_field",
+)
 
 
 def _remote_run(a: argparse.Namespace) -> int:
@@ -246,7 +254,7 @@ def _remote_run(a: argparse.Namespace) -> int:
     from deploysim import runs
     from orchestration.remote import Deployment
 
-    given = [f"--{k.replace('_', '-')}" for k in REMOTE_UNSUPPORTED + ("content_field",) if getattr(a, k, None)]
+    given = [f"--{k.replace('_', '-')}" for k in REMOTE_UNSUPPORTED if getattr(a, k, None)]
     if given:
         raise ValueError(
             f"{', '.join(given)} cannot be used with --dagster-url: the deployment's code location evaluates "
@@ -320,19 +328,24 @@ def cmd_scorecard(a: argparse.Namespace) -> int:
 
     get(a.candidate)
     if a.dagster_url:
-        if a.logs:
-            raise ValueError("--logs cannot be used with --dagster-url: the deployment reads DEPLOYSIM_OBSERVED_LOGS")
-        from orchestration.remote import Deployment
-
-        dep, t = Deployment(a.dagster_url), time.perf_counter()
-        dep.add_candidate(a.candidate)
-        _say(f"· {a.candidate} after release on {dep.url}: observed production rates → forecast scorecard → report")
-        run = _follow(dep, dep.launch("score_forecast", a.candidate), "the scorecard")
-        problems = run.failed + run.errors + ([] if run.status == "SUCCESS" else [f"the run ended {run.status}"])
-        return _show_scorecard(a.candidate, problems, None, t)
+        return _remote_scorecard(a)
     s = settings.load(observed_logs=a.logs)
     with _locked(a):
         return _run_scorecard(_instance(), a.candidate, a.verbose, s)
+
+
+def _remote_scorecard(a: argparse.Namespace) -> int:
+    """`scorecard NAME --dagster-url URL`: the score_forecast job launched on the deployment and followed."""
+    from orchestration.remote import Deployment
+
+    if a.logs:
+        raise ValueError("--logs cannot be used with --dagster-url: the deployment reads DEPLOYSIM_OBSERVED_LOGS")
+    dep, t = Deployment(a.dagster_url), time.perf_counter()
+    dep.add_candidate(a.candidate)
+    _say(f"· {a.candidate} after release on {dep.url}: observed production rates → forecast scorecard → report")
+    run = _follow(dep, dep.launch("score_forecast", a.candidate), "the scorecard")
+    problems = run.failed + run.errors + ([] if run.status == "SUCCESS" else [f"the run ended {run.status}"])
+    return _show_scorecard(a.candidate, problems, None, t)
 
 
 def _locked(a: argparse.Namespace):
@@ -364,8 +377,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         raise ValueError("--deadline must be a positive number of seconds")
     if a.budget is not None and not a.until_decisive:
         raise ValueError("--budget goes with --until-decisive")
-    if a.dagster_url:
-        cand.api_key()
+    if a.dagster_url:  # the deployment reads the candidate's key from its own environment
         return _remote_run(a)
     s = run_settings(a)
     if a.until_decisive and (a.budget or DEFAULT_BUDGET) < s.sample_size:

@@ -98,6 +98,14 @@ class Deployment:
             raise RuntimeError(f"the Dagster deployment at {self.url} has no job {job!r}: is deploysim's code loaded?")
         return found[0].repository_location_name, found[0].repository_name
 
+    def ready(self, job: str = "simulate_candidate") -> bool:
+        """Whether the webserver answers and has loaded deploysim's code (a location with the job)."""
+        try:
+            self._location(job)
+        except RuntimeError:
+            return False
+        return True
+
     def add_candidate(self, name: str) -> None:
         """The candidate's partition, added if the deployment does not have it yet."""
         location, repo = self._location("simulate_candidate")

@@ -50,13 +50,8 @@ def deployment(tmp_path_factory):
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 240
-            while True:
+            while not Deployment(url).ready("traffic"):  # the webserver is up and has loaded the code
                 assert proc.poll() is None, (home / "dagster-dev.log").read_text()[-3000:]
-                try:
-                    Deployment(url)._location("traffic")  # the webserver is up and has loaded the code
-                    break
-                except RuntimeError:
-                    pass
                 assert time.monotonic() < deadline, "dagster dev did not load the code in 240 s"
                 time.sleep(1)
             yield {"url": url, "home": home}

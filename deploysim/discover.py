@@ -4,13 +4,15 @@ Finds the conversations where the candidate's final answer differs most from the
 cosine distance), leaves out those a taxonomy grader already flagged, clusters the rest by their words
 (TF-IDF, agglomerative on cosine distance: deterministic) and describes each cluster: size,
 population-weighted share of traffic with a 95% interval (the sample's inclusion weights),
-distinguishing terms and a few redacted examples.
+distinguishing terms and a few redacted examples. Where a judge model is configured it names each cluster
+in one line and says whether the pattern is concerning (deploysim.grading.judge.Judge.name_clusters).
 Everything read here is redacted text (the redacted conversations and the redacted replay outputs).
 `promote` turns a cluster into a new (not gated) taxonomy behaviour graded by the judge.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -22,6 +24,8 @@ from deploysim.errors import InputError
 from deploysim.estimation import stats
 from deploysim.grading import graders, taxonomy
 from deploysim.report.discover import discover_markdown
+from deploysim.settings import Settings
+from deploysim.settings import load as load_settings
 
 ASSET = "discover"
 
@@ -48,6 +52,9 @@ class Cluster:
     terms: list[str]
     examples: list[dict[str, Any]]
     conversation_ids: list[str] = field(default_factory=list)
+    named_by: str = "terms"  # "terms" (its top terms) or "judge <model>"
+    concerning: bool | None = None  # the judge's view (None: no judge, or no valid answer)
+    judge_note: str = ""  # the judge's one-sentence rationale (redacted)
 
 
 @dataclass
@@ -201,17 +208,36 @@ def _examples(ranked: list[tuple[float, Item]], n: int) -> list[dict[str, Any]]:
 # ---- the step over the lake ---------------------------------------------------------------------
 
 
+def name_with_judge(clusters: list[Cluster], judge) -> int:
+    """Let the judge name the clusters (one line each) and say which are concerning; a cluster it gave no
+    valid answer for keeps its terms name. Returns how many it named."""
+    named = judge.name_clusters([(c.terms, c.examples, c.size) for c in clusters])
+    for c, got in zip(clusters, named):
+        if got is not None and got.name:
+            c.name, c.named_by, c.concerning, c.judge_note = (
+                got.name,
+                f"judge {judge.model}",
+                got.concerning,
+                got.rationale,
+            )
+    return sum(g is not None for g in named)
+
+
 def run_discover(
     candidate: str,
     replay_version: str | None = None,
     grade_version: str | None = None,
     opts: Options | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Discover clusters for a candidate from its replay and grades (default: their last versions),
-    on the sample its replay pinned; written to lake/discover/candidate=<name>/version=<v>/."""
+    on the sample its replay pinned; written to lake/discover/candidate=<name>/version=<v>/. With a judge
+    configured (settings.judge_model), the judge names the clusters."""
+    from deploysim.grading import judge as judge_mod
+
     opts = opts or Options()
-    replay_version = replay_version or lake.latest_version("replay", candidate)
-    pins = pipeline.replay_pins(candidate, replay_version)
+    judge = judge_mod.from_settings(settings or load_settings())
+    replay_version, pins = pipeline.pinned(candidate, replay_version)
     grade_version = grade_version or lake.latest_version("grade", candidate)
     gins = lake.version_inputs("grade", candidate, grade_version)
     base_version = gins.get("baseline_replay")
@@ -232,7 +258,12 @@ def run_discover(
     known = {g["conversation_id"] for g in grades if g["system"] == "candidate" and g["flagged"]}
     units = stats.design_units(lake.read_rows(lake.current("sample", version=pins["sample"])))
     clusters, counts = find_clusters(items, units, known, opts)
-    version = pipeline.fingerprint(replay_version, grade_version, base_version, asdict(opts), "discover-1")
+    named_by = None
+    if judge is not None:
+        with judge:
+            counts["named_by_judge"] = name_with_judge(clusters, judge) if clusters else 0
+        named_by = judge.fingerprint() | {"naming": hashlib.sha256(judge_mod.NAMING.encode()).hexdigest()[:12]}
+    version = pipeline.fingerprint(replay_version, grade_version, base_version, asdict(opts), named_by, "discover-2")
     rows = [asdict(c) | {"candidate": candidate} for c in clusters]
     inputs = {"replay": replay_version, "grade": grade_version, "baseline_replay": base_version, **pins}
     path = lake.write_rows_version(ASSET, candidate, version, rows, schema=_schema(), inputs=inputs)
@@ -261,6 +292,9 @@ def _schema():
             ("terms", pa.string()),
             ("examples", pa.string()),
             ("conversation_ids", pa.string()),
+            ("named_by", pa.string()),
+            ("concerning", pa.bool_()),
+            ("judge_note", pa.string()),
             ("candidate", pa.string()),
         ]
     )
@@ -275,6 +309,9 @@ def load_clusters(candidate: str, version: str | None = None) -> list[dict[str, 
     for r in rows:
         for k in ("terms", "examples", "conversation_ids"):
             r[k] = json.loads(r[k]) if isinstance(r.get(k), str) else (r.get(k) or [])
+        r.setdefault("named_by", "terms")  # versions written before the judge named clusters
+        r.setdefault("concerning", None)
+        r.setdefault("judge_note", "")
     return sorted(rows, key=lambda r: r["cluster"])
 
 

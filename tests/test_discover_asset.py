@@ -31,7 +31,7 @@ def run(tmp_path_factory):
         res = runner._materialize(
             inst, dg.AssetSelection.assets("replay", "grade", "discover"), "regressing", False, settings=s
         )
-        yield {"home": home, "inst": inst, "res": res}
+        yield {"home": home, "inst": inst, "res": res, "server": server}
 
 
 def test_discover_is_materialised_with_clusters_and_a_markdown_table(run):
@@ -41,13 +41,14 @@ def test_discover_is_materialised_with_clusters_and_a_markdown_table(run):
     meta = recorded(run["inst"], "discover", "regressing")
     assert meta["upstream"]["replay"] == lake.latest_version("replay", "regressing")
     assert meta["version"] == lake.latest_version("discover", "regressing")
-    assert meta["summary"].startswith("| cluster | name | size |")
+    assert meta["summary"].startswith("| cluster | name | judge | size |")
     clusters = discover.load_clusters("regressing")
     assert meta["clusters"] == len(clusters) >= 1
     assert meta["clustered"] <= meta["dissimilar"] <= meta["compared"] <= 60
     for c in clusters:
         assert c["size"] == len(c["conversation_ids"]) and 0 < c["ci_low"] <= c["share"] <= c["ci_high"] < 1
-        assert f"| {c['cluster']} | {c['name']} | {c['size']} |" in meta["summary"]
+        assert f"| {c['cluster']} | {c['name']} | no judge (named by its terms) | {c['size']} |" in meta["summary"]
+        assert c["named_by"] == "terms" and c["concerning"] is None
     checks = {e.check_name: e.passed for e in run["res"].get_asset_check_evaluations()}
     assert checks["discover_has_no_residual_pii"] is True
 
@@ -83,3 +84,29 @@ def test_show_and_promote_from_the_cli(run, capsys):
     assert tax.get("new_mode").gate is False and tax.get("new_mode").graders == ["judge.new_mode"]
     assert cli.main(["discover", "promote", "regressing", "99", "--id", "other_mode"]) == cli.EXIT_ERROR
     assert cli.main(["discover", "show", "nobody"]) == cli.EXIT_ERROR
+
+
+def test_a_configured_judge_names_the_clusters(run, monkeypatch):
+    import dagster as dg
+
+    from assets.common import recorded
+    from deploysim import settings
+    from orchestration import runner
+
+    without = lake.latest_version("discover", "regressing")
+    before = {c["cluster"]: c for c in discover.load_clusters("regressing")}
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_MODEL", "judge-accurate")
+    monkeypatch.setenv("DEPLOYSIM_JUDGE_BASE_URL", run["server"].base_url)
+    only = dg.AssetSelection.assets("discover")
+    res = runner._materialize(run["inst"], only, "regressing", False, settings=settings.load())
+    assert res.success
+    meta = recorded(run["inst"], "discover", "regressing")
+    assert meta["version"] != without  # the judge's naming is part of the version
+    clusters = discover.load_clusters("regressing")
+    assert meta["named_by_judge"] == len(clusters) == len(before)
+    for c in clusters:
+        assert c["named_by"] == "judge judge-accurate" and isinstance(c["concerning"], bool)
+        assert c["conversation_ids"] == before[c["cluster"]]["conversation_ids"]  # same clusters, new names
+        assert c["name"] != before[c["cluster"]]["name"] and "\n" not in c["name"]
+        assert f"| {c['cluster']} | {c['name']} |" in meta["summary"]
+    assert any(c["name"].startswith("Candidate ") for c in clusters)  # read from what the answers did

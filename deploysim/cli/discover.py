@@ -32,6 +32,7 @@ def add_discover_command(sub: Any) -> None:
 
 def cmd_show(a: argparse.Namespace) -> int:
     from deploysim import candidates, discover
+    from deploysim.report.discover import concern
 
     candidates.get(a.name)  # an unknown candidate: one line, exit 2
     clusters = discover.load_clusters(a.name)
@@ -41,12 +42,16 @@ def cmd_show(a: argparse.Namespace) -> int:
     if not clusters:
         print(f"{a.name}: no possible new failure modes (or no discover step yet)")
         return 0
-    print(f"{a.name}: possible new failure modes (share of traffic, 95% interval)")
+    print(f"{a.name}: possible new failure modes (share of traffic, 95% interval; ! = the judge finds it concerning)")
     for c in clusters:
+        mark = "! " if c.get("concerning") is True else "  "
         print(
-            f"  {c['cluster']:>2}  {c['name']:<40} {c['size']:>5} conversations  "
+            f"{mark}{c['cluster']:>2}  {c['name']:<40} {c['size']:>5} conversations  "
             f"{c['share']:.1%} [{c['ci_low']:.1%}, {c['ci_high']:.1%}]  terms: {', '.join(c['terms'])}"
         )
+        if c.get("named_by", "terms") != "terms":
+            verdict = concern(c.get("concerning"))
+            print(f"      named by {c['named_by']}: {verdict}. {c.get('judge_note') or ''}".rstrip())
         for e in c["examples"] if a.examples else []:
             print(f"        {e['conversation_id']}: user: {e['request'][:120]}")
             print(f"        {'':{len(e['conversation_id'])}}  candidate: {e['candidate'][:160]}")

@@ -27,8 +27,23 @@ def _short(text: str, n: int = 240) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def concern(v: Any) -> str:
+    """The judge's view of a cluster in words."""
+    return "concerning" if v is True else "not concerning" if v is False else "no verdict"
+
+
+def _judged(c: dict[str, Any]) -> str:
+    """Who named the cluster and, for the judge, whether it found the pattern concerning."""
+    by = str(c.get("named_by") or "terms")
+    if by == "terms":
+        return "no judge (named by its terms)"
+    verdict = concern(c.get("concerning"))
+    note = str(c.get("judge_note") or "")
+    return f"{verdict} ({by})" + (f": {note}" if note else "")
+
+
 def discover_section(clusters: list[dict[str, Any]]) -> str:
-    """HTML: one row per cluster (name, size, population share with its 95% interval, top terms) and
+    """HTML: one row per cluster (name, the judge's view, size, population share with its 95% interval, top terms) and
     its representative redacted examples. "" when there are no clusters."""
     if not clusters:
         return ""
@@ -36,7 +51,7 @@ def discover_section(clusters: list[dict[str, Any]]) -> str:
     for c in clusters:
         name = html.escape(str(c.get("name") or ""))
         rows += (
-            f"<tr><td>{c.get('cluster')}</td><td>{name}</td><td>{c.get('size')}</td>"
+            f"<tr><td>{c.get('cluster')}</td><td>{name}</td><td>{html.escape(_judged(c))}</td><td>{c.get('size')}</td>"
             f"<td>{_pct(c.get('share'))} ({_pct(c.get('ci_low'))} – {_pct(c.get('ci_high'))})</td>"
             f"<td>{html.escape(', '.join(map(str, _list(c.get('terms')))))}</td></tr>"
         )
@@ -50,7 +65,8 @@ def discover_section(clusters: list[dict[str, Any]]) -> str:
             )
     return (
         "<h2>Possible new failure modes</h2><p>Conversations where the candidate's answer differs most from the "
-        "baseline's and no taxonomy grader flagged it, clustered by their words. Not gated: read the examples, "
+        "baseline's and no taxonomy grader flagged it, clustered by their words; named by the judge where one is "
+        "configured. Not gated: read the examples, "
         "and promote a cluster into the taxonomy with <code>deploysim discover promote</code>.</p>"
         '<table id="discover"><thead><tr><th>cluster</th><th>name</th><th>size</th>'
         "<th>share of traffic (95% interval)</th><th>top terms</th></tr></thead>"
@@ -62,12 +78,12 @@ def discover_markdown(clusters: list[dict[str, Any]]) -> str:
     """The clusters as a Markdown table (the discover asset's metadata and summaries)."""
     if not clusters:
         return "No possible new failure modes: no cluster of dissimilar answers."
-    lines = ["| cluster | name | size | share (95% interval) | top terms |", "|---|---|---|---|---|"]
+    lines = ["| cluster | name | judge | size | share (95% interval) | top terms |", "|---|---|---|---|---|---|"]
     for c in clusters:
         terms = ", ".join(map(str, _list(c.get("terms"))))
         name = str(c.get("name") or "").replace("|", "/")
         lines.append(
-            f"| {c.get('cluster')} | {name} | {c.get('size')} | "
+            f"| {c.get('cluster')} | {name} | {_judged(c).replace('|', '/')} | {c.get('size')} | "
             f"{_pct(c.get('share'))} ({_pct(c.get('ci_low'))}–{_pct(c.get('ci_high'))}) | {terms.replace('|', '/')} |"
         )
     return "\n".join(lines)

@@ -6,7 +6,7 @@ from orchestration.metadata import OWNERS
 from orchestration.resources import Settings
 
 
-@dg.asset(deps=["ingest"], code_version="4", group_name="traffic", owners=OWNERS, kinds={"python", "parquet"})
+@dg.asset(deps=["ingest"], code_version="5", group_name="traffic", owners=OWNERS, kinds={"python", "parquet"})
 def redact(context: dg.AssetExecutionContext, settings: Settings) -> dg.MaterializeResult:
     """Conversations with personal data and secrets replaced by placeholders; raw text stops here."""
     s = settings.resolve()

@@ -48,6 +48,8 @@ NEGATIVES = [
     "see sciencedirect.com/science/article/pii/S096098220600021X",
     '{"name": "get_order_status", "order_id": "ORD-48213", "payment_id": "certificate_7504069"}',
     "version 1.2.3 and build 20240503",
+    # a data version (16 hex) that passes mod-97 for BE; the BE BBAN is 12 digits (seen in grade metadata)
+    "lake/grade/candidate=regressing/version=be199b57db52f1d8/grade.parquet",
 ]
 
 

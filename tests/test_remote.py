@@ -81,9 +81,16 @@ def test_run_on_the_deployment_goes_through_its_queue_and_exits_with_the_gate(de
     run = inst.get_run_by_id(last["run_id"])
     assert run.job_name == "simulate_candidate" and run.tags["dagster/partition"] == "steady"
     assert CLI_TAG not in run.tags  # launched by the deployment, not in this process
-    records = inst.get_records_for_run(run.run_id).records
-    kinds = {r.event_log_entry.dagster_event.event_type for r in records if r.event_log_entry.dagster_event}
-    assert dg.DagsterEventType.RUN_ENQUEUED in kinds and dg.DagsterEventType.RUN_SUCCESS in kinds
+    want = {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_SUCCESS}
+    deadline = time.monotonic() + 60
+    while True:  # read the run's event log again until it shows both (a SQLite reader can lag the writers)
+        records = inst.get_records_for_run(run.run_id).records
+        kinds = {r.event_log_entry.dagster_event.event_type for r in records if r.event_log_entry.dagster_event}
+        if want <= kinds or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert want <= kinds, sorted(k.value for k in kinds)
+    assert inst.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
     traffic = inst.get_runs(dg.RunsFilter(job_name="traffic"))
     assert traffic and traffic[0].status == dg.DagsterRunStatus.SUCCESS
 

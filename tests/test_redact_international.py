@@ -28,6 +28,10 @@ def _found(text: str) -> set[tuple[str, str]]:
         ("He moved to 7631 Johnson Village Suite 690.", "7631 Johnson Village"),
         ("Ring the bell at Flat 7, it is broken", "Flat 7"),
         ("Our office: Calle de Sabina Amorós 67 Piso 6", "Calle de Sabina Amorós 67"),
+        # a building number before a street with its own number
+        ("Send it to 12 4410 Maple Grove Road, please", "12 4410 Maple Grove Road"),
+        ("He moved to 22 Vinohradská 1840, Praha 2", "22 Vinohradská 1840"),
+        ("deliver to 5 tamminiementie 31  apt. 7", "5 tamminiementie 31"),
     ],
 )
 def test_street_addresses_of_many_countries(text, value):
@@ -76,6 +80,8 @@ def test_what_follows_an_address_label_is_redacted_line_by_line():
         ('{"city": "Garda", "holder": "Ivanka Gieß"}', "PERSON", "Ivanka Gieß"),
         ("wire to gb64 crun 7368 3630 0053 86 today", "IBAN", "gb64 crun 7368 3630 0053 86"),
         ("IBAN DE89-3704-0044-0532-0130-00 please", "IBAN", "DE89-3704-0044-0532-0130-00"),
+        ("Yesterday I met ms. Okonkwo at the bank", "PERSON", "Okonkwo"),
+        ("Most people call me Tadeusz, not Ted.", "PERSON", "Tadeusz"),
     ],
 )
 def test_names_places_and_numbers_that_rules_find(text, type_, value):
@@ -165,6 +171,9 @@ def test_quasi_identifiers(text, type_, value):
         "The meeting is in room 204 at 10:30 and the budget is 1,500 EUR.",
         "Green tea and liberal amounts of sugar",
         "I have 3 dogs and walk them in the park for 20 minutes",
+        "Read chapter 3 verse 16, and then psalm 23.",
+        "The team shipped 4 Releases 2",
+        "We need 2 Cups Flour 3, then 1 Egg.",
     ],
 )
 def test_non_personal_text_is_left_alone(text):

@@ -737,10 +737,10 @@ def user_id_spans(text: str, user_id: str) -> list[Span]:
 
 
 def _address_spans(text: str) -> Iterable[Span]:
-    from deploysim.privacy.quasi import street_spans
+    from deploysim.privacy.quasi import extended, street_spans
 
     for m in _ADDRESS_RE.finditer(text):
-        yield Span("ADDRESS", m.start(), m.end(), m.group(0).rstrip(".,"))
+        yield extended(text, m.start(), m.group(0).rstrip(".,"))
     yield from street_spans(text)
 
 

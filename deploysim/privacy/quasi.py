@@ -92,17 +92,48 @@ def _caseless(text: str) -> bool:
     return caseless(text)
 
 
+# a building number before a street that has its own ("19 1755 Nelson Mandela Drive", "87 Jakobi 69")
+_LEAD_NUM_RE = re.compile(r"(?<![\w.,:/-])\d{1,5} +$")
+_MONTHS = (
+    "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|june|july|august|september|"
+    "october|november|december"
+)
+_NUM_NAME_NUM_RE = re.compile(
+    rf"(?<![\w.,:/-])\d{{1,5}} (?!(?i:{_MONTHS})\b)((?:{_CAPLESS} ){{1,3}})\d{{1,5}}[A-Za-z]?(?![\w/-])"
+    rf"(?=,|\.?(?: {{2,}}|\s*\n)|\.? (?i:{_UNIT}))"
+)
+
+
+_STREET_CUE_RE = re.compile(
+    r"\b(?:address(?:es)?|lives?|lived|living|at|to|moved|located|deliver|send|ship|visit)\b[:\s]*$", re.IGNORECASE
+)
+
+
+def extended(text: str, start: int, v: str) -> Span:
+    """An ADDRESS span of v at start, with a building number just before it."""
+    lead = _LEAD_NUM_RE.search(text, max(0, start - 7), start)
+    a = lead.start() if lead else start
+    return Span("ADDRESS", a, start + len(v), text[a : start + len(v)])
+
+
 def street_spans(text: str, lower: bool | None = None) -> Iterable[Span]:
     """Streets and unit lines (``lower``: the text is written without capitals; found when None)."""
     if not _DIGIT_RE.search(text):
         return
     regexes: tuple[re.Pattern[str], ...] = (_NUM_FIRST_RE, _NAMED_FIRST_RE, _FR_RE)
-    if _caseless(text) if lower is None else lower:
+    lower = _caseless(text) if lower is None else lower
+    if lower:
         regexes += _CASELESS_RES
-    for rx in regexes:
-        for m in rx.finditer(text):
-            v = m.group(0).rstrip(".,")
-            yield Span("ADDRESS", m.start(), m.start() + len(v), v)
+    found = [extended(text, m.start(), m.group(0).rstrip(".,")) for rx in regexes for m in rx.finditer(text)]
+    yield from found
+    for m in _NUM_NAME_NUM_RE.finditer(text):
+        if any(f.start < m.end() and m.start() < f.end for f in found):
+            continue  # a street the patterns above know (its unit is a span of its own)
+        if not (lower or re.search(r"[A-ZÀ-ÖØ-Þ]|[^\x00-\x7f]", m.group(1))):
+            continue  # a name, not "chapter 3 verse 16"
+        if text.startswith(",", m.end()) and not _STREET_CUE_RE.search(text, max(0, m.start() - 30), m.start()):
+            continue  # "2 Cups Flour 3, ...": before a comma only where an address is expected
+        yield Span("ADDRESS", m.start(), m.end(), m.group(0))
     for m in _UNIT_RE.finditer(text):
         yield Span("ADDRESS", m.start(), m.end(), m.group(0))
 
@@ -187,6 +218,7 @@ _AGE_RES = (
 _TITLE_RE = re.compile(
     r"(?<![\w.])(?:Dipl\.-Ing|Univ\.Prof|Dott\.ssa|Sig\.ra|Sig\.na|Mr|Mrs|Ms|Mx|Dr|Dra|Prof|Rev|Sr|Sra|Srta|Mme|Mlle|Fr|Hon|"
     r"Dott|Sig|Ing|Mag|Mgr|Hr|Fru)\.?(?= [A-Z][a-z])"
+    r"|(?<![\w.])(?:mr|mrs|ms|mx|dr|prof)\.(?= [A-Z][a-z])"
     r"|(?<![\w.])(?:Miss|Sir|Dame|Lady|Lord|Herr|Frau|Madam|Madame|Monsieur|Signor|Signora|Señor|Señora|Pani|Pan)(?= [A-Z][a-z])"  # noqa: E501
 )
 
@@ -300,7 +332,7 @@ _TITLE_LOWER_RE = re.compile(
     r"|(?:miss|sir|madam|herr|frau))(?= [^\W\d_])"
 )
 _NAME_AFTER = (
-    r"(?:my name is|my name's|name:|name is|this is|signed|regards,|sincerely,|cc|dear|account holder"
+    r"(?:my name is|my name's|name:|name is|this is|signed|regards,|sincerely,|cc|dear|account holder|call me"
     r"|mr\.|mrs\.|ms\.|dr\.|prof\.|miss|herr|frau)"
 )
 _LOWER_NAME_RE = re.compile(rf"(?<![\w.]){_NAME_AFTER}\s+((?:{_CAPLESS})(?:[ -](?:{_CAPLESS})){{0,2}})")
@@ -325,7 +357,7 @@ _NAME_STOP = {
 
 
 _CAP_NAME_RE = re.compile(
-    rf"(?<![\w.])(?i:my name is|my name's|name:|name is|cc|dear|account holder|signed|regards,|sincerely,)\s+"
+    rf"(?<![\w.])(?i:my name is|my name's|name:|name is|cc|dear|account holder|signed|regards,|sincerely,|call me)\s+"
     rf"({_NAMEW}(?: (?:{_NAMEW}|de|del|van|von|der|da|di|du|le|la)(?![\w'’-])){{0,3}})"
 )
 _NOT_NAME = {

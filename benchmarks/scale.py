@@ -126,6 +126,12 @@ def run_worker(args: list[str], env: dict[str, str] | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def endpoint_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def endpoint_peak_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -174,7 +180,9 @@ def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int
                 path = Path(d) / "sample.jsonl"
                 prepare_replay(n, seed, path)
                 args = ["--conversations", str(path), "--base-url", url, "--concurrency", str(concurrency)]
+                cpu = endpoint_cpu_s(proc.pid)
                 r = run_worker(["--worker", "replay", *args])
+                r["endpoint_cpu_s"] = endpoint_cpu_s(proc.pid) - cpu  # the server's CPU for this size
             lat = latency_ms / 1000
             r["bound_s"] = n * lat / concurrency
             # no replay can beat its requests over the slots, nor its longest chain of requests
@@ -229,14 +237,14 @@ def report(traffic: list[dict], replay: list[dict], shards: list[int], a: argpar
         )
         print(
             "| conversations | ok | requests | wall s | bound s (n x lat / conc) | of bound | "
-            "floor s | of floor | requests/s | client CPU s | peak RSS MB |"
+            "floor s | of floor | requests/s | client CPU s | endpoint CPU s | peak RSS MB |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in replay:
             print(
                 f"| {r['n']:,} | {r['ok']:,} | {r['requests']:,} | {r['wall_s']:.1f} | {r['bound_s']:.1f} | "
                 f"{r['of_bound']:.2f} | {r['floor_s']:.1f} | {r['of_floor']:.2f} | "
-                f"{r['requests_per_s']:.0f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} |"
+                f"{r['requests_per_s']:.0f} | {r['cpu_s']:.1f} | {r['endpoint_cpu_s']:.1f} | {r['peak_rss_mb']:.0f} |"
             )
         print()
         for prev, r in zip(replay, replay[1:]):

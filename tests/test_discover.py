@@ -116,6 +116,9 @@ def test_report_section_and_markdown_table():
     html = discover_section(rows)
     assert html.startswith("<h2>Possible new failure modes</h2>") and html.count("<tr><td>") == 2
     assert "&lt;EMAIL_1&gt;" in html  # redacted examples, escaped
+    head, body = html.split("</thead>")[0], html.split("<tbody>")[1].split("</tr>")[0]
+    assert head.count("<th>") == body.count("<td>") == 6  # a header for every column, the judge's included
+    assert "<th>judge</th>" in head and "no judge (named by its terms)" in body
     md = discover_markdown(rows)
     assert md.splitlines()[0] == "| cluster | name | judge | size | share (95% interval) | top terms |"
     assert len(md.splitlines()) == 4

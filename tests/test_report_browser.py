@@ -122,8 +122,19 @@ def test_the_report_shows_verdict_gate_and_charts(home, browser, name):
         assert page.locator("details.stratum[open] svg").first.is_visible()
         assert page.locator("details.example[open] mark").first.is_visible()
         assert page.locator("details.example[open] .ev").first.is_visible()
+    # every table has a header for each of its columns
+    widths = page.locator("table").evaluate_all(TABLE_WIDTHS)
+    assert widths and all(head == body for _, head, body in widths if body is not None), widths
     assert errors == [] and outside == []
     page.close()
+
+
+TABLE_WIDTHS = """ts => ts.map(t => {
+  const head = t.tHead ? t.tHead.rows[0].cells.length : null;
+  const row = t.tBodies.length && t.tBodies[0].rows.length ? t.tBodies[0].rows[0] : null;
+  const body = row ? [...row.cells].reduce((n, c) => n + c.colSpan, 0) : null;
+  return [t.id, head === null ? body : [...t.tHead.rows[0].cells].reduce((n, c) => n + c.colSpan, 0), body];
+})"""
 
 
 def test_the_comparison_page_shows_both_candidates(home, browser, capsys):

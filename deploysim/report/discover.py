@@ -68,7 +68,7 @@ def discover_section(clusters: list[dict[str, Any]]) -> str:
         "baseline's and no taxonomy grader flagged it, clustered by their words; named by the judge where one is "
         "configured. Not gated: read the examples, "
         "and promote a cluster into the taxonomy with <code>deploysim discover promote</code>.</p>"
-        '<table id="discover"><thead><tr><th>cluster</th><th>name</th><th>size</th>'
+        '<table id="discover"><thead><tr><th>cluster</th><th>name</th><th>judge</th><th>size</th>'
         "<th>share of traffic (95% interval)</th><th>top terms</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>{examples}"
     )

@@ -154,6 +154,19 @@ def test_modes_last_and_every(server: Any, tmp_path: Path) -> None:
         items_for(convs, "some")  # type: ignore[arg-type]
 
 
+def test_agent_conversations_start_first_and_records_keep_input_order(server: Any, tmp_path: Path) -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    convs = [chat(f"c{i}", f"Tell me a fact about the number {i}.") for i in range(4)]
+    for i in (1, 3):  # tools offered: possibly several requests in a row, so started first
+        convs[i] = convs[i].model_copy(update={"tools": [tool]})
+    started: list[int] = []
+    recs = replay(
+        convs, cand(server, "steady", concurrency=1), tmp_path / "c.sqlite", on_record=lambda i, r: started.append(i)
+    )
+    assert started == [1, 3, 0, 2]
+    assert [r.conversation_id for r in recs] == ["c0", "c1", "c2", "c3"] and all(r.status == "ok" for r in recs)
+
+
 def test_dry_run_estimates_and_sees_the_cache(server: Any, tmp_path: Path) -> None:
     convs = [chat(f"d{i}", f"Explain compound interest, case {i}") for i in range(10)]
     opts = ReplayOptions(price_prompt_per_mtok=1000.0, price_completion_per_mtok=2000.0)

@@ -202,7 +202,9 @@ async def replay_items(
     total, done = len(items), 0
     results: list[ReplayRecord | None] = [None] * total
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
+    # longest first: agent conversations (tools offered) make several requests in a row, so starting them
+    # first keeps their chains off the end of the run (records stay in input order)
+    for i in sorted(range(total), key=lambda i: not items[i].conv.tools):
         queue.put_nowait(i)
 
     own = client is None

@@ -117,8 +117,14 @@ def test_report_section_and_markdown_table():
     assert html.startswith("<h2>Possible new failure modes</h2>") and html.count("<tr><td>") == 2
     assert "&lt;EMAIL_1&gt;" in html  # redacted examples, escaped
     head, body = html.split("</thead>")[0], html.split("<tbody>")[1].split("</tr>")[0]
-    assert head.count("<th>") == body.count("<td>") == 6  # a header for every column, the judge's included
+    assert head.count("<th>") == body.count("<td") == 6  # a header for every column, the judge's included
     assert "<th>judge</th>" in head and "no judge (named by its terms)" in body
+    judged = [r | {"named_by": "judge j", "concerning": True, "judge_note": "Talks like a pirate."} for r in rows]
+    html = discover_section(judged)
+    assert "<td title='Talks like a pirate.'>concerning (judge j)</td>" in html  # the reason: a tooltip
+    shown = html.count("<b>judge</b> concerning (judge j): Talks like a pirate.")
+    assert shown == sum(len(r["examples"]) for r in rows)  # and beside each example
+    assert "| concerning (judge j): Talks like a pirate. |" in discover_markdown(judged)
     md = discover_markdown(rows)
     assert md.splitlines()[0] == "| cluster | name | judge | size | share (95% interval) | top terms |"
     assert len(md.splitlines()) == 4

@@ -32,26 +32,30 @@ def concern(v: Any) -> str:
     return "concerning" if v is True else "not concerning" if v is False else "no verdict"
 
 
-def _judged(c: dict[str, Any]) -> str:
-    """Who named the cluster and, for the judge, whether it found the pattern concerning."""
+def _judged(c: dict[str, Any], note: bool = True) -> str:
+    """Who named the cluster and, for the judge, whether it found the pattern concerning (and why)."""
     by = str(c.get("named_by") or "terms")
     if by == "terms":
         return "no judge (named by its terms)"
-    verdict = concern(c.get("concerning"))
-    note = str(c.get("judge_note") or "")
-    return f"{verdict} ({by})" + (f": {note}" if note else "")
+    why = str(c.get("judge_note") or "") if note else ""
+    return f"{concern(c.get('concerning'))} ({by})" + (f": {why}" if why else "")
 
 
 def discover_section(clusters: list[dict[str, Any]]) -> str:
-    """HTML: one row per cluster (name, the judge's view, size, population share with its 95% interval, top terms) and
-    its representative redacted examples. "" when there are no clusters."""
+    """HTML: one row per cluster (name, the judge's view, size, population share with its 95% interval,
+    top terms) and its representative redacted examples. "" when there are no clusters."""
     if not clusters:
         return ""
     rows, examples = "", ""
     for c in clusters:
         name = html.escape(str(c.get("name") or ""))
+        note = str(c.get("judge_note") or "")
+        tip = f" title='{html.escape(note, quote=True)}'" if note else ""  # the judge's reason: a tooltip
+        judge_line = f"<div class='msg'><b>judge</b> {html.escape(_judged(c))}</div>" if note else ""
         rows += (
-            f"<tr><td>{c.get('cluster')}</td><td>{name}</td><td>{html.escape(_judged(c))}</td><td>{c.get('size')}</td>"
+            f"<tr><td>{c.get('cluster')}</td><td>{name}</td>"
+            f"<td{tip}>{html.escape(_judged(c, False))}</td>"
+            f"<td>{c.get('size')}</td>"
             f"<td>{_pct(c.get('share'))} ({_pct(c.get('ci_low'))} – {_pct(c.get('ci_high'))})</td>"
             f"<td>{html.escape(', '.join(map(str, _list(c.get('terms')))))}</td></tr>"
         )
@@ -61,7 +65,7 @@ def discover_section(clusters: list[dict[str, Any]]) -> str:
                 f"</summary><div class='msg user'><b>user</b> {html.escape(_short(e.get('request', '')))}</div>"
                 f"<div class='msg assistant'><b>candidate</b> {html.escape(_short(e.get('candidate', '')))}</div>"
                 f"<div class='msg assistant'><b>baseline</b> {html.escape(_short(e.get('baseline', '')))}</div>"
-                "</details>"
+                f"{judge_line}</details>"
             )
     return (
         "<h2>Possible new failure modes</h2><p>Conversations where the candidate's answer differs most from the "

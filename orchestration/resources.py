@@ -22,11 +22,43 @@ DBT = str(Path(sys.executable).parent / "dbt")  # dbt of this interpreter's envi
 def dbt_project() -> DbtProject:
     project = DbtProject(project_dir=ROOT / "dbt", profiles_dir=ROOT / "dbt")
     if os.getenv("DAGSTER_IS_DEV_CLI"):  # `dagster dev` re-parses (edits show); `make setup` prepares it otherwise
-        # with this environment's dbt: prepare_if_dev looks for `dbt` on PATH, absent when the venv is not activated
-        DbtCliResource(project_dir=project, dbt_executable=DBT).cli(
-            ["parse", "--quiet"], target_path=project.target_path
-        ).wait()
+        reparse(project)
     return project
+
+
+def _newest_source(project_dir: Path) -> float:
+    files = [p for d in ("models", "macros", "seeds", "tests") for p in (project_dir / d).rglob("*") if p.is_file()]
+    files += [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+
+
+def reparse(project: DbtProject) -> None:
+    """`dbt parse` when a dbt file is newer than the manifest. Every process that loads the definitions
+    under `dagster dev` comes here (webserver, daemon, each step's subprocess), so one parses at a time
+    (a file lock), into its own directory, and the manifest is swapped in whole: a reader never sees a
+    half-written one. With this environment's dbt (prepare_if_dev looks for `dbt` on PATH)."""
+    import shutil
+    import tempfile
+
+    from filelock import FileLock
+
+    manifest = Path(project.manifest_path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+
+    def fresh() -> bool:
+        return manifest.exists() and manifest.stat().st_mtime >= _newest_source(Path(project.project_dir))
+
+    if fresh():
+        return
+    with FileLock(str(manifest.parent / ".parse.lock")):
+        if fresh():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
+        try:
+            DbtCliResource(project_dir=project, dbt_executable=DBT).cli(["parse", "--quiet"], target_path=tmp).wait()
+            os.replace(tmp / "manifest.json", manifest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Settings(dg.ConfigurableResource):

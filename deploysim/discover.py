@@ -12,7 +12,6 @@ Everything read here is redacted text (the redacted conversations and the redact
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -214,12 +213,8 @@ def name_with_judge(clusters: list[Cluster], judge) -> int:
     named = judge.name_clusters([(c.terms, c.examples, c.size) for c in clusters])
     for c, got in zip(clusters, named):
         if got is not None and got.name:
-            c.name, c.named_by, c.concerning, c.judge_note = (
-                got.name,
-                f"judge {judge.model}",
-                got.concerning,
-                got.rationale,
-            )
+            c.name, c.concerning, c.judge_note = got.name, got.concerning, got.rationale
+            c.named_by = f"judge {judge.model}"
     return sum(g is not None for g in named)
 
 
@@ -262,7 +257,7 @@ def run_discover(
     if judge is not None:
         with judge:
             counts["named_by_judge"] = name_with_judge(clusters, judge) if clusters else 0
-        named_by = judge.fingerprint() | {"naming": hashlib.sha256(judge_mod.NAMING.encode()).hexdigest()[:12]}
+        named_by = judge.naming_fingerprint()
     version = pipeline.fingerprint(replay_version, grade_version, base_version, asdict(opts), named_by, "discover-2")
     rows = [asdict(c) | {"candidate": candidate} for c in clusters]
     inputs = {"replay": replay_version, "grade": grade_version, "baseline_replay": base_version, **pins}

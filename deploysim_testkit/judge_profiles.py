@@ -219,9 +219,9 @@ def verdict(profile: JudgeProfile, body: dict[str, Any]) -> str:
     """The judge's answer text for a chat-completions request body."""
     messages = body["messages"]
     canon = json.dumps({"model": body["model"], "messages": messages, "seed": body.get("seed")}, sort_keys=True)
-    if _draw(canon, "invalid") < profile.invalid_rate and _is_naming(messages):
-        return "These responses look like a group to me."
     if _is_naming(messages):
+        if _draw(canon, "invalid") < profile.invalid_rate:
+            return "These responses look like a group to me."
         return cluster_name(messages)
     q = _question(messages)
     if q is None:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -114,19 +114,25 @@ class JudgeVerdict(BaseModel):
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+_M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
 
 
-def parse_verdict(text: str | None, behaviour: str) -> JudgeVerdict:
-    """Validate a judge's answer; raises ValueError saying what is wrong."""
+def _validated(model: type[_M], text: str | None) -> _M:
+    """A judge's JSON answer (a code fence allowed) as `model`; ValueError saying what is wrong."""
     if not text or not text.strip():
         raise ValueError("empty answer")
-    raw = _FENCE.sub("", text.strip())
     try:
-        v = JudgeVerdict.model_validate_json(raw, strict=True)
+        return model.model_validate_json(_FENCE.sub("", text.strip()), strict=True)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ())) or "answer"
         raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def parse_verdict(text: str | None, behaviour: str) -> JudgeVerdict:
+    """Validate a judge's answer; raises ValueError saying what is wrong."""
+    v = _validated(JudgeVerdict, text)
     if v.behaviour != behaviour:
         raise ValueError(f"behaviour is {v.behaviour!r}, expected {behaviour!r}")
     return v
@@ -150,7 +156,7 @@ $examples
 
 NAMING_REASK = (
     "Your answer was not valid ({error}). Reply with only the JSON object "
-    '{"name": "...", "concerning": true or false, "rationale": "..."}.'
+    '{{"name": "...", "concerning": true or false, "rationale": "..."}}.'
 )
 
 
@@ -165,14 +171,7 @@ class ClusterName(BaseModel):
 
 def parse_cluster_name(text: str | None) -> ClusterName:
     """Validate a judge's cluster name; raises ValueError saying what is wrong."""
-    if not text or not text.strip():
-        raise ValueError("empty answer")
-    try:
-        v = ClusterName.model_validate_json(_FENCE.sub("", text.strip()), strict=True)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ())) or "answer"
-        raise ValueError(f"{where}: {first['msg']}") from None
+    v = _validated(ClusterName, text)
     if "\n" in v.name.strip():
         raise ValueError("name: must be one line")
     return v
@@ -271,9 +270,9 @@ class Judge:
 
     # -- asking
 
-    async def _ask(self, client, messages: list[dict], seed: int, parse, reask: str):
-        """One answer parsed by `parse` (ValueError: invalid), re-asked with `reask` (its {error} filled in)
-        up to max_reasks times; None when still invalid."""
+    async def _ask(self, client, messages: list[dict], seed: int, parse, reask: Callable[[str], str]):
+        """One answer parsed by `parse` (ValueError: invalid), re-asked with reask(error) up to max_reasks
+        times; None when still invalid."""
         from deploysim.replay.client import ReplayError
 
         convo = list(messages)
@@ -294,13 +293,18 @@ class Judge:
                 self.counters.reasks += 1
                 convo = convo + [
                     {"role": "assistant", "content": answer},
-                    {"role": "user", "content": reask.replace("{error}", str(e))},
+                    {"role": "user", "content": reask(str(e))},
                 ]
         return None  # pragma: no cover
 
     async def _sample(self, client, behaviour: str, messages: list[dict], seed: int) -> JudgeVerdict | None:
-        reask = REASK.format(error="{error}", behaviour=behaviour)
-        return await self._ask(client, messages, seed, lambda t: parse_verdict(t, behaviour), reask)
+        return await self._ask(
+            client,
+            messages,
+            seed,
+            lambda t: parse_verdict(t, behaviour),
+            lambda err: REASK.format(error=err, behaviour=behaviour),
+        )
 
     async def _verdict(
         self, client, behaviour: str, conv: Conversation, turn: list[Message], description: str | None
@@ -331,14 +335,18 @@ class Judge:
     def judge_many(self, asks: list[Ask]) -> list[Verdict]:
         """Verdicts for many (behaviour, conversation, turn, description) at once, `workers` in flight.
         Majority over `samples` asks each; rationales redacted; graded=False where no valid verdict came."""
+        return self._each(asks, lambda client, a: self._verdict(client, *a))
+
+    def _each(self, items: list, ask: Callable[[Any, Any], Awaitable[_T]]) -> list[_T]:
+        """ask(client, item) for every item through one client (`workers` in flight), in order."""
         from deploysim.replay.client import ChatClient
         from deploysim.replay.engine import run_async
 
-        async def main() -> list[Verdict]:
+        async def main() -> list[_T]:
             async with ChatClient(self.endpoint, self.cache) as client:
-                return list(await asyncio.gather(*(self._verdict(client, *a) for a in asks)))
+                return list(await asyncio.gather(*(ask(client, i) for i in items)))
 
-        return run_async(main()) if asks else []
+        return run_async(main()) if items else []
 
     def judge(self, behaviour: str, conv: Conversation, turn: list[Message], description: str | None = None) -> Verdict:
         """One verdict (see judge_many)."""
@@ -349,12 +357,14 @@ class Judge:
         the judge gave no valid answer. The name and rationale pass through redact_text."""
         from deploysim.privacy.placeholders import PlaceholderState
         from deploysim.privacy.redaction import redact_text
-        from deploysim.replay.client import ChatClient
-        from deploysim.replay.engine import run_async
 
-        async def one(client, terms, examples, size) -> ClusterName | None:
+        async def one(client, cluster) -> ClusterName | None:
+            terms, examples, size = cluster
+            reask = NAMING_REASK.format
             try:
-                got = await self._ask(client, render_naming(terms, examples, size), 0, parse_cluster_name, NAMING_REASK)
+                got = await self._ask(
+                    client, render_naming(terms, examples, size), 0, parse_cluster_name, lambda e: reask(error=e)
+                )
             except JudgeError:
                 return None
             if got is None:
@@ -364,11 +374,11 @@ class Judge:
             why = redact_text(got.rationale, state) or ""
             return got.model_copy(update={"name": name, "rationale": why[:500]})
 
-        async def main() -> list[ClusterName | None]:
-            async with ChatClient(self.endpoint, self.cache) as client:
-                return list(await asyncio.gather(*(one(client, *c) for c in clusters)))
+        return self._each(clusters, one)
 
-        return run_async(main()) if clusters else []
+    def naming_fingerprint(self) -> dict[str, Any]:
+        """What determines the cluster names (for the discover step's data version); no key."""
+        return self.fingerprint() | {"naming": hashlib.sha256(NAMING.encode()).hexdigest()[:12]}
 
 
 class JudgeGrader:

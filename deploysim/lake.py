@@ -74,6 +74,13 @@ def write_version(asset: str, candidate: str | None, version: str, write, inputs
     content by construction). ``inputs`` (upstream versions, {"sample": v, ...}) is written beside
     it as inputs.json. LATEST then names this version. Returns the version's file."""
     final = version_path(asset, candidate, version)
+    _write_new(final, write, inputs)
+    set_latest(asset, candidate, version)
+    return final
+
+
+def _write_new(final: Path, write, inputs: dict[str, Any] | None) -> None:
+    """Write final's version directory through a temporary one, unless it exists (see write_version)."""
     vdir = final.parent
     if not final.exists():
         import shutil
@@ -93,11 +100,55 @@ def write_version(asset: str, candidate: str | None, version: str, write, inputs
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    set_latest(asset, candidate, version)
-    return final
 
 
 INPUTS = "inputs.json"
+
+
+# ---- daily assets: lake/<asset>/day=<YYYY-MM-DD>/version=<v>/<asset>.parquet ----
+
+
+def day_dir(asset: str, day: str) -> Path:
+    if not _is_day(day):
+        raise ValueError(f"not a day (YYYY-MM-DD): {day!r}")
+    return home() / "lake" / asset / f"day={day}"
+
+
+def day_version_path(asset: str, day: str, version: str, name: str | None = None) -> Path:
+    """The Parquet file of one version of one day of a daily asset (never overwritten once written)."""
+    if not version or "/" in version or version.startswith("."):
+        raise ValueError(f"not a data version: {version!r}")
+    return day_dir(asset, day) / f"version={version}" / f"{name or asset}.parquet"
+
+
+def write_day_version(
+    asset: str, day: str, version: str, write, inputs: dict[str, Any] | None = None
+) -> Path:
+    """write_version for one day of a daily asset; LATEST of that day then names this version."""
+    final = day_version_path(asset, day, version)
+    _write_new(final, write, inputs)
+    set_latest_file(day_dir(asset, day) / LATEST, version)
+    return final
+
+
+def latest_day_version(asset: str, day: str) -> str | None:
+    p = day_dir(asset, day) / LATEST
+    return p.read_text().strip() or None if p.exists() else None
+
+
+def days(asset: str) -> list[str]:
+    """The days of a daily asset that have a version, oldest first."""
+    base = home() / "lake" / asset
+    if not base.is_dir():
+        return []
+    out = [p.name[4:] for p in base.iterdir() if p.name.startswith("day=") and _is_day(p.name[4:])]
+    return sorted(d for d in out if latest_day_version(asset, d))
+
+
+def _is_day(day: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", day or ""))
 
 
 def version_inputs(asset: str, candidate: str | None, version: str | None) -> dict[str, Any]:

@@ -115,33 +115,144 @@ class _BatchWriter:
         os.replace(self.tmp, self.path)
 
 
-def run_ingest(logs: str, fmt: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Stream the logs (any supported format; settings.log_format forces one) into the raw zone."""
+RAW_INGEST = "raw/ingest"  # raw/ingest/day=<D>/conversations.parquet and its VERSION; quarantine.parquet
+INDEX = "raw/ingest-index.json"  # the log files by day (deploysim.days.LogIndex)
+
+
+def _ingest_config(fmt: str | None, s: Settings):
     from deploysim.logs.formats.documents import FieldMap
-    from deploysim.logs.ingest import IngestCounts, input_files, iter_ingest
+
+    fields = FieldMap(**s.field_map())
+    return fmt or s.log_format or None, fields
+
+
+def _raw_day(day: str) -> Path:
+    return lake.home() / RAW_INGEST / f"day={day}"
+
+
+def raw_day_version(day: str) -> str | None:
+    """The ingest version whose conversations of the day are in the raw zone (None when none are)."""
+    p = _raw_day(day) / "VERSION"
+    return p.read_text().strip() or None if p.exists() and (p.parent / "conversations.parquet").exists() else None
+
+
+def _ingest_version(day: str, index, paths: list[Path], fmt: str | None, fields) -> str:
+    """A day's ingest version: the contents of the files that hold it, the format and the field map."""
+    shas = sorted(index.files[str(p)]["sha"] for p in index.day_files(day, paths))
+    return fingerprint("ingest-day", day, shas, fmt, *([fields.describe()] if fields.describe() else []))
+
+
+def _read_logs(sources, files, fmt, fields, s: Settings, want, write_dir: Path | None, index, counts) -> int:
+    """One pass over sources (the log files `files`, or the specs that name them): each conversation goes to its day (deploysim.days.day_of); the days in
+    `want` (all when None) are written under write_dir as day=<D>.parquet. Updates the index."""
+    from deploysim import days as dd
+    from deploysim.logs.ingest import iter_ingest
     from deploysim.schemas import Conversation
+
+    per_file: dict[str, Counter[str]] = {str(f): Counter() for f in files}
+    writers: dict[str, _BatchWriter] = {}
+    fallback: dict[str, str] = {}
+    quarantine = _BatchWriter(lake.home() / RAW_QUARANTINE, _QUARANTINE_SCHEMA) if write_dir else None
+    undated = 0
+    for item in iter_ingest(sources, fmt, counts=counts, max_message_chars=s.max_message_chars, fields=fields):
+        if isinstance(item, Conversation):
+            src = counts.files[-1]  # iter_ingest lists each file as it starts reading it
+            if src not in fallback:
+                fallback[src] = dd.file_day(src)
+            day, dated = dd.day_of(item.metadata, fallback[src])
+            undated += not dated
+            per_file.setdefault(src, Counter())[day] += 1
+            if write_dir is not None and (want is None or day in want):
+                if day not in writers:
+                    writers[day] = _BatchWriter(write_dir / f"day={day}.parquet", _conversation_schema())
+                writers[day].add(conversation_to_row(item))
+        elif quarantine is not None:
+            quarantine.add(item.model_dump())
+    for w in writers.values():
+        w.close()
+    if quarantine is not None:
+        quarantine.close()
+    for f in files:
+        if not index.is_current(f) or set(index.days_of(f)) != set(per_file[str(f)]):
+            index.record(f, fingerprint(f), per_file[str(f)])
+    return undated
+
+
+def index_logs(logs: str, fmt: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Bring the log files' index by day up to date (reading only new or changed files) and say, per day,
+    the conversations the logs hold and the ingest version they would have."""
+    from deploysim import days as dd
+    from deploysim.logs.ingest import IngestCounts, input_files
+
+    s = settings or load_settings()
+    fmt, fields = _ingest_config(fmt, s)
+    paths = input_files(resolve_inputs(logs))
+    index = dd.LogIndex.load(lake.home() / INDEX)
+    index.keep_only(paths)
+    stale = [p for p in paths if not index.is_current(p)]
+    if stale:
+        _read_logs(stale, stale, fmt, fields, s, None, None, index, IngestCounts())
+        index.save()
+    return {
+        "files": len(paths),
+        "read": len(stale),
+        "days": {d: {"conversations": n, "version": _ingest_version(d, index, paths, fmt, fields)}
+                 for d, n in index.all_days(paths).items()},
+    }
+
+
+def run_ingest(
+    logs: str, fmt: str | None = None, settings: Settings | None = None, days: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Stream the logs (any supported format; settings.log_format forces one) into the raw zone, one
+    folder per day (deploysim.days for the day of a conversation). Only the given days (default: every
+    day of the logs) are written, reading only the files that hold them or that are new or changed;
+    a day whose files did not change keeps its version and is not read again (`reused`)."""
+    from deploysim import days as dd
+    from deploysim.logs.ingest import IngestCounts, input_files
 
     specs = resolve_inputs(logs)
     paths = input_files(specs)  # no log file at all fails here, before anything is written
     s = settings or load_settings()
-    fmt = fmt or s.log_format or None
-    fields = FieldMap(**s.field_map())
-    home = lake.home()
+    fmt, fields = _ingest_config(fmt, s)
+    index = dd.LogIndex.load(lake.home() / INDEX)
+    index.keep_only(paths)
+    want = set(days) if days is not None else None
+    stale = [p for p in paths if not index.is_current(p)]
     counts = IngestCounts()
-    convs = _BatchWriter(home / RAW_CONVERSATIONS, _conversation_schema())
-    quarantine = _BatchWriter(home / RAW_QUARANTINE, _QUARANTINE_SCHEMA)
-    for item in iter_ingest(
-        specs, fmt, counts=counts, max_message_chars=s.max_message_chars, fields=fields
-    ):  # specs: skipped files counted
-        if isinstance(item, Conversation):
-            convs.add(conversation_to_row(item))
-        else:
-            quarantine.add(item.model_dump())
-    convs.close()
-    quarantine.close()
+    undated = 0
+    todo = sorted(want) if want is not None else list(index.all_days(paths))
+    if stale or any(raw_day_version(d) != _ingest_version(d, index, paths, fmt, fields) for d in todo):
+        read = [p for p in paths if p in stale or want is None or index.days_of(p) & want]
+        tmp = lake.home() / RAW_INGEST / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp.mkdir(parents=True)
+        try:
+            sources = specs if want is None else read  # specs: skipped files are counted
+            undated = _read_logs(sources, read, fmt, fields, s, want, tmp, index, counts) if read else 0
+            index.save()
+            todo = sorted(want) if want is not None else list(index.all_days(paths))
+            for d in todo:
+                version = _ingest_version(d, index, paths, fmt, fields)
+                if raw_day_version(d) == version:
+                    continue
+                out = _raw_day(d)
+                out.mkdir(parents=True, exist_ok=True)
+                src = tmp / f"day={d}.parquet"
+                if not src.exists():
+                    lake.write_rows(src, [], schema=_conversation_schema())
+                os.replace(src, out / "conversations.parquet")
+                (out / "VERSION").write_text(version + "\n")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    per_day = {}
+    for d in todo:
+        n = sum(index.files[str(p)]["days"][d] for p in index.day_files(d, paths))
+        per_day[d] = {"conversations": n, "version": raw_day_version(d)}
     return counts.as_dict() | {
         "files": [str(p) for p in paths],
-        "data_version": fingerprint(*paths, fmt, *([fields.describe()] if fields.describe() else [])),
+        "dated_by_file": undated,
+        "days": per_day,
+        "data_version": fingerprint(per_day) if len(per_day) != 1 else next(iter(per_day.values()))["version"],
     }
 
 
@@ -154,86 +265,198 @@ def _quarantine_schema():
 _QUARANTINE_SCHEMA = _quarantine_schema()
 
 
-def run_redact(purge_raw: bool = False, settings: Settings | None = None) -> dict[str, Any]:
-    """Redact the raw zone into the lake, batch by batch (configuration: RedactConfig.from_settings)."""
+def raw_days() -> list[str]:
+    """The days whose ingested conversations are in the raw zone."""
+    base = lake.home() / RAW_INGEST
+    found = [p.name[4:] for p in base.glob("day=*")] if base.is_dir() else []
+    return sorted(d for d in found if raw_day_version(d))
+
+
+def redact_version(day: str, ingest_version: str, settings: Settings | None = None) -> str:
+    """The version a day's redaction has, from its ingest version and the redaction's configuration."""
+    from deploysim.privacy.policies import RedactConfig
+
+    config = RedactConfig.from_settings(settings or load_settings())
+    # "all-fields": redaction covers every text field since issue 15 (older outputs are stale)
+    return fingerprint(
+        "redact-day",
+        day,
+        ingest_version,
+        "all-fields",
+        config.ner,
+        config.ner_model,
+        config.policies,
+        config.time_granularity,
+        config.metadata_allow,
+    )
+
+
+def run_redact(
+    purge_raw: bool = False, settings: Settings | None = None, days: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Redact the raw zone's days (default: every day ingested) into the lake, batch by batch
+    (configuration: RedactConfig.from_settings), one version per day: a day whose ingest version and
+    configuration did not change keeps its version and is not redacted again (`reused`)."""
     import pyarrow.parquet as pq
 
     from deploysim.privacy.policies import RedactConfig
     from deploysim.privacy.redaction import iter_redacted, split_counts
 
-    src = lake.home() / RAW_CONVERSATIONS
-    if not src.exists():
-        raise FileNotFoundError(f"missing lake file: {src} (materialise its upstream asset first)")
-    config = RedactConfig.from_settings(settings or load_settings())
-
-    def convs():
-        for batch in pq.ParquetFile(src).iter_batches(batch_size=1000):
-            for row in batch.to_pylist():
-                yield conversation_from_row(row)
-
-    # "all-fields": redaction covers every text field since issue 15 (older outputs are stale)
-    version = fingerprint(
-        src, "all-fields", config.ner, config.ner_model, config.policies, config.time_granularity, config.metadata_allow
-    )
+    s = settings or load_settings()
+    config = RedactConfig.from_settings(s)
+    days = list(days) if days is not None else raw_days()
+    if not days:
+        raise FileNotFoundError(
+            f"missing lake file: {lake.home() / RAW_INGEST} (materialise its upstream asset first)"
+        )
     counts: Counter[str] = Counter()
-    written: dict[str, int | None] = {"n": None}
+    per_day: dict[str, dict[str, Any]] = {}
+    for day in days:
+        ingest_version = raw_day_version(day)
+        if ingest_version is None:
+            raise FileNotFoundError(
+                f"missing lake file: {_raw_day(day) / 'conversations.parquet'} (materialise ingest for {day} first)"
+            )
+        src = _raw_day(day) / "conversations.parquet"
+        version = redact_version(day, ingest_version, s)
+        written: dict[str, int | None] = {"n": None}
 
-    def write(path: Path) -> None:  # only when this version is not in the lake yet
-        out = _BatchWriter(path, _conversation_schema())
-        for red, found in iter_redacted(convs(), config):
-            counts.update(found)
-            if red is not None:
-                out.add(conversation_to_row(red))
-        out.close()
-        written["n"] = out.n
+        def convs(src: Path = src):
+            for batch in pq.ParquetFile(src).iter_batches(batch_size=1000):
+                for row in batch.to_pylist():
+                    yield conversation_from_row(row)
 
-    path = lake.write_version(REDACTED, None, version, write)
+        def write(path: Path, convs=convs, written=written) -> None:  # only when this version is new
+            out = _BatchWriter(path, _conversation_schema())
+            for red, found in iter_redacted(convs(), config):
+                counts.update(found)
+                if red is not None:
+                    out.add(conversation_to_row(red))
+            out.close()
+            written["n"] = out.n
+
+        path = lake.write_day_version(REDACTED, day, version, write, inputs={"ingest": ingest_version})
+        n = written["n"] if written["n"] is not None else pq.ParquetFile(path).metadata.num_rows
+        per_day[day] = {"conversations": n, "version": version, "reused": written["n"] is None, "path": str(path)}
+        if purge_raw:
+            shutil.rmtree(_raw_day(day), ignore_errors=True)
     dropped = counts.pop("conversations_dropped", 0)
     entities, fields = split_counts(counts)
-    if purge_raw:
-        shutil.rmtree(lake.home() / "raw" / "ingest", ignore_errors=True)
-    n = written["n"] if written["n"] is not None else len(lake.read_rows(path))
+    one = next(iter(per_day.values())) if len(per_day) == 1 else None
     return {
-        "conversations": n,
+        "conversations": sum(d["conversations"] for d in per_day.values()),
         "dropped_by_policy": dropped,
         "ner": config.ner,
         "entities": dict(sorted(entities.items())),
         "fields_changed": dict(sorted(fields.items())),
-        "reused": written["n"] is None,
-        "path": str(path),
-        "data_version": version,
+        "reused": all(d["reused"] for d in per_day.values()),
+        "days": per_day,
+        **({"path": one["path"]} if one else {}),
+        "data_version": one["version"] if one else fingerprint({d: v["version"] for d, v in per_day.items()}),
     }
 
 
 REDACTED = "redacted"  # the redact asset's lake folder
+FRAME = "frame"  # the sample's frame: which days (at which redact versions) it was drawn from
+
+
+def redacted_days(window: int, end: str | None = None) -> dict[str, str]:
+    """day -> latest redact version, for the days with a version among the `window` days ending at `end`
+    (default: the newest day redacted)."""
+    from deploysim import days as dd
+
+    have = lake.days(REDACTED)
+    if not have:
+        return {}
+    return {d: v for d in dd.window(end or have[-1], window) if d in have and (v := lake.latest_day_version(REDACTED, d))}
+
+
+def redacted_files(version: str | None = None) -> list[tuple[str | None, Path]]:
+    """(day, file) of the redacted traffic at a version: a frame's days (the sample's window), or, for
+    versions from before the traffic had days, the one file (day None). Default: the last frame."""
+    version = version or lake.latest_version(FRAME)
+    days = lake.version_inputs(FRAME, None, version).get("days") if version else None
+    if days:
+        return [(d, lake.day_version_path(REDACTED, d, v)) for d, v in sorted(days.items())]
+    return [(None, lake.current(REDACTED, version=version))]
 
 
 def load_redacted(ids: set[str] | None = None, version: str | None = None) -> list[Conversation]:
-    """The redacted conversations at a version (default: the version last written)."""
-    rows = lake.read_rows(lake.current(REDACTED, version=version))
-    return [conversation_from_row(r) for r in rows if ids is None or r["conversation_id"] in ids]
+    """The redacted conversations at a version (a frame of days, see redacted_files; default: the last).
+    A conversation logged on several days of a frame is read from the latest of them."""
+    out: dict[str, Conversation] = {}
+    for _, path in redacted_files(version):
+        for r in lake.read_rows(path):
+            if ids is None or r["conversation_id"] in ids:
+                out[r["conversation_id"]] = conversation_from_row(r)
+    return list(out.values())
 
 
-def run_sample(size: int, seed: int, redact_version: str | None = None) -> dict[str, Any]:
-    """Sample the redacted conversations at redact_version (default: the version last written)."""
-    redact_version = redact_version or lake.latest_version(REDACTED)
-    src = lake.current(REDACTED, version=redact_version)
-    units = [(r["conversation_id"], sample.stratum_of(r["topic"], r["kind"])) for r in lake.read_rows(src)]
-    rows = sample.stratified_sample(units, size, seed)
-    version = fingerprint(redact_version or src, size, seed)
-    path = lake.write_rows_version(
-        "sample", None, version, [r.model_dump() for r in rows], inputs={REDACTED: redact_version}
+def run_sample(
+    size: int,
+    seed: int,
+    redact_version: str | None = None,
+    days: dict[str, str] | None = None,
+    window: int = 7,
+) -> dict[str, Any]:
+    """Sample the redacted traffic of a frame of days: `days` (day -> redact version), else the `window`
+    days ending at the newest day redacted, at their latest versions. The frame is the union of those
+    days (a conversation logged on several of them counts once, on the latest), so strata sizes and
+    inclusion probabilities are those of the frame, and the weights 1/pi add up to its size.
+    redact_version names a frame (or, from before the traffic had days, a redacted version) to
+    sample again."""
+    frame_days: dict[str, str] = {}
+    if redact_version is None:
+        frame_days = days if days is not None else redacted_days(window)
+        redact_version = fingerprint(sorted(frame_days.items())) if frame_days else lake.latest_version(REDACTED)
+    else:
+        frame_days = lake.version_inputs(FRAME, None, redact_version).get("days") or {}
+    files = (
+        [(d, lake.day_version_path(REDACTED, d, v)) for d, v in sorted(frame_days.items())]
+        if frame_days
+        else redacted_files(redact_version)
     )
-    strata = Counter(r.stratum for r in rows)
+    day_of: dict[str, str | None] = {}
+    strata: dict[str, str] = {}
+    for d, path in files:  # a conversation logged on several days counts once, on the latest
+        for r in lake.read_rows(path):
+            day_of[r["conversation_id"]] = d
+            strata[r["conversation_id"]] = sample.stratum_of(r["topic"], r["kind"])
+    per_day_frame = Counter(d for d in day_of.values() if d)
+    if frame_days and redact_version:
+        frame = [{"day": d, "redacted_version": v, "conversations": per_day_frame[d]} for d, v in sorted(frame_days.items())]
+        lake.write_rows_version(FRAME, None, redact_version, frame, inputs={"days": frame_days})
+    units = sorted(strata.items())
+    rows = sample.stratified_sample(units, size, seed)
+    for r in rows:
+        r.day = day_of[r.conversation_id]
+    version = fingerprint(redact_version or files[0][1], size, seed)
+    inputs: dict[str, Any] = {REDACTED: redact_version} | ({"days": frame_days} if frame_days else {})
+    path = lake.write_rows_version("sample", None, version, [r.model_dump() for r in rows], inputs=inputs)
+    per_day_sampled = Counter(r.day for r in rows if r.day)
     return {
         "population": len(units),
         "sampled": len(rows),
-        "strata": len(strata),  # after small strata were pooled, if they had to be
+        "strata": len(Counter(r.stratum for r in rows)),  # after small strata were pooled, if they had to be
         "topic_kind_strata": len({h for _, h in units}),
         "redact_version": redact_version,
+        **(
+            {
+                "days": sorted(frame_days),
+                "window": f"{min(frame_days)} to {max(frame_days)} ({len(frame_days)} days with traffic)",
+                "per_day": {d: {"frame": per_day_frame[d], "sampled": per_day_sampled[d]} for d in sorted(frame_days)},
+            }
+            if frame_days
+            else {}
+        ),
         "path": str(path),
         "data_version": version,
     }
+
+
+def sample_days(version: str | None = None) -> list[str]:
+    """The days the sample at this version (default the last) was drawn from ([] from before days)."""
+    return sorted(lake.version_inputs("sample", None, version or lake.latest_version("sample")).get("days") or {})
 
 
 def sample_population(version: str | None = None) -> int:

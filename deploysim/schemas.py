@@ -79,6 +79,7 @@ class SampleRow(BaseModel):
     inclusion_prob: float
     population: int  # stratum size N_h
     sampled: int  # stratum sample size n_h
+    day: str | None = None  # the day of traffic it was logged on (None: from before the traffic had days)
 
 
 # recorded: from the logged trajectory (same name, canonicalised arguments); simulated: invented

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PHONE_REGIONS = "US,GB,DE,FR,IN,CA,AU"
+DEFAULT_TRAFFIC_START = "2020-01-01"
 
 
 class Settings(BaseSettings):
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     content_field: str | None = None  # a turn's content (default content, value, text, message)
     max_message_chars: int = Field(1_000_000, gt=0)  # longer messages are quarantined
     sample_size: int = Field(1000, gt=0)
+    sample_days: int = Field(7, gt=0)  # the sample's window: the last N days of traffic
+    traffic_start: str = Field(DEFAULT_TRAFFIC_START, pattern=r"^\d{4}-\d{2}-\d{2}$")  # first daily partition
     seed: int = 7
     purge_raw: bool = False  # delete the raw ingest output once redacted
     # redaction
@@ -87,6 +90,18 @@ def load(**overrides: Any) -> Settings:
 def home() -> Path:
     """The data directory (DEPLOYSIM_HOME, default ./.deploysim), without building every setting."""
     return Path(os.environ.get("DEPLOYSIM_HOME") or ".deploysim").expanduser().resolve()
+
+
+def traffic_start() -> str:
+    """The first day of the traffic's daily partitions (DEPLOYSIM_TRAFFIC_START), without building every
+    setting: the partitions are defined when the Dagster definitions load."""
+    from datetime import date
+
+    value = os.environ.get("DEPLOYSIM_TRAFFIC_START") or DEFAULT_TRAFFIC_START
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"DEPLOYSIM_TRAFFIC_START must be a day (YYYY-MM-DD), got {value!r}") from None
 
 
 def split_list(value: str) -> tuple[str, ...]:

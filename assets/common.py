@@ -1,5 +1,7 @@
 """Shared by the asset modules: turning a step's returned dict into a MaterializeResult."""
 
+import re
+
 import dagster as dg
 
 from orchestration.metadata import as_metadata
@@ -41,12 +43,21 @@ def progress_logger(context, every: float = 0.1):
     return log
 
 
-UNPARTITIONED = ("ingest", "redact", "sample")
+DAILY = ("ingest", "redact")  # partitioned by day
+UNPARTITIONED = ("sample",)
+
+
+def is_day(key: str | None) -> bool:
+    return bool(key) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", key or "") is not None
 
 
 def latest_record(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
-    """The latest materialisation record of an asset (of this candidate partition where partitioned)."""
-    parts = [partition] if partition and asset not in UNPARTITIONED else None
+    """The latest materialisation record of an asset (of this partition where the asset is partitioned
+    that way: a candidate, or a day; a daily asset without a day: its latest of any day)."""
+    if asset in DAILY:
+        parts = [partition] if is_day(partition) else None
+    else:
+        parts = [partition] if partition and asset not in UNPARTITIONED else None
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=parts)
     recs = instance.fetch_materializations(flt, limit=1).records
     return recs[0] if recs else None
@@ -61,7 +72,12 @@ def recorded(instance: dg.DagsterInstance, asset: str, partition: str | None = N
 
 
 def upstream_version(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> str | None:
-    """The data version an upstream asset recorded at its latest materialisation (None when none)."""
+    """The data version an upstream asset recorded at its latest materialisation (None when none).
+    For a candidate's step, "redact" is the redacted traffic the latest sample was drawn from: its
+    frame of days (deploysim.pipeline.redacted_files)."""
+    if asset == "redact" and not is_day(partition):
+        frame = recorded(instance, "sample").get("redact_version")
+        return str(frame) if frame else None
     rec = latest_record(instance, asset, partition)
     mat = rec.asset_materialization if rec else None
     if mat is None:
@@ -90,3 +106,50 @@ def upstream_versions(context, assets, partition: str | None = None) -> dict[str
     """{asset: version} of the latest materialisation of each upstream asset (same candidate partition)."""
     partition = partition if partition is not None else (context.partition_key if context.has_partition_key else None)
     return {a: upstream_version(context.instance, a, partition) for a in assets}
+
+
+def day_results(context, meta: dict, upstream: dict | None = None) -> dg.MaterializeResult:
+    """A daily step's result over the run's days: each day's own metadata (its version, its
+    conversations, whether it was reused) on that day's materialisation, the run's counts on all."""
+    per_day = meta.pop("days", {})
+    for day, m in per_day.items():
+        if day in context.partition_keys:
+            extra = {"upstream": upstream[day]} if upstream and day in upstream else {}
+            context.add_asset_metadata(as_metadata(_day_meta(m) | extra), partition_key=day)
+    one = len(context.partition_keys) == 1
+    meta.pop("path", None)
+    version = meta.pop("data_version", None)
+    return dg.MaterializeResult(
+        metadata=as_metadata(meta), data_version=dg.DataVersion(version) if one and version else None
+    )
+
+
+def _day_meta(m: dict) -> dict:
+    m = dict(m)
+    if isinstance(m.get("path"), str):
+        m["path"] = dg.MetadataValue.path(m["path"])
+    return m
+
+
+def window_versions(instance: dg.DagsterInstance, n: int, end: str | None = None) -> dict[str, str]:
+    """day -> the redact version recorded by its latest materialisation, for the days with traffic among
+    the n days ending at `end` (default: the newest day redacted that had conversations)."""
+    from deploysim import days as dd
+
+    done = sorted(instance.get_materialized_partitions(dg.AssetKey("redact")), reverse=True)
+    if end is None:
+        end = next((d for d in done if _conversations(instance, d)), None)
+        if end is None:
+            return {}
+    out = {}
+    for d in dd.window(end, n):
+        if d in done and _conversations(instance, d) and (v := upstream_version(instance, "redact", d)):
+            out[d] = v
+    return out
+
+
+def _conversations(instance: dg.DagsterInstance, day: str) -> int:
+    rec = latest_record(instance, "redact", day)
+    mat = rec.asset_materialization if rec else None
+    v = mat.metadata.get("conversations") if mat else None
+    return int(getattr(v, "value", v) or 0)

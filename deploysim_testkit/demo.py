@@ -852,6 +852,9 @@ def _agent(c: _Conv, truth: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return topic, tools
 
 
+DEMO_DAYS = 7  # the demo's traffic covers a week: the sample's default window holds all of it
+
+
 def _one(rng: random.Random, i: int, start: datetime, seed: int = 7) -> tuple[dict[str, Any], dict[str, Any]]:
     """One log record and its ground-truth line."""
     truth: dict[str, Any] = {
@@ -876,7 +879,8 @@ def _one(rng: random.Random, i: int, start: datetime, seed: int = 7) -> tuple[di
         topic, tools = _agent(c, truth)
     else:
         topic, surface = _chat(c, truth, harmful=r < AGENT_RATE + HARMFUL_RATE)
-    ts = start + timedelta(seconds=rng.randint(0, 30 * 86400))
+    # spread over DEMO_DAYS days (one draw, as before: the rest of the demo's conversations do not change)
+    ts = start + timedelta(seconds=min(rng.randint(0, 30 * 86400) * DEMO_DAYS // 30, DEMO_DAYS * 86400 - 1))
     record = {
         "id": truth["id"],
         "topic": topic,

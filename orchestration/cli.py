@@ -139,7 +139,18 @@ def _run_traffic(inst, verbose: bool, settings=None, sample_only: bool = False) 
         if sample_only
         else f"· traffic: ingest → redact → sample{size}"
     )
-    res = run_traffic(inst, verbose, settings=settings, sample_only=sample_only)
+    days = None
+    if not sample_only:
+        from orchestration.runner import traffic_plan
+
+        try:
+            plan = traffic_plan(inst, settings)
+        except (OSError, ValueError) as e:  # no logs, unreadable logs
+            _say(f"  traffic failed: {_reason(e)}")
+            return False
+        days = plan["todo"]
+        _say(f"  {_days_line(plan)}")
+    res = run_traffic(inst, verbose, settings=settings, sample_only=sample_only, days=days)
     _check_interrupted(res)
     if not res.success or failed_checks(res):
         _say("  traffic failed:")
@@ -149,6 +160,20 @@ def _run_traffic(inst, verbose: bool, settings=None, sample_only: bool = False) 
         return False
     _say(f"  done in {time.perf_counter() - t:.1f}s")
     return True
+
+
+def _days_line(plan: dict) -> str:
+    """The days of the logs, and which of them this run materialises."""
+    from deploysim import days as dd
+
+    n, todo = len(plan["days"]), plan["todo"]
+    spans = ", ".join(a if a == b else f"{a}..{b}" for a, b in dd.ranges(todo))
+    line = f"{n} day(s) of logs; " + (f"new or changed: {spans}" if todo else "none new or changed")
+    if plan["outside"]:
+        line += f"; left out, outside the partitions: {', '.join(plan['outside'][:5])}" + (
+            " ..." if len(plan["outside"]) > 5 else ""
+        )
+    return line
 
 
 class Interrupted(Exception):

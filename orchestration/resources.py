@@ -74,6 +74,7 @@ class Settings(dg.ConfigurableResource):
     content_field: str | None = None
     max_message_chars: int | None = None
     sample_size: int | None = None
+    sample_days: int | None = None
     seed: int | None = None
     purge_raw: bool | None = None
     redact_ner: bool | None = None

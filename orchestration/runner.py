@@ -7,13 +7,16 @@ import socket
 
 import dagster as dg
 from dagster._core.execution.plan.objects import StepFailureData
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from deploysim import days as dd
 from deploysim import lake
 from deploysim.settings import Settings
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.instance import dagster_home, ensure_config
 from orchestration.jobs import score_forecast, simulate_candidate, traffic
 from orchestration.partitions import CANDIDATES
+from orchestration.partitions import days as days_partitions
 from orchestration.resources import resources
 
 
@@ -99,6 +102,7 @@ def _run_job(
     ops: dict | None = None,
     settings: Settings | None = None,
     only: list[str] | None = None,
+    days: tuple[str, str] | None = None,
 ):
     """A run of one of the named jobs (traffic, simulate_candidate, score_forecast), in this process:
     listed under its job's name, tagged with its candidate and what it evaluated with, re-executable
@@ -108,21 +112,92 @@ def _run_job(
     if settings is not None:
         jobs = [traffic, simulate_candidate, score_forecast]
         d = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=jobs, resources=resources(settings))
+    tags = _tags(partition) | evaluation_tags(settings)
+    if days and days[0] != days[1]:  # a range of days in one run (the daily assets' single-run backfill policy)
+        tags |= {ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[1]}
+    elif days:
+        partition = days[0]
     return d.resolve_job_def(job).execute_in_process(
         run_config=_run_config(verbose, ops),
         instance=inst,
         partition_key=partition,
         raise_on_error=False,
         asset_selection=[dg.AssetKey(k) for k in only] if only else None,
-        tags=_tags(partition) | evaluation_tags(settings),
+        tags=tags,
     )
 
 
+DAILY = ["ingest", "redact"]  # the traffic's assets partitioned by day
+
+
 def run_traffic(
-    inst: dg.DagsterInstance, verbose: bool = False, settings: Settings | None = None, sample_only: bool = False
+    inst: dg.DagsterInstance,
+    verbose: bool = False,
+    settings: Settings | None = None,
+    sample_only: bool = False,
+    days: list[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """The traffic job (ingest, redact, sample, seeds); only its sample when sample_only."""
-    return _run_job(inst, traffic.name, None, verbose, settings=settings, only=["sample"] if sample_only else None)
+    """The traffic job for the given days (default: those traffic_plan says are new or changed), one run
+    per range of consecutive days, the last with the sample and the seeds (a run of only those when no
+    day is to be done); only the sample when sample_only. Returns the last run, or the first that failed."""
+    if sample_only:
+        return _run_job(inst, traffic.name, None, verbose, settings=settings, only=["sample"])
+    todo = days if days is not None else traffic_plan(inst, settings)["todo"]
+    spans = dd.ranges(todo)
+    for i, span in enumerate(spans):
+        last = i == len(spans) - 1
+        res = _run_job(inst, traffic.name, None, verbose, settings=settings, only=None if last else DAILY, days=span)
+        if last or not res.success:
+            return res
+    rest = [k.to_user_string() for k in defs.resolve_job_def(traffic.name).asset_layer.executable_asset_keys]
+    return _run_job(inst, traffic.name, None, verbose, settings=settings, only=[k for k in rest if k not in DAILY])
+
+
+def traffic_plan(inst: dg.DagsterInstance, settings: Settings | None = None) -> dict:
+    """Which days the traffic job has to materialise: those whose logs are new or changed since their
+    ingest was recorded, and, within the sample's window, those whose redaction settings changed
+    (deploysim.pipeline.index_logs reads only new or changed log files). Days outside the partitions
+    (before DEPLOYSIM_TRAFFIC_START, after today) are left out and listed."""
+    from deploysim import pipeline
+    from deploysim.settings import load
+
+    s = settings or load()
+    logs = pipeline.index_logs(s.logs_spec(), settings=s)["days"]
+    valid = set(days_partitions.get_partition_keys(dynamic_partitions_store=inst))
+    recorded = {a: _recorded_versions(inst, a, list(logs)) for a in DAILY}
+    window = set(dd.window(max(logs), s.sample_days)) if logs else set()
+    todo = []
+    for day, plan in logs.items():
+        if day not in valid:
+            continue
+        new = recorded["ingest"].get(day) != plan["version"]
+        redo = day in window and recorded["redact"].get(day) != pipeline.redact_version(day, plan["version"], s)
+        if new or redo:
+            todo.append(day)
+    return {
+        "todo": todo,
+        "days": logs,
+        "outside": sorted(d for d in logs if d not in valid),
+    }
+
+
+def _recorded_versions(inst: dg.DagsterInstance, asset: str, days: list[str]) -> dict[str, str]:
+    """day -> the version its latest materialisation of the asset recorded."""
+    if not days:
+        return {}
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=days)
+    out: dict[str, str] = {}
+    cursor = None
+    while True:
+        page = inst.fetch_materializations(flt, limit=1000, cursor=cursor)
+        for rec in page.records:
+            mat = rec.asset_materialization
+            if mat is not None and mat.partition not in out:
+                v = mat.metadata.get("version")
+                out[str(mat.partition)] = str(getattr(v, "value", v))
+        if not page.has_more:
+            return out
+        cursor = page.cursor
 
 
 def run_candidate(

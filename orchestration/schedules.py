@@ -1,5 +1,7 @@
 """A nightly re-simulation of every registered candidate (off until turned on in the UI)."""
 
+from datetime import timedelta, timezone
+
 import dagster as dg
 
 from orchestration.jobs import simulate_candidate, traffic
@@ -19,10 +21,14 @@ def nightly_candidates(context: dg.ScheduleEvaluationContext):
         yield dg.RunRequest(run_key=f"{key}-{day}", partition_key=key)
 
 
-nightly_traffic = dg.ScheduleDefinition(
-    name="nightly_traffic",
+@dg.schedule(
     job=traffic,
     cron_schedule="0 2 * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Re-read, redact and sample the logs before the candidates' nightly runs.",
+    description="Ingests and redacts the day that just ended (UTC) and re-draws the sample over the last days, "
+    "before the candidates' nightly runs.",
 )
+def nightly_traffic(context: dg.ScheduleEvaluationContext):
+    """One run for yesterday's partition (its sample and seeds in the same run)."""
+    day = (context.scheduled_execution_time.astimezone(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    yield dg.RunRequest(run_key=f"traffic-{day}", partition_key=day)

@@ -100,7 +100,7 @@ def _size(p: Path) -> int:
 def referenced(estimates: list[tuple[str, str]]) -> set[tuple[str, str | None, str]]:
     """(asset, candidate or None, version) of every lake version the given (candidate, estimate version)s
     were made from, following inputs.json up the chain."""
-    unpartitioned = {"sample", "redacted"}
+    unpartitioned = {"sample", "redacted", "frame"}
     seen: set[tuple[str, str | None, str]] = set()
     todo: list[tuple[str, str | None, str]] = [("estimate", c, v) for c, v in estimates if v]
     while todo:
@@ -108,9 +108,15 @@ def referenced(estimates: list[tuple[str, str]]) -> set[tuple[str, str | None, s
         if (asset, cand, version) in seen:
             continue
         seen.add((asset, cand, version))
-        for up, v in lake.version_inputs(asset, cand, version).items():
+        inputs = lake.version_inputs(asset, cand, version) if cand is None or "=" not in cand else {}
+        for up, v in inputs.items():
             if not v:
                 continue
+            if up == "days" and isinstance(v, dict):  # a frame of days: each day's redacted version
+                seen.update(("redacted", f"day={d}", dv) for d, dv in v.items())
+                continue
+            if up == "redacted":
+                todo.append(("frame", None, v))  # the sample's frame of days has the redacted version's name
             if up == "baseline_replay":
                 from deploysim import candidates as reg
 
@@ -148,6 +154,12 @@ def collect(keep: int, dry_run: bool = False) -> Collected:
         if (asset, cand, version) in refs or lake.latest_version(asset, cand) == version:
             continue
         victims.append(vdir)
+    for vdir in sorted(root.glob("*/day=*/version=*")):  # a day's older versions (its latest is kept)
+        asset, day, version = vdir.relative_to(root).parts
+        if (asset, day, version.removeprefix("version=")) in refs:
+            continue
+        if lake.latest_day_version(asset, day.removeprefix("day=")) != version.removeprefix("version="):
+            victims.append(vdir)
     for cand, _ds in by_cand.items():
         runs = set(out.kept_runs[cand])
         for rdir in sorted(gate_dir(cand).glob("run=*")):

@@ -890,6 +890,7 @@ def run_estimate(
         "look": look,
         "interval_level": f"{1 - 2 * stats.look_alpha(look):.2%}",
         "sample_version": sample_version,
+        "sample_days": sample_days(sample_version),  # the days of traffic the sample was drawn from
         "replay_version": inputs.get("replay"),
         "path": str(path),
         "data_version": version,
@@ -1075,6 +1076,7 @@ def run_report(
         breakdown=by_stratum,
         examples_of={b: primary[b] for b in examples if b in primary},
         clusters=discovered(candidate, discover_version),
+        traffic_days=sample_days(ins.get("sample")),
     )
 
     run_id = run_id or gate_run_id or gate_file.parent.name.removeprefix("run=")

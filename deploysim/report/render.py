@@ -26,6 +26,16 @@ class ReportData:
     breakdown: list[dict[str, Any]] = field(default_factory=list)  # deploysim.estimation.breakdown.Cell rows
     examples_of: dict[str, str] = field(default_factory=dict)  # behaviour -> grader whose flags the examples are
     clusters: list[dict[str, Any]] = field(default_factory=list)  # discover rows: possible new failure modes
+    traffic_days: list[str] = field(default_factory=list)  # the days of traffic the sample was drawn from
+
+    @property
+    def days_note(self) -> str:
+        """' Sampled from the traffic of 2026-05-04 to 2026-05-10 (7 days).' ('' without days)."""
+        d = self.traffic_days
+        if not d:
+            return ""
+        span = d[0] if len(d) == 1 else f"{d[0]} to {d[-1]}"
+        return f" Sampled from the traffic of {span} ({len(d)} day{'s' if len(d) != 1 else ''})."
 
     @property
     def holm_note(self) -> str:
@@ -59,7 +69,8 @@ def markdown(d: ReportData) -> str:
         "",
         f"Model `{d.model}` against baseline `{d.baseline}`; replayed {d.replay['ok']}/{d.replay['replayed']} "
         f"({pct(d.replay['completeness'])} complete); {d.replay.get('prompt_tokens', 0):,} prompt and "
-        f"{d.replay.get('completion_tokens', 0):,} completion tokens, cost ${d.replay.get('cost_usd', 0.0):,.4f}.",
+        f"{d.replay.get('completion_tokens', 0):,} completion tokens, cost ${d.replay.get('cost_usd', 0.0):,.4f}."
+        f"{d.days_note}",
         "",
         "| behaviour | rate (95% CI) | baseline | difference (95% CI) | threshold | status |",
         "|---|---|---|---|---|---|",
@@ -389,7 +400,7 @@ def render_html(d: ReportData) -> str:
     body = f"""<h1>Release rehearsal: {html.escape(d.candidate)}</h1>
 <p class="verdict {VERDICT_CLASS[d.verdict]}" id="verdict">{d.verdict}</p>
 <ul class="reasons" id="reasons">{why}</ul>{look_note}
-<p>Model <code>{html.escape(d.model)}</code>, compared with baseline <code>{html.escape(d.baseline)}</code> on the same sampled conversations.</p>
+<p>Model <code>{html.escape(d.model)}</code>, compared with baseline <code>{html.escape(d.baseline)}</code> on the same sampled conversations.{html.escape(d.days_note)}</p>
 <h2>Gate</h2>
 {_gate_table(d.gate)}
 <h2>Rates with 95% intervals</h2>

@@ -55,7 +55,7 @@ def latest_record(instance: dg.DagsterInstance, asset: str, partition: str | Non
     """The latest materialisation record of an asset (of this partition where the asset is partitioned
     that way: a candidate, or a day; a daily asset without a day: its latest of any day)."""
     if asset in DAILY:
-        parts = [partition] if is_day(partition) else None
+        parts = [partition] if partition and is_day(partition) else None
     else:
         parts = [partition] if partition and asset not in UNPARTITIONED else None
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=parts)

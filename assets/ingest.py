@@ -8,7 +8,8 @@ from orchestration.metadata import OWNERS
 from orchestration.partitions import days
 from orchestration.resources import Settings
 
-warnings.filterwarnings("ignore", category=dg.BetaWarning)  # backfill_policy is beta in Dagster 1.13; relied on knowingly
+# backfill_policy is beta in Dagster 1.13; relied on knowingly
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 @dg.asset(

@@ -101,7 +101,7 @@ class LogIndex:
     def is_current(self, path: Path) -> bool:
         """Indexed, and unchanged since (same size and modification time)."""
         e, st = self.files.get(str(path)), path.stat()
-        return bool(e) and e["size"] == st.st_size and e["mtime_ns"] == st.st_mtime_ns and "sha" in e
+        return e is not None and e["size"] == st.st_size and e["mtime_ns"] == st.st_mtime_ns and "sha" in e
 
     def days_of(self, path: Path) -> set[str]:
         return set(self.files.get(str(path), {}).get("days", {}))

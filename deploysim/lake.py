@@ -121,9 +121,7 @@ def day_version_path(asset: str, day: str, version: str, name: str | None = None
     return day_dir(asset, day) / f"version={version}" / f"{name or asset}.parquet"
 
 
-def write_day_version(
-    asset: str, day: str, version: str, write, inputs: dict[str, Any] | None = None
-) -> Path:
+def write_day_version(asset: str, day: str, version: str, write, inputs: dict[str, Any] | None = None) -> Path:
     """write_version for one day of a daily asset; LATEST of that day then names this version."""
     final = day_version_path(asset, day, version)
     _write_new(final, write, inputs)

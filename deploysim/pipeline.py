@@ -143,8 +143,9 @@ def _ingest_version(day: str, index, paths: list[Path], fmt: str | None, fields)
 
 
 def _read_logs(sources, files, fmt, fields, s: Settings, want, write_dir: Path | None, index, counts) -> int:
-    """One pass over sources (the log files `files`, or the specs that name them): each conversation goes to its day (deploysim.days.day_of); the days in
-    `want` (all when None) are written under write_dir as day=<D>.parquet. Updates the index."""
+    """One pass over sources (the log files `files`, or the specs that name them): each conversation
+    goes to its day (deploysim.days.day_of); the days in `want` (all when None) are written under
+    write_dir as day=<D>.parquet. Updates the index; returns how many took their file's day."""
     from deploysim import days as dd
     from deploysim.logs.ingest import iter_ingest
     from deploysim.schemas import Conversation
@@ -196,8 +197,10 @@ def index_logs(logs: str, fmt: str | None = None, settings: Settings | None = No
     return {
         "files": len(paths),
         "read": len(stale),
-        "days": {d: {"conversations": n, "version": _ingest_version(d, index, paths, fmt, fields)}
-                 for d, n in index.all_days(paths).items()},
+        "days": {
+            d: {"conversations": n, "version": _ingest_version(d, index, paths, fmt, fields)}
+            for d, n in index.all_days(paths).items()
+        },
     }
 
 
@@ -306,9 +309,7 @@ def run_redact(
     config = RedactConfig.from_settings(s)
     days = list(days) if days is not None else raw_days()
     if not days:
-        raise FileNotFoundError(
-            f"missing lake file: {lake.home() / RAW_INGEST} (materialise its upstream asset first)"
-        )
+        raise FileNotFoundError(f"missing lake file: {lake.home() / RAW_INGEST} (materialise its upstream asset first)")
     counts: Counter[str] = Counter()
     per_day: dict[str, dict[str, Any]] = {}
     for day in days:
@@ -368,7 +369,9 @@ def redacted_days(window: int, end: str | None = None) -> dict[str, str]:
     have = lake.days(REDACTED)
     if not have:
         return {}
-    return {d: v for d in dd.window(end or have[-1], window) if d in have and (v := lake.latest_day_version(REDACTED, d))}
+    return {
+        d: v for d in dd.window(end or have[-1], window) if d in have and (v := lake.latest_day_version(REDACTED, d))
+    }
 
 
 def redacted_files(version: str | None = None) -> list[tuple[str | None, Path]]:
@@ -424,12 +427,14 @@ def run_sample(
             strata[r["conversation_id"]] = sample.stratum_of(r["topic"], r["kind"])
     per_day_frame = Counter(d for d in day_of.values() if d)
     if frame_days and redact_version:
-        frame = [{"day": d, "redacted_version": v, "conversations": per_day_frame[d]} for d, v in sorted(frame_days.items())]
-        lake.write_rows_version(FRAME, None, redact_version, frame, inputs={"days": frame_days})
+        counts_of = [
+            {"day": d, "redacted_version": v, "conversations": per_day_frame[d]} for d, v in frame_days.items()
+        ]
+        lake.write_rows_version(FRAME, None, redact_version, counts_of, inputs={"days": frame_days})
     units = sorted(strata.items())
     rows = sample.stratified_sample(units, size, seed)
-    for r in rows:
-        r.day = day_of[r.conversation_id]
+    for row in rows:
+        row.day = day_of[row.conversation_id]
     version = fingerprint(redact_version or files[0][1], size, seed)
     inputs: dict[str, Any] = {REDACTED: redact_version} | ({"days": frame_days} if frame_days else {})
     path = lake.write_rows_version("sample", None, version, [r.model_dump() for r in rows], inputs=inputs)

@@ -112,7 +112,8 @@ def test_undated_records_are_counted_and_take_their_files_day(tmp_path, monkeypa
     f = logs / "old.jsonl"
     f.write_text(
         '{"id": "a", "messages": [{"role": "user", "content": "hi"}]}\n'
-        '{"id": "b", "messages": [{"role": "user", "content": "yo"}], "metadata": {"timestamp": "2026-05-02T08:00:00Z"}}\n'
+        '{"id": "b", "messages": [{"role": "user", "content": "yo"}],'
+        ' "metadata": {"timestamp": "2026-05-02T08:00:00Z"}}\n'
     )
     t = datetime(2026, 4, 30, 12, tzinfo=timezone.utc).timestamp()
     os.utime(f, (t, t))
@@ -162,9 +163,7 @@ def test_a_new_day_is_the_only_one_processed(traffic):
     assert {d: lake.latest_day_version("redacted", d) for d in DAYS} == traffic["versions_1"]
     # the window moved: the sample is new, over 05-05..05-11
     assert traffic["sample_2"] != traffic["sample_1"]
-    assert lake.version_inputs("sample", None, traffic["sample_2"])["days"].keys() == set(
-        dd.window("2026-05-11", 7)
-    )
+    assert lake.version_inputs("sample", None, traffic["sample_2"])["days"].keys() == set(dd.window("2026-05-11", 7))
 
 
 def test_a_changed_log_file_reprocesses_its_day_only(traffic):
@@ -206,7 +205,9 @@ def test_inclusion_probabilities_are_over_the_frame(traffic):
     assert sum(1 / r["inclusion_prob"] for r in rows) == pytest.approx(frame)
     assert pipeline.sample_population(v) == frame
     ins = lake.version_inputs("sample", None, v)
-    convs = {c.conversation_id: c for c in pipeline.load_redacted({r["conversation_id"] for r in rows}, ins["redacted"])}
+    convs = {
+        c.conversation_id: c for c in pipeline.load_redacted({r["conversation_id"] for r in rows}, ins["redacted"])
+    }
     assert len(convs) == len(rows)
     by: dict[str, list] = defaultdict(list)
     for r in rows:
@@ -241,9 +242,10 @@ def test_a_candidate_records_the_days_of_its_sample(traffic):
     assert est["sample_days"] == sorted(days) and len(days) == 7
     report = Path(recorded(inst, "report", "steady")["path"]).read_text()
     assert f"Sampled from the traffic of {min(days)} to {max(days)} (7 days)." in report
-    assert pipeline.replay_pins("steady")["redacted"] == lake.version_inputs("sample", None, est["sample_version"])[
-        "redacted"
-    ]
+    assert (
+        pipeline.replay_pins("steady")["redacted"]
+        == lake.version_inputs("sample", None, est["sample_version"])["redacted"]
+    )
 
 
 def test_the_nightly_schedule_targets_the_day_that_ended():

@@ -52,6 +52,14 @@ def test_partitions(graph):
         pd = graph.get(dg.AssetKey(key)).partitions_def
         assert isinstance(pd, dg.DynamicPartitionsDefinition) and pd.name == "candidates", key
     assert graph.get(dg.AssetKey("sample")).partitions_def is None
+    for key in ("ingest", "redact"):  # the traffic by day, today included
+        pd = graph.get(dg.AssetKey(key)).partitions_def
+        assert isinstance(pd, dg.DailyPartitionsDefinition) and pd.end_offset == 1, key
+        assert graph.get(dg.AssetKey(key)).backfill_policy == dg.BackfillPolicy.single_run()
+    # the sample reads the days of its window; a candidate's replay the sample's frame: all of redact's days
+    for child in ("sample", "replay"):
+        mapping = graph.get_partition_mapping(dg.AssetKey(child), dg.AssetKey("redact"))
+        assert isinstance(mapping, dg.AllPartitionMapping), child
 
 
 def test_blocking_checks(graph):

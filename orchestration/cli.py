@@ -287,8 +287,15 @@ def _remote_run(a: argparse.Namespace) -> int:
         )
     dep = Deployment(a.dagster_url)
     if not a.skip_traffic:
-        _say(f"· traffic on {dep.url}: ingest → redact → sample")
-        run = _follow(dep, dep.launch("traffic"), "the traffic")
+        # the deployment's logs are not ours to index: the window's days up to today, unchanged ones kept as they are
+        from datetime import datetime, timezone
+
+        from deploysim import days as dd
+        from deploysim import settings as ds
+
+        span = dd.window(datetime.now(timezone.utc).date().isoformat(), ds.load().sample_days)
+        _say(f"· traffic on {dep.url}: ingest → redact {span[0]}..{span[-1]} → sample")
+        run = _follow(dep, dep.launch("traffic", days=(span[0], span[-1])), "the traffic")
         if run.status != "SUCCESS" or run.failed:
             runs.record(a.candidate, runs.ERROR, run.run_id, ["the traffic (ingest, redact, sample) failed"])
             _say(f"  traffic {run.status.lower()}: " + "; ".join(run.errors + run.failed))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from orchestration.partitions import CANDIDATES
@@ -115,10 +116,19 @@ class Deployment:
         if kind not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise RuntimeError(f"could not add candidate {name!r} to the deployment: {res['addDynamicPartition']}")
 
-    def launch(self, job: str, candidate: str | None = None, run_config: dict | None = None) -> str:
-        """Submit a run of one job (through the deployment's run queue); its run id."""
+    def launch(
+        self,
+        job: str,
+        candidate: str | None = None,
+        run_config: dict | None = None,
+        days: tuple[str, str] | None = None,
+    ) -> str:
+        """Submit a run of one job (through the deployment's run queue), for a candidate's partition or a
+        range of days (first, last); its run id."""
         location, repo = self._location(job)
         tags = {"dagster/partition": candidate, CANDIDATE_TAG: candidate} if candidate else {}
+        if days:
+            tags |= {ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[1]}
         try:
             return self.client.submit_job_execution(
                 job, repository_location_name=location, repository_name=repo, run_config=run_config or {}, tags=tags

@@ -79,6 +79,15 @@ def ranges(days: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def describe(days: list[str]) -> str:
+    """Days as ranges with their count: "2026-05-04 to 2026-05-10 (7 days)" ("" for none)."""
+    if not days:
+        return ""
+    spans = ", ".join(a if a == b else f"{a} to {b}" for a, b in ranges(days))
+    n = len(set(days))
+    return f"{spans} ({n} day{'s' if n != 1 else ''})"
+
+
 class LogIndex:
     """path -> {"size", "mtime_ns", "sha", "days": {day: conversations}} for the log files seen."""
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from deploysim import candidates as reg
 from deploysim import lake
+from deploysim.days import describe as describe_days
 from deploysim.estimation import stats
 from deploysim.estimation.planner import conversations_to_decide
 from deploysim.grading import graders
@@ -35,7 +36,6 @@ from deploysim.settings import load as load_settings
 
 Progress = Callable[[int, int], None]
 
-RAW_CONVERSATIONS = "raw/ingest/conversations.parquet"
 RAW_QUARANTINE = "raw/ingest/quarantine.parquet"
 
 
@@ -895,7 +895,7 @@ def run_estimate(
         "look": look,
         "interval_level": f"{1 - 2 * stats.look_alpha(look):.2%}",
         "sample_version": sample_version,
-        "sample_days": sample_days(sample_version),  # the days of traffic the sample was drawn from
+        "sample_days": describe_days(sample_days(sample_version)),  # the days of traffic the sample was drawn from
         "replay_version": inputs.get("replay"),
         "path": str(path),
         "data_version": version,

@@ -290,6 +290,7 @@ def test_run_passes_layout_options_to_the_ingest_asset(tmp_path: Path, monkeypat
     warnings.simplefilter("ignore")
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     from assets.ingest import ingest
+    from deploysim.days import file_day
     from orchestration.resources import Settings
 
     args = cli.build_parser().parse_args(["run", "someone", "--logs", str(DOC), *DOC_LAYOUT])
@@ -300,12 +301,13 @@ def test_run_passes_layout_options_to_the_ingest_asset(tmp_path: Path, monkeypat
         "author.role",
         "body",
     )
+    day = file_day(DOC)  # its records have no timestamp: the day of the file
     with dg.instance_for_test() as inst:
-        res = dg.materialize([ingest], instance=inst, resources={"settings": Settings.of(s)})
+        res = dg.materialize([ingest], instance=inst, resources={"settings": Settings.of(s)}, partition_key=day)
     meta = res.asset_materializations_for_node("ingest")[0].metadata
     assert (meta["read"].value, meta["accepted"].value, meta["quarantined"].value) == (3, 2, 1)
-    assert meta["formats"].value == {"json": 1}
-    raw = tmp_path / "raw" / "ingest" / "conversations.parquet"
+    assert meta["formats"].value == {"json": 1} and meta["dated_by_file"].value == 2
+    raw = tmp_path / "raw" / "ingest" / f"day={day}" / "conversations.parquet"
     rows = duckdb.sql(f"select conversation_id from read_parquet('{raw}') order by 1").fetchall()
     assert rows == [("eval-0001",), ("eval-0002",)]
 

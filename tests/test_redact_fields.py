@@ -159,7 +159,9 @@ def test_pipeline_redact_covers_every_field(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     monkeypatch.setenv("DEPLOYSIM_REDACT_NER", "0")
     monkeypatch.setenv("DEPLOYSIM_METADATA_ALLOW", "note")
-    lake.write_rows(tmp_path / pipeline.RAW_CONVERSATIONS, [conversation_to_row(_conv())])
+    day = tmp_path / pipeline.RAW_INGEST / "day=2026-05-01"  # one day ingested
+    lake.write_rows(day / "conversations.parquet", [conversation_to_row(_conv())])
+    (day / "VERSION").write_text("ingested\n")
     meta = pipeline.run_redact()
     assert meta["fields_changed"]["tools"] == 1 and meta["fields_changed"]["conversation_id"] == 1
     assert not any(k.startswith("field:") for k in meta["entities"])

@@ -31,11 +31,9 @@ class ReportData:
     @property
     def days_note(self) -> str:
         """' Sampled from the traffic of 2026-05-04 to 2026-05-10 (7 days).' ('' without days)."""
-        d = self.traffic_days
-        if not d:
-            return ""
-        span = d[0] if len(d) == 1 else f"{d[0]} to {d[-1]}"
-        return f" Sampled from the traffic of {span} ({len(d)} day{'s' if len(d) != 1 else ''})."
+        from deploysim.days import describe
+
+        return f" Sampled from the traffic of {describe(self.traffic_days)}." if self.traffic_days else ""
 
     @property
     def holm_note(self) -> str:

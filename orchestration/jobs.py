@@ -8,7 +8,8 @@ import dagster as dg
 traffic = dg.define_asset_job(
     "traffic",
     selection=dg.AssetSelection.groups("traffic"),
-    description="Ingest, redact and sample the logs; load the gate thresholds.",
+    description="Ingest and redact days of logs (a partition per day, a range in one run), sample the last "
+    "days; load the gate thresholds.",
 )
 
 simulate_candidate = dg.define_asset_job(

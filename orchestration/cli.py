@@ -273,6 +273,25 @@ REMOTE_UNSUPPORTED = (
 )
 
 
+def _remote_window() -> list[str]:
+    """The days a traffic run on a deployment covers: the sample's window, ending at the newest day of the
+    logs as this machine sees them (DEPLOYSIM_LOGS, on the shared data directory), else at today. The
+    deployment re-reads nothing for a day whose logs did not change (its version is kept)."""
+    from datetime import datetime, timezone
+
+    from deploysim import days as dd
+    from deploysim import pipeline
+    from deploysim import settings as ds
+
+    s = ds.load()
+    try:
+        found = list(pipeline.index_logs(s.logs_spec(), settings=s)["days"])
+    except (OSError, ValueError):  # not readable from here
+        found = []
+    today = datetime.now(timezone.utc).date().isoformat()
+    return dd.window(min(max(found), today) if found else today, s.sample_days)
+
+
 def _remote_run(a: argparse.Namespace) -> int:
     """`run NAME --dagster-url URL`: the traffic (unless skipped) and the candidate's job, launched on the
     deployment through its run queue and followed; the exit code is the gate's, as in-process."""
@@ -287,13 +306,7 @@ def _remote_run(a: argparse.Namespace) -> int:
         )
     dep = Deployment(a.dagster_url)
     if not a.skip_traffic:
-        # the deployment's logs are not ours to index: the window's days up to today, unchanged ones kept as they are
-        from datetime import datetime, timezone
-
-        from deploysim import days as dd
-        from deploysim import settings as ds
-
-        span = dd.window(datetime.now(timezone.utc).date().isoformat(), ds.load().sample_days)
+        span = _remote_window()
         _say(f"· traffic on {dep.url}: ingest → redact {span[0]}..{span[-1]} → sample")
         run = _follow(dep, dep.launch("traffic", days=(span[0], span[-1])), "the traffic")
         if run.status != "SUCCESS" or run.failed:

@@ -329,17 +329,32 @@ def run_replay(
     sample_version: str | None = None,
     redact_version: str | None = None,
     baseline_replay_version: str | None = None,
+    shards: int = 1,
 ) -> dict[str, Any]:
     """Replay the sample (at sample_version, its conversations at redact_version; default: the versions
-    last written) against a candidate. The replay pins them: its inputs.json and the returned
-    `sample_version`/`redact_version` are what the candidate's later steps read. A candidate whose
-    baseline is another candidate must be paired with that baseline's replay on the same sample
-    (baseline_replay_version, default its last replay). The summary (see
-    deploysim.replay.accounting.summarize) says how many answers came from the cache (`cached_answers`
-    of `answers`) and groups errors in `failure_classes`."""
-    from deploysim.replay.cache import default_cache_path
-    from deploysim.replay.engine import replay
+    last written) against a candidate, in this process: plan_replay, each shard in turn, merge_replay.
+    The replay pins them: its inputs.json and the returned `sample_version`/`redact_version` are what
+    the candidate's later steps read. A candidate whose baseline is another candidate must be paired
+    with that baseline's replay on the same sample (baseline_replay_version, default its last replay).
+    The summary (see deploysim.replay.accounting.summarize) says how many answers came from the cache
+    (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
+    plan = plan_replay(candidate, shards, sample_version, redact_version, baseline_replay_version)
+    done = [replay_shard(part, progress=progress, deadline_s=deadline_s) for part in plan]
+    return merge_replay(done)
 
+
+def plan_replay(
+    candidate: str,
+    shards: int = 1,
+    sample_version: str | None = None,
+    redact_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> list[dict[str, Any]]:
+    """The replay of a candidate split into at most `shards` parts (the sampled ids dealt round-robin),
+    each a dict that replay_shard takes: the candidate, the pinned versions, the shard's ids. Each part
+    may run in its own process or on its own machine; they share the replay cache."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
     cand = reg.get(candidate)
     sample_version = sample_version or lake.latest_version("sample")
     redact_version = (
@@ -348,33 +363,87 @@ def run_replay(
         or lake.latest_version(REDACTED)
     )
     check_paired(candidate, sample_version, baseline_replay_version)
+    ids = sorted(sampled_ids(sample_version))
+    n = max(1, min(shards, len(ids)))
+    plan = fingerprint(cand.model_dump(exclude=PACING), ids, sample_version, redact_version)
+    common = {"candidate": candidate, "sample_version": sample_version, "redact_version": redact_version}
+    return [common | {"plan": plan, "shard": i, "shards": n, "ids": ids[i::n]} for i in range(n)]
+
+
+PACING = {
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "price_prompt_per_mtok",
+    "price_completion_per_mtok",
+}
+
+
+def replay_shard(
+    part: dict[str, Any], progress: Progress | None = None, deadline_s: float | None = None
+) -> dict[str, Any]:
+    """Replay one part of a plan_replay: its conversations, with the candidate's concurrency and rate
+    limits divided among the shards (together they keep the candidate's limits). The records, their
+    outputs redacted, are written beside the replay's versions (overwritten when the shard runs again);
+    returns the part with the file's `path` and the shard's `seconds`."""
+    import time
+
+    from deploysim.replay.cache import default_cache_path
+    from deploysim.replay.engine import replay
+
+    n = part["shards"]
+    cand = reg.get(part["candidate"])
+    cand = cand.model_copy(update={"concurrency": max(1, -(-cand.concurrency // n))})
     opts = replay_options(cand)
+    if n > 1:
+        opts.requests_per_minute = opts.requests_per_minute / n if opts.requests_per_minute else None
+        opts.tokens_per_minute = opts.tokens_per_minute / n if opts.tokens_per_minute else None
     if deadline_s is not None:
         opts.deadline_s = deadline_s
-    ids = sampled_ids(sample_version)
-    convs = {c.conversation_id: c for c in load_redacted(ids, redact_version)}
+    convs = {c.conversation_id: c for c in load_redacted(set(part["ids"]), part["redact_version"])}
     ordered = [convs[i] for i in sorted(convs)]
+    start = time.monotonic()
     records = replay(
         ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress, options=opts
     )
+    seconds = time.monotonic() - start
     redact_outputs(records, convs)
-    pacing = {
-        "concurrency",
-        "timeout_s",
-        "max_retries",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "price_prompt_per_mtok",
-        "price_completion_per_mtok",
-    }
-    version = fingerprint(cand.model_dump(exclude=pacing), sorted(ids), sample_version, redact_version)
-    pins = {"sample": sample_version, REDACTED: redact_version}
+    path = lake.version_path(SHARDS, part["candidate"], part["plan"], name=f"shard-{part['shard']}-of-{n}")
+    lake.write_rows(path, [replay_to_row(r) for r in records])
+    return part | {"path": str(path), "seconds": round(seconds, 3), "replayed": len(records)}
+
+
+SHARDS = "replay_shards"  # lake/replay_shards/candidate=<key>/version=<plan>/shard-<i>-of-<n>.parquet
+
+
+def merge_replay(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shards of one plan_replay (run by replay_shard) merged into the candidate's replay version:
+    every sampled conversation exactly once, in id order. The version is the plan's, with the failed
+    conversations when any failed (so a run that completes them writes a new version)."""
+    if not parts:
+        raise ValueError("no shards to merge")
+    first = parts[0]
+    n, plan, candidate = first["shards"], first["plan"], first["candidate"]
+    if sorted(p["shard"] for p in parts) != list(range(n)) or {p["plan"] for p in parts} != {plan}:
+        raise ValueError(f"shards of {candidate!r} do not make one replay: {[p['shard'] for p in parts]} of {n}")
+    rows = (r for p in parts for r in lake.read_rows(Path(p["path"])))
+    records = sorted((_replay_record(r) for r in rows), key=lambda r: r.conversation_id)
+    got = [r.conversation_id for r in records]
+    if len(set(got)) != len(got) or not set(got) <= {i for p in parts for i in p["ids"]}:
+        raise ValueError(f"the shards of {candidate!r} hold other conversations than its sample, or some twice")
+    failed = [(r.conversation_id, r.error) for r in records if r.status != "ok"]
+    version = fingerprint(plan, failed) if failed else plan
+    pins = {"sample": first["sample_version"], REDACTED: first["redact_version"]}
     path = lake.write_rows_version("replay", candidate, version, [replay_to_row(r) for r in records], inputs=pins)
-    return replay_summary(records, opts) | {
-        "sample_version": sample_version,
-        "redact_version": redact_version,
+    return replay_summary(records, replay_options(reg.get(candidate))) | {
+        "sample_version": first["sample_version"],
+        "redact_version": first["redact_version"],
         "path": str(path),
         "data_version": version,
+        "shards": n,
+        "shard_seconds": [p["seconds"] for p in sorted(parts, key=lambda p: p["shard"])],
     }
 
 
@@ -427,17 +496,19 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
 def load_replay(candidate: str, where: dict[str, Any] | None = None, version: str | None = None) -> list[ReplayRecord]:
     """A candidate's replay records at a version (default: the last) from the lake (the inverse of
     replay_to_row); where: column -> value."""
-    return [
-        ReplayRecord.model_validate(
-            r
-            | {
-                "turn": json.loads(r["turn"]),
-                "tool_results": json.loads(r["tool_results"]),
-                "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]},
-            }
-        )
-        for r in lake.read_rows(lake.current("replay", candidate, version), where=where)
-    ]
+    return [_replay_record(r) for r in lake.read_rows(lake.current("replay", candidate, version), where=where)]
+
+
+def _replay_record(r: dict[str, Any]) -> ReplayRecord:
+    """A replay row from the lake as a record (the inverse of replay_to_row)."""
+    return ReplayRecord.model_validate(
+        r
+        | {
+            "turn": json.loads(r["turn"]),
+            "tool_results": json.loads(r["tool_results"]),
+            "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]},
+        }
+    )
 
 
 def load_turns(candidate: str, version: str | None = None) -> dict[str, list[Message]]:

@@ -98,7 +98,8 @@ def test_the_default_lake_is_under_the_data_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOYSIM_HOME", str(tmp_path))
     monkeypatch.delenv("DEPLOYSIM_LAKE", raising=False)
     assert lake.root() == tmp_path.resolve() / "lake" and isinstance(lake.root(), Path)
-    assert lake.version_path("grade", "c", "v1") == tmp_path.resolve() / "lake/grade/candidate=c/version=v1/grade.parquet"
+    want = tmp_path.resolve() / "lake/grade/candidate=c/version=v1/grade.parquet"
+    assert lake.version_path("grade", "c", "v1") == want
     monkeypatch.setenv("DEPLOYSIM_LAKE", str(tmp_path / "elsewhere"))
     assert lake.root() == (tmp_path / "elsewhere").resolve()
 
@@ -143,7 +144,8 @@ def test_write_version_on_s3_is_written_once_and_marked_complete_last(s3, s3_lak
 
 
 def test_read_rows_on_s3_filters_globs_and_says_what_is_missing(s3, s3_lake):
-    rows = [{"candidate": c, "status": s, "n": i} for i, (c, s) in enumerate([("a", "ok"), ("a", "error"), ("b", "ok")])]
+    pairs = [("a", "ok"), ("a", "error"), ("b", "ok")]
+    rows = [{"candidate": c, "status": s, "n": i} for i, (c, s) in enumerate(pairs)]
     lake.write_rows_version("replay", "a", "v1", rows[:2])
     lake.write_rows_version("replay", "b", "v1", rows[2:])
     assert lake.read_rows(lake.current("replay", "a"), where={"status": "ok"}) == [rows[0]]
@@ -245,13 +247,14 @@ def test_the_chain_on_s3_decides_as_on_local_disk(chains):
     for asset in ("redacted", "sample"):
         assert remote["versions"][asset] == local["versions"][asset]
 
-    def same(rows, *also):
-        return [{k: v for k, v in r.items() if k not in ("run_id", "decided_at", *also)} for r in rows]
+    def same(rows):  # without the run and the versions
+        drop = ("run_id", "decided_at", "version")
+        return [{k: v for k, v in r.items() if k not in drop and not k.endswith("_version")} for r in rows]
 
-    versions = [k for k in remote["estimates"][0] if k == "version" or k.endswith("_version")]
-    assert {"version", "sample_version", "replay_version"} <= set(versions)
-    assert same(remote["estimates"], *versions) == same(local["estimates"], *versions) and remote["estimates"]
-    assert same(remote["gate"], *versions) == same(local["gate"], *versions) and remote["gate"]
+    assert {"version", "sample_version", "replay_version"} <= set(remote["estimates"][0])
+    assert same(remote["estimates"]) == same(local["estimates"]) and remote["estimates"]
+    assert same(remote["gate"]) == same(local["gate"]) and remote["gate"]
+    assert len(same(remote["gate"])[0]) > 10  # what is compared: rates, intervals, status, reason...
     # dbt built the gate and the decision from the estimate it read on S3 (there is no local lake)
     [decision] = remote["decisions"]
     assert decision["verdict"] == local["decisions"][0]["verdict"] == "blocked"
@@ -264,3 +267,23 @@ def test_no_credential_is_written_anywhere_by_the_s3_run(chains):
     for p in home.rglob("*"):
         if p.is_file():
             assert SECRET.encode() not in p.read_bytes(), p
+
+
+def test_gc_removes_unreferenced_versions_from_the_bucket(s3, chains, monkeypatch):
+    from deploysim import history
+
+    monkeypatch.setenv("DEPLOYSIM_HOME", str(chains["home"]))
+    monkeypatch.setenv("DEPLOYSIM_LAKE", f"s3://{BUCKET}/chain/lake")
+    kept = chains["s3"]["versions"]["grade"]
+    lake.write_rows_version("grade", "regressing", "unreferenced", [{"behaviour": "x"}])
+    lake.set_latest("grade", "regressing", kept)  # not the latest, referenced by no decision
+    before = set(keys(s3, "chain/lake/"))
+    dry = history.collect(keep=1, dry_run=True)
+    assert [str(p) for p in dry.removed] == [
+        f"s3://{BUCKET}/chain/lake/grade/candidate=regressing/version=unreferenced"
+    ]
+    assert dry.bytes > 0 and set(keys(s3, "chain/lake/")) == before
+    history.collect(keep=1)
+    gone = {k for k in before if "/version=unreferenced/" in k}
+    assert len(gone) == 2 and set(keys(s3, "chain/lake/")) == before - gone
+    assert lake.read_rows(lake.current("grade", "regressing"))  # the kept version is still there

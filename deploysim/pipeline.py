@@ -13,7 +13,7 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from deploysim import candidates as reg
 from deploysim import lake
@@ -32,6 +32,9 @@ from deploysim.schemas import (
 )
 from deploysim.settings import Settings
 from deploysim.settings import load as load_settings
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 Progress = Callable[[int, int], None]
 
@@ -428,7 +431,7 @@ def merge_replay(parts: list[dict[str, Any]]) -> dict[str, Any]:
     n, plan, candidate = first["shards"], first["plan"], first["candidate"]
     if sorted(p["shard"] for p in parts) != list(range(n)) or {p["plan"] for p in parts} != {plan}:
         raise ValueError(f"shards of {candidate!r} do not make one replay: {[p['shard'] for p in parts]} of {n}")
-    rows = (r for p in parts for r in lake.read_rows(Path(p["path"])))
+    rows = (r for p in parts for r in lake.read_rows(lake.location(p["path"])))
     records = sorted((_replay_record(r) for r in rows), key=lambda r: r.conversation_id)
     got = [r.conversation_id for r in records]
     if len(set(got)) != len(got) or not set(got) <= {i for p in parts for i in p["ids"]}:
@@ -612,7 +615,7 @@ def grade_counts(rows: list[Grade], tax, judged: bool) -> list[dict[str, Any]]:
 IMPORTED_LABELS = "imported"  # where `deploysim labels FILE` puts labels: lake/labels/imported.parquet
 
 
-def labels_path(candidate: str | None = None, version: str | None = None) -> Path:
+def labels_path(candidate: str | None = None, version: str | None = None) -> UPath:
     """A candidate's human labels (the labels step's output, at a version, default the last), or,
     without a candidate, the imported ones."""
     return lake.current("labels", candidate, version) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
@@ -654,7 +657,7 @@ def run_labels(
     elif source:
         rows = [lab.model_dump() for lab in calibration.load_labels(source)]
         origin = source
-    elif labels_path().exists():
+    elif lake.exists(labels_path()):
         rows, origin = lake.read_rows(labels_path()), "imported with `deploysim labels`"
     else:
         rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
@@ -705,7 +708,8 @@ def run_estimate(
     grade_rows = lake.read_rows(lake.current("grade", candidate, grade_version))
     labels_version = labels_version or lake.latest_version("labels", candidate)
     lpath = labels_path(candidate, labels_version)
-    labels = lake.read_rows(lpath) if lpath.exists() else None
+    has_labels = lake.exists(lpath)
+    labels = lake.read_rows(lpath) if has_labels else None
     tax = taxonomy.load((settings or load_settings()).taxonomy)
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders(), look=look)
     max_rate = {t["behaviour"]: t["max_rate"] for t in tax.thresholds()}
@@ -719,14 +723,14 @@ def run_estimate(
         grade_version or lake.current("grade", candidate),
         sample_version,
         tax.model_dump(),
-        labels_version if lpath.exists() else None,
+        labels_version if has_labels else None,
         *([look] if look else []),
     )
     inputs = {
         **pins,
         "sample": sample_version,
         "grade": grade_version,
-        "labels": labels_version if lpath.exists() else None,
+        "labels": labels_version if has_labels else None,
     }
     lineage = {"version": version} | {f"{k}_version": inputs.get(k) for k in LINEAGE}
     path = lake.write_rows_version(
@@ -810,23 +814,23 @@ def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, 
     }
 
 
-def gate_dir(candidate: str) -> Path:
+def gate_dir(candidate: str) -> UPath:
     """The folder of a candidate's gate exports (one run=<run id>/ folder per dbt run)."""
-    return lake.home() / "lake" / "gate" / f"candidate={candidate}"
+    return lake.asset_dir("gate", candidate)
 
 
-def gate_path(candidate: str, run_id: str | None = None) -> Path:
+def gate_path(candidate: str, run_id: str | None = None) -> UPath:
     """dbt's export of the gate rows of one run (release_gate_export), or without a run id the newest export."""
     if run_id:
         return gate_dir(candidate) / f"run={run_id}" / "release_gate.parquet"
-    found = sorted(gate_dir(candidate).glob("run=*/release_gate.parquet"), key=lambda p: p.stat().st_mtime)
+    found = sorted(lake.glob(gate_dir(candidate), "run=*/release_gate.parquet"), key=lake.mtime)
     return found[-1] if found else gate_dir(candidate) / "release_gate.parquet"
 
 
 def read_gate(candidate: str, run_id: str | None = None) -> list[dict[str, Any]]:
     """The gate rows of a run (see gate_path), by behaviour; [] when there are none."""
     path = gate_path(candidate, run_id)
-    rows = lake.read_rows(path) if path.exists() else []
+    rows = lake.read_rows(path) if lake.exists(path) else []
     return sorted((r for r in rows if r.get("behaviour") is not None), key=lambda r: r["behaviour"])
 
 
@@ -905,10 +909,10 @@ def run_report(
 
     calib, ppi = [], []
     lpath = labels_path(candidate, ins.get("labels"))
-    if lpath.exists():
+    if lake.exists(lpath):
         calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(lpath), candidate)]
     epath = lake.current("estimate", candidate, estimate_version)
-    if epath.exists():
+    if lake.exists(epath):
         ppi = [e for e in lake.read_rows(epath) if e.get("ppi_rate") is not None]
     data = ReportData(
         candidate=candidate,
@@ -985,12 +989,15 @@ def write_comparison(names: Sequence[str] = ()) -> Path:
 def discovered(candidate: str, version: str | None = None) -> list[dict[str, Any]]:
     """The discover step's clusters at a version (default: the last), by cluster; [] when none."""
     path = lake.current("discover", candidate, version)
-    rows = lake.read_rows(path) if path.exists() else []
+    rows = lake.read_rows(path) if lake.exists(path) else []
     return sorted(rows, key=lambda r: r["cluster"])
 
 
 def residual_pii(
-    paths: list[Path], extra_texts: Sequence[str] = (), metadata: dict[str, Any] | None = None, max_places: int = 20
+    paths: Sequence[Path | UPath],
+    extra_texts: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    max_places: int = 20,
 ) -> dict[str, Any]:
     """Scan every string cell of Parquet files, other files, extra texts and metadata for personal
     data left in clear (deterministic detectors only).
@@ -1040,43 +1047,42 @@ def residual_pii(
     return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where), "places": places}
 
 
-def parquet_cells(path: Path, batch_size: int = 1000):
+def parquet_cells(path: Path | UPath, batch_size: int = 1000):
     """(conversation_id or None, column, text) for every non-empty string cell of a Parquet file,
     batch by batch (bounded memory)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    f = pq.ParquetFile(path)
-    cols = [fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)]
-    if not cols:
-        return
-    for batch in f.iter_batches(batch_size=batch_size, columns=cols):
-        data = batch.to_pydict()
-        ids = data.get("conversation_id") or [None] * batch.num_rows
-        for i in range(batch.num_rows):
-            for c in cols:
-                v = data[c][i]
-                if v:
-                    yield ids[i], c, v
+    with lake.parquet_file(path) as f:
+        cols = [
+            fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)
+        ]
+        if not cols:
+            return
+        for batch in f.iter_batches(batch_size=batch_size, columns=cols):
+            data = batch.to_pydict()
+            ids = data.get("conversation_id") or [None] * batch.num_rows
+            for i in range(batch.num_rows):
+                for c in cols:
+                    v = data[c][i]
+                    if v:
+                        yield ids[i], c, v
 
 
-def quarantine_file(path: Path) -> Path:
-    """Move a lake file that holds personal data into the restricted zone:
-    <home>/raw/quarantine/<name>-<UTC time>.parquet. Returns where it went."""
+def quarantine_file(path: Path | UPath) -> Path:
+    """Move a lake file that holds personal data into the restricted zone (local, also when the lake is
+    on object storage): <home>/raw/quarantine/<name>-<UTC time>.parquet. Returns where it went."""
     from datetime import datetime, timezone
 
     dest = lake.raw_dir() / "quarantine" / f"{path.stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(path, dest)
-    return dest
+    return lake.move_out(path, dest)
 
 
-def check_redacted(metadata: dict[str, Any] | None = None, path: Path | None = None) -> dict[str, Any]:
+def check_redacted(metadata: dict[str, Any] | None = None, path: Path | UPath | None = None) -> dict[str, Any]:
     """The residual-PII check of the redact output (residual_pii); when it fails, the file is moved
     to the restricted zone (quarantine_file) so that nothing downstream reads it, and
     ``quarantined`` says where."""
     path = path or lake.current(REDACTED)
     found = residual_pii([path], metadata=metadata)
-    if found["hits"] and path.exists():
+    if found["hits"] and lake.exists(path):
         found["quarantined"] = str(quarantine_file(path))
     return found

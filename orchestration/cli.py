@@ -526,7 +526,7 @@ def cmd_gc(a: argparse.Namespace) -> int:
         out = history.collect(a.keep, dry_run=a.dry_run)
     verb = "would remove" if a.dry_run else "removed"
     for p in out.removed:
-        _say(f"{verb} {p.relative_to(lake.home())}")
+        _say(f"{verb} {p.relative_to(lake.home()) if lake.is_local(p) and p.is_relative_to(lake.home()) else p}")
     _say(
         f"{verb} {len(out.removed)} folder(s), {out.bytes:,} bytes; kept the {a.keep} newest decision(s) of "
         f"{len(out.kept_runs)} candidate(s) and the latest version of every asset"

@@ -389,8 +389,8 @@ def replay_shard(
 ) -> dict[str, Any]:
     """Replay one part of a plan_replay: its conversations, with the candidate's concurrency and rate
     limits divided among the shards (together they keep the candidate's limits). The records, their
-    outputs redacted, are written beside the replay's versions (overwritten when the shard runs again);
-    returns the part with the file's `path` and the shard's `seconds`."""
+    outputs redacted, are written beside the replay's versions (overwritten when the shard runs again,
+    removed by merge_replay); returns the part with the file's `path` and the shard's `seconds`."""
     import time
 
     from deploysim.replay.cache import default_cache_path
@@ -440,6 +440,9 @@ def merge_replay(parts: list[dict[str, Any]]) -> dict[str, Any]:
     version = fingerprint(plan, failed) if failed else plan
     pins = {"sample": first["sample_version"], REDACTED: first["redact_version"]}
     path = lake.write_rows_version("replay", candidate, version, [replay_to_row(r) for r in records], inputs=pins)
+    shard_dir = lake.location(first["path"]).parent
+    if lake.exists(shard_dir):
+        lake.remove(shard_dir)  # merged: the shards' copy of the rows is not kept
     return replay_summary(records, replay_options(reg.get(candidate))) | {
         "sample_version": first["sample_version"],
         "redact_version": first["redact_version"],

@@ -45,6 +45,7 @@ def _run_home(tmp_path_factory, name: str, *flags: str) -> dict:
             "workers": workers,
             "checks": checks,
             "meta": {k: getattr(v, "value", v) for k, v in meta.asset_materialization.metadata.items()},
+            "shard_files": sorted(str(p) for p in (home / "lake" / "replay_shards").rglob("*.parquet")),
         }
 
 
@@ -69,6 +70,7 @@ def test_the_shards_ran_as_parallel_steps_and_the_checks_cover_their_union(both)
     assert not one["workers"]  # the unsharded run stays in-process
     assert three["meta"]["shards"] == 3 and three["meta"]["replayed"] == 60
     assert three["checks"]["replay_completeness"] and three["checks"]["replay_has_no_residual_pii"]
+    assert three["shard_files"] == one["shard_files"] == []  # merged, then removed
 
 
 def test_the_plan_deals_every_sampled_conversation_to_one_shard(tmp_path, monkeypatch):

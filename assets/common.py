@@ -27,15 +27,14 @@ def result(meta: dict, settings=None, upstream: dict | None = None, **extra) -> 
     )
 
 
-def progress_logger(context, every: float = 0.1):
-    """A progress callback that logs about every 10% of the work."""
+def progress_logger(context, every: float = 0.1, label: str | None = None):
+    """A progress callback that logs about every 10% of the work (as the step's asset, or `label`)."""
     state = {"next": every}
+    name = label or context.asset_key.to_user_string()
 
     def log(done: int, total: int) -> None:
         if total and (done / total >= state["next"] or done == total):
-            line = (
-                f"{context.asset_key.to_user_string()} [{context.partition_key}]: {done}/{total} ({done / total:.0%})"
-            )
+            line = f"{name} [{context.partition_key}]: {done}/{total} ({done / total:.0%})"
             context.log.info(line)
             print(f"  {line}", flush=True)  # the CLI's progress (and the run's stdout in the UI)
             state["next"] = done / total + every

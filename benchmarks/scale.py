@@ -11,11 +11,14 @@ flight. The bound is n x latency / concurrency; agent conversations can take mor
 (tool calls), so a floor is reported too: max(requests x latency / concurrency, the longest chain of
 requests of one conversation x latency), which no replay can beat.
 
-Shards: only 1 exists today; other counts are reported as not implemented (issue 13, item 3).
+Shards: with k > 1 the sample is dealt into k parts as plan_replay deals it (sorted ids, round-robin)
+and each part is replayed in its own process at the same time, with 1/k of the concurrency (as
+replay_shard divides it): what the multiprocess executor does with the shard steps, less Dagster's
+own start-up of a step. Wall time runs from the first process's start to the last one's end.
 
 Usage:
   .venv/bin/python benchmarks/scale.py [--traffic-sizes 10000,100000] [--replay-sizes 2000,20000]
-      [--shards 1] [--latency-ms 2000] [--concurrency 1024] [--out benchmarks/results/scale.json]
+      [--shards 1,2] [--latency-ms 2000] [--concurrency 1024] [--out benchmarks/results/scale.json]
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from replay_throughput import start_endpoint  # the endpoint in its own process,
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("ingest", "redact", "sample")
-NOT_SHARDED = "not implemented (issue 13 item 3)"
 
 
 def peak_rss_mb() -> float:
@@ -171,7 +173,56 @@ def measure_traffic(ns: list[int], sample_size: int, seed: int) -> list[dict]:
     return rows
 
 
-def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int) -> list[dict]:
+def split_shards(path: Path, k: int) -> list[Path]:
+    """The conversations of path dealt into k files as plan_replay deals a sample (sorted ids, round-robin)."""
+    lines = sorted(path.read_text(encoding="utf-8").splitlines(), key=lambda ln: json.loads(ln)["conversation_id"])
+    out = []
+    for i in range(k):
+        p = path.with_name(f"shard-{i}-of-{k}.jsonl")
+        p.write_text("".join(ln + "\n" for ln in lines[i::k]), encoding="utf-8")
+        out.append(p)
+    return out
+
+
+def run_shards(paths: list[Path], url: str, concurrency: int) -> dict:
+    """Each shard in its own process at the same time (as the multiprocess executor runs the shard steps),
+    each with its share of the concurrency (as replay_shard divides it); wall time until the last ends."""
+    share = -(-concurrency // len(paths))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "replay", "--conversations", str(p)]
+            + ["--base-url", url, "--concurrency", str(share)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for p in paths
+    ]
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"shard worker failed:\n{stderr[-3000:]}")
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    wall = time.perf_counter() - start
+    return {
+        "n": sum(o["n"] for o in outs),
+        "ok": sum(o["ok"] for o in outs),
+        "requests": sum(o["requests"] for o in outs),
+        "max_requests_per_conversation": max(o["max_requests_per_conversation"] for o in outs),
+        "wall_s": wall,  # process start-up included, as for a step
+        "shard_wall_s": [o["wall_s"] for o in outs],
+        "cpu_s": sum(o["cpu_s"] for o in outs),
+        "rss_loaded_mb": max(o["rss_loaded_mb"] for o in outs),
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in outs),  # per process
+    }
+
+
+def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int, shards: list[int]) -> list[dict]:
     rows = []
     proc, url = start_endpoint(latency_ms)
     try:
@@ -179,19 +230,24 @@ def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int
             with tempfile.TemporaryDirectory(prefix="deploysim-scale-") as d:
                 path = Path(d) / "sample.jsonl"
                 prepare_replay(n, seed, path)
-                args = ["--conversations", str(path), "--base-url", url, "--concurrency", str(concurrency)]
-                cpu = endpoint_cpu_s(proc.pid)
-                r = run_worker(["--worker", "replay", *args])
-                r["endpoint_cpu_s"] = endpoint_cpu_s(proc.pid) - cpu  # the server's CPU for this size
-            lat = latency_ms / 1000
-            r["bound_s"] = n * lat / concurrency
-            # no replay can beat its requests over the slots, nor its longest chain of requests
-            r["floor_s"] = max(r["requests"] * lat / concurrency, r["max_requests_per_conversation"] * lat)
-            r["of_bound"] = r["bound_s"] / r["wall_s"]
-            r["of_floor"] = r["floor_s"] / r["wall_s"]
-            r["requests_per_s"] = r["requests"] / r["wall_s"]
-            rows.append(r)
-            print(json.dumps(r), file=sys.stderr, flush=True)
+                for k in shards:
+                    cpu = endpoint_cpu_s(proc.pid)
+                    if k == 1:
+                        args = ["--conversations", str(path), "--base-url", url, "--concurrency", str(concurrency)]
+                        r = run_worker(["--worker", "replay", *args])
+                    else:
+                        r = run_shards(split_shards(path, k), url, concurrency)
+                    r["shards"] = k
+                    r["endpoint_cpu_s"] = endpoint_cpu_s(proc.pid) - cpu  # the server's CPU for this size
+                    lat = latency_ms / 1000
+                    r["bound_s"] = n * lat / concurrency
+                    # no replay can beat its requests over the slots, nor its longest chain of requests
+                    r["floor_s"] = max(r["requests"] * lat / concurrency, r["max_requests_per_conversation"] * lat)
+                    r["of_bound"] = r["bound_s"] / r["wall_s"]
+                    r["of_floor"] = r["floor_s"] / r["wall_s"]
+                    r["requests_per_s"] = r["requests"] / r["wall_s"]
+                    rows.append(r)
+                    print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
         endpoint_mb = endpoint_peak_mb(proc.pid)
         proc.kill()
@@ -200,10 +256,7 @@ def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int
     return rows
 
 
-def report(traffic: list[dict], replay: list[dict], shards: list[int], a: argparse.Namespace) -> None:
-    for k in shards:
-        if k != 1:
-            print(f"shards={k}: {NOT_SHARDED}\n")
+def report(traffic: list[dict], replay: list[dict], a: argparse.Namespace) -> None:
     if traffic:
         print(f"## Traffic (1 shard, NER on, sample of {a.sample_size})\n")
         print(
@@ -236,21 +289,25 @@ def report(traffic: list[dict], replay: list[dict], shards: list[int], a: argpar
             f"## Replay ({a.concurrency} in flight, endpoint latency {a.latency_ms:.0f} ms, endpoint in its own process)\n"
         )
         print(
-            "| conversations | ok | requests | wall s | bound s (n x lat / conc) | of bound | "
-            "floor s | of floor | requests/s | client CPU s | endpoint CPU s | peak RSS MB |"
+            "| conversations | shards | ok | requests | wall s | bound s (n x lat / conc) | of bound | "
+            "floor s | of floor | requests/s | client CPU s | endpoint CPU s | peak RSS MB per process |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in replay:
             print(
-                f"| {r['n']:,} | {r['ok']:,} | {r['requests']:,} | {r['wall_s']:.1f} | {r['bound_s']:.1f} | "
+                f"| {r['n']:,} | {r['shards']} | {r['ok']:,} | {r['requests']:,} | {r['wall_s']:.1f} | {r['bound_s']:.1f} | "
                 f"{r['of_bound']:.2f} | {r['floor_s']:.1f} | {r['of_floor']:.2f} | "
                 f"{r['requests_per_s']:.0f} | {r['cpu_s']:.1f} | {r['endpoint_cpu_s']:.1f} | {r['peak_rss_mb']:.0f} |"
             )
         print()
         for prev, r in zip(replay, replay[1:]):
+            if r["shards"] != prev["shards"] or r["n"] == prev["n"]:
+                prev = next((q for q in replay if q["n"] < r["n"] and q["shards"] == r["shards"]), None)
+                if prev is None:
+                    continue
             ratio = r["n"] / prev["n"]
             print(
-                f"- {r['n']:,} vs {prev['n']:,} (x{ratio:.0f} size): time {growth(prev['wall_s'], r['wall_s'], ratio)}, "
+                f"- {r['shards']} shard(s), {r['n']:,} vs {prev['n']:,} (x{ratio:.0f} size): time {growth(prev['wall_s'], r['wall_s'], ratio)}, "
                 f"peak RSS {growth(prev['peak_rss_mb'], r['peak_rss_mb'], ratio)}"
             )
         mb = replay[-1]["endpoint_peak_rss_mb"]
@@ -266,7 +323,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--traffic-sizes", default="10000,100000", help="comma-separated (1000000 accepted)")
     ap.add_argument("--replay-sizes", default="2000,20000")
-    ap.add_argument("--shards", default="1", help="comma-separated; only 1 is implemented (issue 13 item 3)")
+    ap.add_argument("--shards", default="1,2", help="comma-separated shard counts of the replay")
     ap.add_argument("--sample-size", type=int, default=1000, help="the sample step's size (the settings' default)")
     ap.add_argument("--latency-ms", type=float, default=2000.0)
     ap.add_argument("--concurrency", type=int, default=1024)
@@ -286,14 +343,13 @@ def main() -> None:
         return
 
     shards = sizes(a.shards)
-    # sharding is not implemented: with shard count 1 absent nothing is measured
-    traffic = measure_traffic(sizes(a.traffic_sizes), a.sample_size, a.seed) if 1 in shards else []
-    replay = measure_replay(sizes(a.replay_sizes), a.latency_ms, a.concurrency, a.seed) if 1 in shards else []
-    report(traffic, replay, shards, a)
+    traffic = measure_traffic(sizes(a.traffic_sizes), a.sample_size, a.seed)
+    replay = measure_replay(sizes(a.replay_sizes), a.latency_ms, a.concurrency, a.seed, shards)
+    report(traffic, replay, a)
     result = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {k: getattr(a, k) for k in ("sample_size", "latency_ms", "concurrency", "seed")},
-        "shards": {str(k): "measured" if k == 1 else NOT_SHARDED for k in shards},
+        "shards": shards,
         "traffic": traffic,
         "replay": replay,
     }

@@ -298,7 +298,7 @@ def _schema():
 def load_clusters(candidate: str, version: str | None = None) -> list[dict[str, Any]]:
     """The clusters of a candidate's discover step (default: its last), list columns decoded; [] when none."""
     path = lake.current(ASSET, candidate, version)
-    if not path.exists():
+    if not lake.exists(path):
         return []
     rows = lake.read_rows(path)
     for r in rows:

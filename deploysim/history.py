@@ -9,10 +9,11 @@ references can be followed through the lake without Dagster.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from upath import UPath
 
 from deploysim import lake
 
@@ -88,13 +89,9 @@ def decisions(candidate: str | None = None) -> list[dict[str, Any]]:
 
 @dataclass
 class Collected:
-    removed: list[Path] = field(default_factory=list)
+    removed: list[Path | UPath] = field(default_factory=list)
     bytes: int = 0
     kept_runs: dict[str, list[str]] = field(default_factory=dict)
-
-
-def _size(p: Path) -> int:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
 def referenced(estimates: list[tuple[str, str]]) -> set[tuple[str, str | None, str]]:
@@ -136,7 +133,7 @@ def collect(keep: int, dry_run: bool = False) -> Collected:
     report of their candidate). With dry_run, only say what would go."""
     if keep < 1:
         raise ValueError("--keep must be at least 1 (the newest decision of each candidate is always kept)")
-    from deploysim.pipeline import gate_dir, reports_dir
+    from deploysim.pipeline import gate_dir, gate_path, reports_dir
 
     out = Collected()
     by_cand: dict[str, list[dict[str, Any]]] = {}
@@ -145,39 +142,35 @@ def collect(keep: int, dry_run: bool = False) -> Collected:
     kept = {c: ds[:keep] for c, ds in by_cand.items()}
     out.kept_runs = {c: [d["run_id"] for d in ds] for c, ds in kept.items()}
     refs = referenced([(c, d["estimate_version"]) for c, ds in kept.items() for d in ds])
-    victims: list[Path] = []
-    root = lake.home() / "lake"
-    for vdir in sorted(root.glob("*/version=*")) + sorted(root.glob("*/candidate=*/version=*")):
-        rel = vdir.relative_to(root).parts
+    victims: list[Path | UPath] = []
+    root = lake.root()
+    for vdir in lake.glob(root, "*/version=*") + lake.glob(root, "*/candidate=*/version=*"):
+        rel = lake.parts(vdir)
         asset, version = rel[0], vdir.name.removeprefix("version=")
         cand = rel[1].removeprefix("candidate=") if len(rel) == 3 else None
         if (asset, cand, version) in refs or lake.latest_version(asset, cand) == version:
             continue
         victims.append(vdir)
-    for vdir in sorted(root.glob("*/day=*/version=*")):  # a day's older versions (its latest is kept)
-        asset, day, version = vdir.relative_to(root).parts
+    for vdir in lake.glob(root, "*/day=*/version=*"):  # a day's older versions (its latest is kept)
+        asset, day, version = lake.parts(vdir)
         if (asset, day, version.removeprefix("version=")) in refs:
             continue
         if lake.latest_day_version(asset, day.removeprefix("day=")) != version.removeprefix("version="):
             victims.append(vdir)
     for cand, _ds in by_cand.items():
         runs = set(out.kept_runs[cand])
-        for rdir in sorted(gate_dir(cand).glob("run=*")):
-            if rdir.name.removeprefix("run=") not in runs and rdir != _newest(gate_dir(cand).glob("run=*")):
-                victims.append(rdir)
+        newest = gate_path(cand).parent  # the folder of the newest export
+        for gdir in lake.glob(gate_dir(cand), "run=*"):
+            if gdir.name.removeprefix("run=") not in runs and str(gdir) != str(newest):
+                victims.append(gdir)
         rep = reports_dir(cand)
         latest = (rep / lake.LATEST).read_text().strip() if (rep / lake.LATEST).exists() else None
         for rdir in sorted(p for p in rep.glob("*") if p.is_dir()):
             if rdir.name not in runs and rdir.name != latest:
                 victims.append(rdir)
     for v in victims:
-        out.bytes += _size(v)
+        out.bytes += lake.size(v)
         out.removed.append(v)
         if not dry_run:
-            shutil.rmtree(v)
+            lake.remove(v)
     return out
-
-
-def _newest(paths) -> Path | None:
-    paths = list(paths)
-    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None

@@ -13,7 +13,7 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from deploysim import candidates as reg
 from deploysim import lake
@@ -33,6 +33,9 @@ from deploysim.schemas import (
 )
 from deploysim.settings import Settings
 from deploysim.settings import load as load_settings
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 Progress = Callable[[int, int], None]
 
@@ -337,8 +340,11 @@ def run_redact(
             written["n"] = out.n
 
         path = lake.write_day_version(REDACTED, day, version, write, inputs={"ingest": ingest_version})
-        n = written["n"] if written["n"] is not None else pq.ParquetFile(path).metadata.num_rows
-        per_day[day] = {"conversations": n, "version": version, "reused": written["n"] is None, "path": str(path)}
+        reused = written["n"] is None
+        if reused:
+            with lake.parquet_file(path) as f:
+                written["n"] = f.metadata.num_rows
+        per_day[day] = {"conversations": written["n"], "version": version, "reused": reused, "path": str(path)}
         if purge_raw:
             shutil.rmtree(_raw_day(day), ignore_errors=True)
     dropped = counts.pop("conversations_dropped", 0)
@@ -374,7 +380,7 @@ def redacted_days(window: int, end: str | None = None) -> dict[str, str]:
     }
 
 
-def redacted_files(version: str | None = None) -> list[tuple[str | None, Path]]:
+def redacted_files(version: str | None = None) -> list[tuple[str | None, UPath]]:
     """(day, file) of the redacted traffic at a version: a frame's days (the sample's window), or, for
     versions from before the traffic had days, the one file (day None). Default: the last frame."""
     version = version or lake.latest_version(FRAME)
@@ -557,17 +563,32 @@ def run_replay(
     sample_version: str | None = None,
     redact_version: str | None = None,
     baseline_replay_version: str | None = None,
+    shards: int = 1,
 ) -> dict[str, Any]:
     """Replay the sample (at sample_version, its conversations at redact_version; default: the versions
-    last written) against a candidate. The replay pins them: its inputs.json and the returned
-    `sample_version`/`redact_version` are what the candidate's later steps read. A candidate whose
-    baseline is another candidate must be paired with that baseline's replay on the same sample
-    (baseline_replay_version, default its last replay). The summary (see
-    deploysim.replay.accounting.summarize) says how many answers came from the cache (`cached_answers`
-    of `answers`) and groups errors in `failure_classes`."""
-    from deploysim.replay.cache import default_cache_path
-    from deploysim.replay.engine import replay
+    last written) against a candidate, in this process: plan_replay, each shard in turn, merge_replay.
+    The replay pins them: its inputs.json and the returned `sample_version`/`redact_version` are what
+    the candidate's later steps read. A candidate whose baseline is another candidate must be paired
+    with that baseline's replay on the same sample (baseline_replay_version, default its last replay).
+    The summary (see deploysim.replay.accounting.summarize) says how many answers came from the cache
+    (`cached_answers` of `answers`) and groups errors in `failure_classes`."""
+    plan = plan_replay(candidate, shards, sample_version, redact_version, baseline_replay_version)
+    done = [replay_shard(part, progress=progress, deadline_s=deadline_s) for part in plan]
+    return merge_replay(done)
 
+
+def plan_replay(
+    candidate: str,
+    shards: int = 1,
+    sample_version: str | None = None,
+    redact_version: str | None = None,
+    baseline_replay_version: str | None = None,
+) -> list[dict[str, Any]]:
+    """The replay of a candidate split into at most `shards` parts (the sampled ids dealt round-robin),
+    each a dict that replay_shard takes: the candidate, the pinned versions, the shard's ids. Each part
+    may run in its own process or on its own machine; they share the replay cache."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
     cand = reg.get(candidate)
     sample_version = sample_version or lake.latest_version("sample")
     redact_version = (
@@ -576,33 +597,90 @@ def run_replay(
         or lake.latest_version(REDACTED)
     )
     check_paired(candidate, sample_version, baseline_replay_version)
+    ids = sorted(sampled_ids(sample_version))
+    n = max(1, min(shards, len(ids)))
+    plan = fingerprint(cand.model_dump(exclude=PACING), ids, sample_version, redact_version)
+    common = {"candidate": candidate, "sample_version": sample_version, "redact_version": redact_version}
+    return [common | {"plan": plan, "shard": i, "shards": n, "ids": ids[i::n]} for i in range(n)]
+
+
+PACING = {
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "price_prompt_per_mtok",
+    "price_completion_per_mtok",
+}
+
+
+def replay_shard(
+    part: dict[str, Any], progress: Progress | None = None, deadline_s: float | None = None
+) -> dict[str, Any]:
+    """Replay one part of a plan_replay: its conversations, with the candidate's concurrency and rate
+    limits divided among the shards (together they keep the candidate's limits). The records, their
+    outputs redacted, are written beside the replay's versions (overwritten when the shard runs again,
+    removed by merge_replay); returns the part with the file's `path` and the shard's `seconds`."""
+    import time
+
+    from deploysim.replay.cache import default_cache_path
+    from deploysim.replay.engine import replay
+
+    n = part["shards"]
+    cand = reg.get(part["candidate"])
+    cand = cand.model_copy(update={"concurrency": max(1, -(-cand.concurrency // n))})
     opts = replay_options(cand)
+    if n > 1:
+        opts.requests_per_minute = opts.requests_per_minute / n if opts.requests_per_minute else None
+        opts.tokens_per_minute = opts.tokens_per_minute / n if opts.tokens_per_minute else None
     if deadline_s is not None:
         opts.deadline_s = deadline_s
-    ids = sampled_ids(sample_version)
-    convs = {c.conversation_id: c for c in load_redacted(ids, redact_version)}
+    convs = {c.conversation_id: c for c in load_redacted(set(part["ids"]), part["redact_version"])}
     ordered = [convs[i] for i in sorted(convs)]
+    start = time.monotonic()
     records = replay(
         ordered, cand, default_cache_path("replay"), max_steps=cand.max_steps, progress=progress, options=opts
     )
+    seconds = time.monotonic() - start
     redact_outputs(records, convs)
-    pacing = {
-        "concurrency",
-        "timeout_s",
-        "max_retries",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "price_prompt_per_mtok",
-        "price_completion_per_mtok",
-    }
-    version = fingerprint(cand.model_dump(exclude=pacing), sorted(ids), sample_version, redact_version)
-    pins = {"sample": sample_version, REDACTED: redact_version}
+    path = lake.version_path(SHARDS, part["candidate"], part["plan"], name=f"shard-{part['shard']}-of-{n}")
+    lake.write_rows(path, [replay_to_row(r) for r in records])
+    return part | {"path": str(path), "seconds": round(seconds, 3), "replayed": len(records)}
+
+
+SHARDS = "replay_shards"  # lake/replay_shards/candidate=<key>/version=<plan>/shard-<i>-of-<n>.parquet
+
+
+def merge_replay(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shards of one plan_replay (run by replay_shard) merged into the candidate's replay version:
+    every sampled conversation exactly once, in id order. The version is the plan's, with the failed
+    conversations when any failed (so a run that completes them writes a new version)."""
+    if not parts:
+        raise ValueError("no shards to merge")
+    first = parts[0]
+    n, plan, candidate = first["shards"], first["plan"], first["candidate"]
+    if sorted(p["shard"] for p in parts) != list(range(n)) or {p["plan"] for p in parts} != {plan}:
+        raise ValueError(f"shards of {candidate!r} do not make one replay: {[p['shard'] for p in parts]} of {n}")
+    rows = (r for p in parts for r in lake.read_rows(lake.location(p["path"])))
+    records = sorted((_replay_record(r) for r in rows), key=lambda r: r.conversation_id)
+    got = [r.conversation_id for r in records]
+    if len(set(got)) != len(got) or not set(got) <= {i for p in parts for i in p["ids"]}:
+        raise ValueError(f"the shards of {candidate!r} hold other conversations than its sample, or some twice")
+    failed = [(r.conversation_id, r.error) for r in records if r.status != "ok"]
+    version = fingerprint(plan, failed) if failed else plan
+    pins = {"sample": first["sample_version"], REDACTED: first["redact_version"]}
     path = lake.write_rows_version("replay", candidate, version, [replay_to_row(r) for r in records], inputs=pins)
-    return replay_summary(records, opts) | {
-        "sample_version": sample_version,
-        "redact_version": redact_version,
+    shard_dir = lake.location(first["path"]).parent
+    if lake.exists(shard_dir):
+        lake.remove(shard_dir)  # merged: the shards' copy of the rows is not kept
+    return replay_summary(records, replay_options(reg.get(candidate))) | {
+        "sample_version": first["sample_version"],
+        "redact_version": first["redact_version"],
         "path": str(path),
         "data_version": version,
+        "shards": n,
+        "shard_seconds": [p["seconds"] for p in sorted(parts, key=lambda p: p["shard"])],
     }
 
 
@@ -655,17 +733,19 @@ def replay_summary(records: list[ReplayRecord], options=None) -> dict[str, Any]:
 def load_replay(candidate: str, where: dict[str, Any] | None = None, version: str | None = None) -> list[ReplayRecord]:
     """A candidate's replay records at a version (default: the last) from the lake (the inverse of
     replay_to_row); where: column -> value."""
-    return [
-        ReplayRecord.model_validate(
-            r
-            | {
-                "turn": json.loads(r["turn"]),
-                "tool_results": json.loads(r["tool_results"]),
-                "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]},
-            }
-        )
-        for r in lake.read_rows(lake.current("replay", candidate, version), where=where)
-    ]
+    return [_replay_record(r) for r in lake.read_rows(lake.current("replay", candidate, version), where=where)]
+
+
+def _replay_record(r: dict[str, Any]) -> ReplayRecord:
+    """A replay row from the lake as a record (the inverse of replay_to_row)."""
+    return ReplayRecord.model_validate(
+        r
+        | {
+            "turn": json.loads(r["turn"]),
+            "tool_results": json.loads(r["tool_results"]),
+            "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"]},
+        }
+    )
 
 
 def load_turns(candidate: str, version: str | None = None) -> dict[str, list[Message]]:
@@ -769,7 +849,7 @@ def grade_counts(rows: list[Grade], tax, judged: bool) -> list[dict[str, Any]]:
 IMPORTED_LABELS = "imported"  # where `deploysim labels FILE` puts labels: lake/labels/imported.parquet
 
 
-def labels_path(candidate: str | None = None, version: str | None = None) -> Path:
+def labels_path(candidate: str | None = None, version: str | None = None) -> UPath:
     """A candidate's human labels (the labels step's output, at a version, default the last), or,
     without a candidate, the imported ones."""
     return lake.current("labels", candidate, version) if candidate else lake.lake_path("labels", name=IMPORTED_LABELS)
@@ -811,7 +891,7 @@ def run_labels(
     elif source:
         rows = [lab.model_dump() for lab in calibration.load_labels(source)]
         origin = source
-    elif labels_path().exists():
+    elif lake.exists(labels_path()):
         rows, origin = lake.read_rows(labels_path()), "imported with `deploysim labels`"
     else:
         rows, origin = [], "none (set DEPLOYSIM_LABELS or run `deploysim labels FILE`)"
@@ -862,7 +942,8 @@ def run_estimate(
     grade_rows = lake.read_rows(lake.current("grade", candidate, grade_version))
     labels_version = labels_version or lake.latest_version("labels", candidate)
     lpath = labels_path(candidate, labels_version)
-    labels = lake.read_rows(lpath) if lpath.exists() else None
+    has_labels = lake.exists(lpath)
+    labels = lake.read_rows(lpath) if has_labels else None
     tax = taxonomy.load((settings or load_settings()).taxonomy)
     ests = stats.estimate(candidate, sample_rows, grade_rows, labels=labels, primary=tax.primary_graders(), look=look)
     max_rate = {t["behaviour"]: t["max_rate"] for t in tax.thresholds()}
@@ -876,14 +957,14 @@ def run_estimate(
         grade_version or lake.current("grade", candidate),
         sample_version,
         tax.model_dump(),
-        labels_version if lpath.exists() else None,
+        labels_version if has_labels else None,
         *([look] if look else []),
     )
     inputs = {
         **pins,
         "sample": sample_version,
         "grade": grade_version,
-        "labels": labels_version if lpath.exists() else None,
+        "labels": labels_version if has_labels else None,
     }
     lineage = {"version": version} | {f"{k}_version": inputs.get(k) for k in LINEAGE}
     path = lake.write_rows_version(
@@ -968,23 +1049,23 @@ def run_observed(candidate: str, settings: Settings | None = None) -> dict[str, 
     }
 
 
-def gate_dir(candidate: str) -> Path:
+def gate_dir(candidate: str) -> UPath:
     """The folder of a candidate's gate exports (one run=<run id>/ folder per dbt run)."""
-    return lake.home() / "lake" / "gate" / f"candidate={candidate}"
+    return lake.asset_dir("gate", candidate)
 
 
-def gate_path(candidate: str, run_id: str | None = None) -> Path:
+def gate_path(candidate: str, run_id: str | None = None) -> UPath:
     """dbt's export of the gate rows of one run (release_gate_export), or without a run id the newest export."""
     if run_id:
         return gate_dir(candidate) / f"run={run_id}" / "release_gate.parquet"
-    found = sorted(gate_dir(candidate).glob("run=*/release_gate.parquet"), key=lambda p: p.stat().st_mtime)
+    found = sorted(lake.glob(gate_dir(candidate), "run=*/release_gate.parquet"), key=lake.mtime)
     return found[-1] if found else gate_dir(candidate) / "release_gate.parquet"
 
 
 def read_gate(candidate: str, run_id: str | None = None) -> list[dict[str, Any]]:
     """The gate rows of a run (see gate_path), by behaviour; [] when there are none."""
     path = gate_path(candidate, run_id)
-    rows = lake.read_rows(path) if path.exists() else []
+    rows = lake.read_rows(path) if lake.exists(path) else []
     return sorted((r for r in rows if r.get("behaviour") is not None), key=lambda r: r["behaviour"])
 
 
@@ -1063,10 +1144,10 @@ def run_report(
 
     calib, ppi = [], []
     lpath = labels_path(candidate, ins.get("labels"))
-    if lpath.exists():
+    if lake.exists(lpath):
         calib = [r.as_dict() for r in calibration.calibration_table(grades, lake.read_rows(lpath), candidate)]
     epath = lake.current("estimate", candidate, estimate_version)
-    if epath.exists():
+    if lake.exists(epath):
         ppi = [e for e in lake.read_rows(epath) if e.get("ppi_rate") is not None]
     data = ReportData(
         candidate=candidate,
@@ -1144,12 +1225,15 @@ def write_comparison(names: Sequence[str] = ()) -> Path:
 def discovered(candidate: str, version: str | None = None) -> list[dict[str, Any]]:
     """The discover step's clusters at a version (default: the last), by cluster; [] when none."""
     path = lake.current("discover", candidate, version)
-    rows = lake.read_rows(path) if path.exists() else []
+    rows = lake.read_rows(path) if lake.exists(path) else []
     return sorted(rows, key=lambda r: r["cluster"])
 
 
 def residual_pii(
-    paths: list[Path], extra_texts: Sequence[str] = (), metadata: dict[str, Any] | None = None, max_places: int = 20
+    paths: Sequence[Path | UPath],
+    extra_texts: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    max_places: int = 20,
 ) -> dict[str, Any]:
     """Scan every string cell of Parquet files, other files, extra texts and metadata for personal
     data left in clear (deterministic detectors only).
@@ -1199,43 +1283,42 @@ def residual_pii(
     return {"hits": sum(hits.values()), "by_type": dict(hits), "by_file": dict(where), "places": places}
 
 
-def parquet_cells(path: Path, batch_size: int = 1000):
+def parquet_cells(path: Path | UPath, batch_size: int = 1000):
     """(conversation_id or None, column, text) for every non-empty string cell of a Parquet file,
     batch by batch (bounded memory)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    f = pq.ParquetFile(path)
-    cols = [fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)]
-    if not cols:
-        return
-    for batch in f.iter_batches(batch_size=batch_size, columns=cols):
-        data = batch.to_pydict()
-        ids = data.get("conversation_id") or [None] * batch.num_rows
-        for i in range(batch.num_rows):
-            for c in cols:
-                v = data[c][i]
-                if v:
-                    yield ids[i], c, v
+    with lake.parquet_file(path) as f:
+        cols = [
+            fld.name for fld in f.schema_arrow if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)
+        ]
+        if not cols:
+            return
+        for batch in f.iter_batches(batch_size=batch_size, columns=cols):
+            data = batch.to_pydict()
+            ids = data.get("conversation_id") or [None] * batch.num_rows
+            for i in range(batch.num_rows):
+                for c in cols:
+                    v = data[c][i]
+                    if v:
+                        yield ids[i], c, v
 
 
-def quarantine_file(path: Path) -> Path:
-    """Move a lake file that holds personal data into the restricted zone:
-    <home>/raw/quarantine/<name>-<UTC time>.parquet. Returns where it went."""
+def quarantine_file(path: Path | UPath) -> Path:
+    """Move a lake file that holds personal data into the restricted zone (local, also when the lake is
+    on object storage): <home>/raw/quarantine/<name>-<UTC time>.parquet. Returns where it went."""
     from datetime import datetime, timezone
 
     dest = lake.raw_dir() / "quarantine" / f"{path.stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(path, dest)
-    return dest
+    return lake.move_out(path, dest)
 
 
-def check_redacted(metadata: dict[str, Any] | None = None, path: Path | None = None) -> dict[str, Any]:
+def check_redacted(metadata: dict[str, Any] | None = None, path: Path | UPath | None = None) -> dict[str, Any]:
     """The residual-PII check of the redact output (residual_pii); when it fails, the file is moved
     to the restricted zone (quarantine_file) so that nothing downstream reads it, and
     ``quarantined`` says where."""
     path = path or lake.current(REDACTED)
     found = residual_pii([path], metadata=metadata)
-    if found["hits"] and path.exists():
+    if found["hits"] and lake.exists(path):
         found["quarantined"] = str(quarantine_file(path))
     return found

@@ -11,8 +11,9 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
+
+from upath import UPath
 
 from deploysim import lake
 from deploysim.errors import Unavailable
@@ -20,13 +21,11 @@ from deploysim.errors import Unavailable
 PASSED, BLOCKED, INCONCLUSIVE, ERROR, INTERRUPTED = "passed", "blocked", "inconclusive", "error", "interrupted"
 
 
-def _record_path(candidate: str) -> Path:
-    return lake.home() / "lake" / "gate" / f"candidate={candidate}" / "last_run.json"
+def _record_path(candidate: str) -> UPath:
+    return lake.asset_dir("gate", candidate) / "last_run.json"
 
 
 def record(candidate: str, status: str, run_id: str | None = None, problems: list[str] | None = None) -> None:
-    path = _record_path(candidate)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "candidate": candidate,
         "status": status,
@@ -34,14 +33,12 @@ def record(candidate: str, status: str, run_id: str | None = None, problems: lis
         "problems": problems or [],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = lake.temp_path(path)
-    tmp.write_text(json.dumps(body, indent=2))
-    os.replace(tmp, path)
+    lake.write_text(_record_path(candidate), json.dumps(body, indent=2))
 
 
 def last(candidate: str) -> dict[str, Any] | None:
-    path = _record_path(candidate)
-    return json.loads(path.read_text()) if path.exists() else None
+    text = lake.read_text_or_none(_record_path(candidate))
+    return json.loads(text) if text else None
 
 
 class Busy(Unavailable):

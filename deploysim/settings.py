@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PHONE_REGIONS = "US,GB,DE,FR,IN,CA,AU"
@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEPLOYSIM_", extra="ignore", frozen=True)
 
     home: Path = Path(".deploysim")  # the data directory
+    lake: str = ""  # where the lake is: a local path, s3://BUCKET/PREFIX or gs://... (default <home>/lake)
     # traffic
     logs: str = ""  # file, directory or glob, comma-separated (default <home>/raw/logs)
     log_format: str | None = None  # force one format (see deploysim.logs.formats.FORMATS)
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     judge_samples: int = Field(1, ge=1)
     judge_workers: int = Field(16, ge=1)
     judge_cache: str | None = None  # default <home>/raw/cache/judge.sqlite
+
+    @field_validator("lake")
+    @classmethod
+    def _lake(cls, v: str) -> str:
+        return check_lake(v)
 
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
@@ -102,6 +108,30 @@ def traffic_start() -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError:
         raise ValueError(f"DEPLOYSIM_TRAFFIC_START must be a day (YYYY-MM-DD), got {value!r}") from None
+
+
+LAKE_SCHEMES = ("s3", "gs")  # object stores the lake may be on (through fsspec: s3fs, gcsfs)
+
+
+def check_lake(value: str) -> str:
+    """A lake location as given: '' (the default), a local path, or s3://BUCKET[/PREFIX] or gs://...
+    (without a trailing slash). Any other scheme is refused."""
+    v = value.strip()
+    if "://" not in v:
+        return v
+    scheme, rest = v.split("://", 1)
+    if "@" in rest.split("/", 1)[0]:  # the value is not repeated: it may hold a secret
+        raise ValueError("lake: no credentials in the URI (the AWS_* / Google environment variables give them)")
+    if scheme.lower() not in LAKE_SCHEMES:
+        raise ValueError(f"lake {v!r}: use a local path or an s3:// or gs:// URI (not {scheme}://)")
+    if not rest.strip("/") or rest.startswith("/"):
+        raise ValueError(f"lake {v!r}: name a bucket ({scheme}://BUCKET[/PREFIX])")
+    return f"{scheme.lower()}://{rest.rstrip('/')}"
+
+
+def lake() -> str:
+    """The lake's location (DEPLOYSIM_LAKE, checked) or '' for <home>/lake, without building every setting."""
+    return check_lake(os.environ.get("DEPLOYSIM_LAKE") or "")
 
 
 def split_list(value: str) -> tuple[str, ...]:

@@ -1,10 +1,10 @@
 """Blocking checks: residual personal data downstream of redact, and replay completeness."""
 
 import warnings
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.errors import DagsterInvalidPropertyError
+from upath import UPath
 
 from deploysim import lake, pipeline
 from orchestration.partitions import candidates
@@ -101,17 +101,17 @@ def latest_metadata(instance: dg.DagsterInstance, partition: str | None, assets=
     return out
 
 
-def recorded_path(metadata: dict) -> Path | None:
-    """The lake file a materialisation recorded in its metadata (`path`), if any."""
+def recorded_path(metadata: dict) -> UPath | None:
+    """The file a materialisation recorded in its metadata (`path`: in the lake, or a report), if any."""
     v = metadata.get("path")
     v = getattr(v, "value", v)
-    return Path(v) if v else None
+    return lake.location(v) if v else None
 
 
 def _recorded(asset: str):
     """The file of the asset's latest materialisation for a partition (where it recorded one)."""
 
-    def paths(instance: dg.DagsterInstance, k: str) -> list[Path]:
+    def paths(instance: dg.DagsterInstance, k: str) -> list[UPath]:
         p = recorded_path(latest_metadata(instance, k, (asset,)).get(asset, {}))
         return [p or lake.current(asset, k)]
 
@@ -122,7 +122,9 @@ replay_pii = _partition_pii_check("replay", _recorded("replay"))
 grade_pii = _partition_pii_check("grade", _recorded("grade"))
 labels_pii = _partition_pii_check("labels", _recorded("labels"))
 discover_pii = _partition_pii_check("discover", _recorded("discover"))
-observed_pii = _partition_pii_check("observed", lambda k: [p for p in [lake.lake_path("observed", k)] if p.exists()])
+observed_pii = _partition_pii_check(
+    "observed", lambda k: [p for p in [lake.lake_path("observed", k)] if lake.exists(p)]
+)
 
 
 @dg.asset_check(

@@ -200,15 +200,15 @@ def _errors(res) -> list[str]:
 
 
 def _run_candidate(
-    inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None, look: int = 0
+    inst, name: str, verbose: bool, deadline_s: float | None = None, settings=None, look: int = 0, shards: int = 1
 ) -> int:
     """Run one candidate's simulation; the exit code comes only from what this run decided."""
     from deploysim import runs
     from orchestration.runner import materialized, run_candidate, run_outcome
 
     t = time.perf_counter()
-    _say(f"· {name}: replay → grade → estimate → gate → report")
-    res = run_candidate(inst, name, verbose, deadline_s=deadline_s, settings=settings, look=look)
+    _say(f"· {name}: replay{f' in {shards} parallel shards' if shards > 1 else ''} → grade → estimate → gate → report")
+    res = run_candidate(inst, name, verbose, deadline_s=deadline_s, settings=settings, look=look, shards=shards)
     try:
         _check_interrupted(res)
     except Interrupted:
@@ -297,6 +297,7 @@ def _remote_run(a: argparse.Namespace) -> int:
     deployment through its run queue and followed; the exit code is the gate's, as in-process."""
     from deploysim import runs
     from orchestration.remote import Deployment
+    from orchestration.runner import replay_ops
 
     given = [f"--{k.replace('_', '-')}" for k in REMOTE_UNSUPPORTED if getattr(a, k, None)]
     if given:
@@ -314,7 +315,7 @@ def _remote_run(a: argparse.Namespace) -> int:
             _say(f"  traffic {run.status.lower()}: " + "; ".join(run.errors + run.failed))
             return EXIT_ERROR
     dep.add_candidate(a.candidate)
-    ops = {"replay": {"config": {"deadline_s": a.deadline}}} if a.deadline else None
+    ops = replay_ops(a.deadline, a.shards)
     _say(f"· {a.candidate} on {dep.url}: replay → grade → estimate → gate → report")
     run = _follow(dep, dep.launch("simulate_candidate", a.candidate, {"ops": ops} if ops else None), a.candidate)
     if run.status == "CANCELED":
@@ -440,7 +441,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                 return EXIT_ERROR
             if a.until_decisive:
                 return _until_decisive(inst, a, s)
-            return _run_candidate(inst, a.candidate, a.verbose, a.deadline, s)
+            return _run_candidate(inst, a.candidate, a.verbose, a.deadline, s, shards=a.shards)
     except Interrupted:
         raise
     except Exception as e:  # noqa: BLE001 - recorded, then reported by main()
@@ -467,7 +468,7 @@ def _until_decisive(inst, a: argparse.Namespace, s) -> int:
     look, size = 1, s.sample_size
     while True:
         _say(f"\n· round {look}: a sample of {size:,} conversations (budget {budget:,})")
-        code = _run_candidate(inst, a.candidate, a.verbose, a.deadline, s, look=look)
+        code = _run_candidate(inst, a.candidate, a.verbose, a.deadline, s, look=look, shards=a.shards)
         if code != EXIT_INCONCLUSIVE:
             return code
         rows = _gate_rows(a.candidate)
@@ -570,7 +571,7 @@ def cmd_gc(a: argparse.Namespace) -> int:
         out = history.collect(a.keep, dry_run=a.dry_run)
     verb = "would remove" if a.dry_run else "removed"
     for p in out.removed:
-        _say(f"{verb} {p.relative_to(lake.home())}")
+        _say(f"{verb} {p.relative_to(lake.home()) if lake.is_local(p) and p.is_relative_to(lake.home()) else p}")
     _say(
         f"{verb} {len(out.removed)} folder(s), {out.bytes:,} bytes; kept the {a.keep} newest decision(s) of "
         f"{len(out.kept_runs)} candidate(s) and the latest version of every asset"
@@ -732,6 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", help="log file, directory or glob (default: DEPLOYSIM_LOGS or <home>/raw/logs)")
     r.add_argument("--skip-traffic", action="store_true", help="reuse the last ingest/redact/sample")
     r.add_argument("--deadline", type=float, help="seconds the replay may take; items not done by then fail")
+    r.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=1,
+        help="replay in N shards, run as parallel steps (here: Dagster's multiprocess executor; with "
+        "--dagster-url: the deployment's executor); they share the candidate's concurrency and rate limits",
+    )
     r.add_argument(
         "--sample-size",
         type=_positive_int,

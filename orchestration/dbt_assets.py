@@ -84,8 +84,11 @@ def dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource):
 
 
 def _dbt_env() -> None:
-    """dbt's profile reads DEPLOYSIM_HOME: give the dbt process the data directory this run uses."""
+    """dbt's profile reads DEPLOYSIM_HOME and DEPLOYSIM_LAKE: give the dbt process the data directory and
+    the lake this run uses (absolute, or the object-store URI without a trailing slash)."""
     os.environ["DEPLOYSIM_HOME"] = str(lake.home())
+    if os.environ.get("DEPLOYSIM_LAKE"):
+        os.environ["DEPLOYSIM_LAKE"] = str(lake.root())
 
 
 def _target(context: dg.AssetExecutionContext) -> Path:
@@ -100,7 +103,7 @@ def _candidate_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, set
     # the one replay-completeness threshold (a setting), for dbt's test on replay_summary
     dbt_vars["min_completeness"] = settings.resolve().min_completeness_pct / 100
     # release_gate_export (dbt-duckdb's external materialisation) writes this run's gate rows here
-    pipeline.gate_path(key, context.run_id).parent.mkdir(parents=True, exist_ok=True)
+    lake.makedirs(pipeline.gate_path(key, context.run_id).parent)
     args = ["build", "--vars", json.dumps(dbt_vars)]
     # A failing dbt test becomes a check result (the gate); dbt skips what depends on it.
     _dbt_env()

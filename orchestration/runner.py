@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
+from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -200,6 +208,12 @@ def _recorded_versions(inst: dg.DagsterInstance, asset: str, days: list[str]) ->
         cursor = page.cursor
 
 
+def replay_ops(deadline_s: float | None = None, shards: int = 1) -> dict:
+    """The run config of the replay (its deadline and shards), under "ops" ({} for the defaults)."""
+    cfg = {k: v for k, v in (("deadline_s", deadline_s), ("shards", shards if shards > 1 else None)) if v}
+    return {"replay": {"config": cfg}} if cfg else {}
+
+
 def run_candidate(
     inst: dg.DagsterInstance,
     name: str,
@@ -207,13 +221,100 @@ def run_candidate(
     deadline_s: float | None = None,
     settings: Settings | None = None,
     look: int = 0,
-) -> dg.ExecuteInProcessResult:
-    """One candidate's simulation; look >= 1 for round `look` of a sample grown until the gate decides."""
+    shards: int = 1,
+):
+    """One candidate's simulation; look >= 1 for round `look` of a sample grown until the gate decides.
+    With shards > 1 the replay's shards run in parallel under Dagster's multiprocess executor (one
+    process per step), else the run executes in this process."""
     add_partition(inst, name)
-    ops: dict = {"replay": {"config": {"deadline_s": deadline_s}}} if deadline_s else {}
+    ops = replay_ops(deadline_s, shards)
     if look:
         ops["estimate"] = {"config": {"look": look}}
+    if shards > 1:
+        return _run_job_multiprocess(inst, name, verbose, ops, settings, max_concurrent=shards)
     return _run_job(inst, simulate_candidate.name, name, verbose, ops or None, settings=settings)
+
+
+def simulate_candidate_job() -> dg.JobDefinition:
+    """The candidate job of the code location, for dg.reconstructable: each step's process loads it."""
+    return defs.resolve_job_def(simulate_candidate.name)
+
+
+def _run_job_multiprocess(
+    inst: dg.DagsterInstance,
+    partition: str,
+    verbose: bool,
+    ops: dict,
+    settings: Settings | None,
+    max_concurrent: int,
+) -> JobExecutionResult:
+    """The candidate job under the multiprocess executor, from this process: the run's settings go to
+    the step processes as the settings resource's run config (DEPLOYSIM_HOME through the environment)."""
+    from orchestration.jobs import executor
+    from orchestration.resources import Settings as SettingsResource
+
+    if executor() is not None:
+        raise ValueError(
+            "--shards runs the steps in processes on this machine, with Dagster's default executor: "
+            "unset DEPLOYSIM_EXECUTOR, or launch on the deployment with --dagster-url"
+        )
+    run_config = _run_config(verbose, ops or None)
+    run_config["execution"] = {"config": {"multiprocess": {"max_concurrent": max_concurrent}}}
+    if settings is not None:
+        fields = SettingsResource.of(settings).model_dump()
+        run_config["resources"] = {"settings": {"config": {k: v for k, v in fields.items() if v is not None}}}
+    log = dagster_home() / "step-output" / f"{partition}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    with steps_output_to(log):
+        return dg.execute_job(
+            dg.reconstructable(simulate_candidate_job),
+            instance=inst,
+            run_config=run_config,
+            tags=_tags(partition) | evaluation_tags(settings) | {"dagster/partition": partition},
+        )
+
+
+PROGRESS = re.compile(r"  \S.* \[[^\]]*\]: \d+/\d+ \(\d+%\)")  # assets.common.progress_logger's lines
+
+
+@contextmanager
+def steps_output_to(log: Path) -> Iterator[None]:
+    """Send what the step processes write (they inherit this process's stdout and stderr: dbt's log,
+    warnings) to `log`, and echo only the progress lines to this process's stdout."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    stop = threading.Event()
+
+    def echo() -> None:
+        with open(log, errors="replace") as f, os.fdopen(os.dup(saved[0]), "w") as out:
+            while True:
+                line = f.readline()
+                if line.endswith("\n") and PROGRESS.fullmatch(line.rstrip("\n")):
+                    out.write(line)
+                    out.flush()
+                elif not line:
+                    if stop.is_set():
+                        return
+                    time.sleep(0.2)
+
+    tail = threading.Thread(target=echo, daemon=True)
+    tail.start()
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved[1:]):
+            os.close(f)
+        stop.set()
+        tail.join(timeout=5)
+        os.close(saved[0])
 
 
 def fail_abandoned_runs(inst: dg.DagsterInstance) -> list[str]:

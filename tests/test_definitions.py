@@ -176,3 +176,25 @@ def test_dbt_descriptions_come_from_the_yaml_without_sql():
     assert translator.get_description(props) == "What m holds."
     assert translator.get_owners(props) == ["team:release-engineering"]
     assert translator.get_group_name(props | {"name": "release_decision"}) == "release"
+
+
+def test_the_replay_fans_out_into_shard_steps():
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("simulate_candidate")
+    [replay] = [n for n in job.graph.nodes if n.name == "replay"]
+    inner = {n.name for n in replay.definition.nodes}
+    assert inner == {"replay_plan", "replay_shard", "replay_merge"}
+    assert replay.definition.node_named("replay_plan").definition.output_defs[0].is_dynamic
+
+
+def test_the_executor_is_dagsters_default_or_k8s(monkeypatch):
+    from orchestration import jobs
+
+    monkeypatch.delenv("DEPLOYSIM_EXECUTOR", raising=False)
+    assert jobs.executor() is None
+    monkeypatch.setenv("DEPLOYSIM_EXECUTOR", "k8s")
+    assert jobs.executor().name == "k8s"
+    monkeypatch.setenv("DEPLOYSIM_EXECUTOR", "celery")
+    with pytest.raises(ValueError, match="DEPLOYSIM_EXECUTOR='celery'"):
+        jobs.executor()

@@ -88,6 +88,16 @@ def test_the_run_deadline_bounds_the_replay_and_says_so(env, capsys):
     code, out = run(capsys, "run", "late", "--skip-traffic", "--deadline", "2")  # 60 x 0.7 s, one at a time
     assert code == cli.EXIT_ERROR and no_gate_table(out), out
     assert "deadline" in out and "replay_completeness" in out
+    # run again without the deadline (pacing is not part of the replay's version): the completed replay
+    # is written as a version of its own, not lost to the failed one with the same inputs
+    from deploysim import lake, pipeline
+
+    failed = lake.latest_version("replay", "late")
+    add("late", env["url"], "slow", "--concurrency", "16")
+    code, out = run(capsys, "run", "late", "--skip-traffic")
+    assert code in NOT_BLOCKED, out
+    assert lake.latest_version("replay", "late") != failed
+    assert {r.status for r in pipeline.load_replay("late")} == {"ok"}
 
 
 def test_a_dbt_failure_exits_2_and_names_dbt(env, capsys):

@@ -70,7 +70,7 @@ def test_run_on_the_deployment_goes_through_its_queue_and_exits_with_the_gate(de
     from deploysim import runs
     from orchestration.runner import CLI_TAG, instance
 
-    code = cli.main(["run", "steady", "--dagster-url", deployment["url"]])
+    code = cli.main(["run", "steady", "--dagster-url", deployment["url"], "--shards", "2"])
     out = capsys.readouterr().out
     assert code in (cli.EXIT_PASS, cli.EXIT_INCONCLUSIVE), out  # steady never fails; 60 conversations rarely decide
     assert "queued on the deployment" in out and "harmful_compliance" in out
@@ -90,6 +90,9 @@ def test_run_on_the_deployment_goes_through_its_queue_and_exits_with_the_gate(de
             break
         time.sleep(2)
     assert want <= kinds, sorted(k.value for k in kinds)
+    # the replay's two shards ran as steps of their own under the deployment's executor
+    steps = {r.event_log_entry.step_key for r in records if r.event_log_entry.step_key}
+    assert {"replay.replay_shard[shard_0]", "replay.replay_shard[shard_1]"} <= steps, sorted(steps)
     assert inst.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
     traffic = inst.get_runs(dg.RunsFilter(job_name="traffic"))
     assert traffic and traffic[0].status == dg.DagsterRunStatus.SUCCESS

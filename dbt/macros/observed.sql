@@ -1,9 +1,9 @@
 {#
-  Rows a Python asset wrote under $DEPLOYSIM_HOME/lake/<dir>/candidate=<NAME>/<file>, cast to the given
+  Rows a Python asset wrote under the lake (lake_root()) as <dir>/candidate=<NAME>/<file>, cast to the given
   columns ({name: type}); an empty relation of the same shape when none exist yet (before any release).
 #}
 {% macro lake_rows(dir, file, columns) %}
-  {%- set pattern = env_var('DEPLOYSIM_HOME') ~ '/lake/' ~ dir ~ '/*/' ~ file -%}
+  {%- set pattern = lake_root() ~ '/' ~ dir ~ '/*/' ~ file -%}
   {%- set found = execute and (run_query("select count(*) from glob(" ~ sql_literal(pattern) ~ ")").columns[0].values()[0] > 0) -%}
   {%- if found %}
     select

@@ -12,7 +12,7 @@
 {% macro lake_input(asset) %}
   {%- set version = var(asset ~ '_version', '') | string -%}
   {%- if version and candidate() -%}
-    {%- set path = env_var('DEPLOYSIM_HOME') ~ '/lake/' ~ asset ~ '/candidate=' ~ candidate() ~ '/version=' ~ version ~ '/' ~ asset ~ '.parquet' -%}
+    {%- set path = lake_root() ~ '/' ~ asset ~ '/candidate=' ~ candidate() ~ '/version=' ~ version ~ '/' ~ asset ~ '.parquet' -%}
     read_parquet({{ sql_literal(path) }}, hive_partitioning=false)
   {%- else -%}
     {{ source('lake', asset) }}
@@ -20,9 +20,9 @@
 {% endmacro %}
 
 {# Where release_gate_export writes this run's gate rows:
-   $DEPLOYSIM_HOME/lake/gate/candidate=<key>/run=<run id>/release_gate.parquet (the folder is made by
+   <lake>/gate/candidate=<key>/run=<run id>/release_gate.parquet (on local disk the folder is made by
    the caller). dbt-duckdb pastes the location between single quotes, so they are doubled here. #}
 {% macro gate_export_location() %}
-  {%- set path = env_var('DEPLOYSIM_HOME') ~ '/lake/gate/candidate=' ~ candidate() ~ '/run=' ~ run_id() ~ '/release_gate.parquet' -%}
+  {%- set path = lake_root() ~ '/gate/candidate=' ~ candidate() ~ '/run=' ~ run_id() ~ '/release_gate.parquet' -%}
   {{- return(path | replace("'", "''")) -}}
 {% endmacro %}

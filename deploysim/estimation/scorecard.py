@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 MOVED = 1.5
 
@@ -74,13 +77,13 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def observed_path(candidate: str) -> Path:
+def observed_path(candidate: str) -> UPath:
     from deploysim import lake
 
     return lake.lake_path("observed", candidate)
 
 
-def write_observed(candidate: str, rates: list[dict[str, Any]]) -> Path:
+def write_observed(candidate: str, rates: list[dict[str, Any]]) -> UPath:
     """Store observed production rates ({behaviour, n_applicable, n_flagged, rate, ci_low, ci_high})."""
     from deploysim import lake
 
@@ -89,18 +92,18 @@ def write_observed(candidate: str, rates: list[dict[str, Any]]) -> Path:
     return p
 
 
-def scorecard_path(candidate: str, name: str = "scorecard") -> Path:
+def scorecard_path(candidate: str, name: str = "scorecard") -> UPath:
     from deploysim import lake
 
-    return lake.home() / "lake" / "scorecard" / f"candidate={candidate}" / f"{name}.parquet"
+    return lake.lake_path("scorecard", candidate, name)
 
 
-def write(candidate: str, estimate_path: Path) -> tuple[list[dict], dict[str, Any]] | None:
+def write(candidate: str, estimate_path: Path | UPath) -> tuple[list[dict], dict[str, Any]] | None:
     """Score a candidate's forecast (its estimate at estimate_path) against its stored observed rates and
     store the rows and the summary for the marts and the report; None when either is missing."""
     from deploysim import lake
 
-    if not observed_path(candidate).exists() or not estimate_path.exists():
+    if not lake.exists(observed_path(candidate)) or not lake.exists(estimate_path):
         return None
     rows = score(lake.read_rows(estimate_path), lake.read_rows(observed_path(candidate)))
     s = summary(rows)
@@ -113,7 +116,7 @@ def load(candidate: str) -> tuple[list[dict], dict[str, Any]] | None:
     """The scorecard `write` stored for a candidate, or None before its production logs were scored."""
     from deploysim import lake
 
-    if not scorecard_path(candidate).exists() or not scorecard_path(candidate, "summary").exists():
+    if not lake.exists(scorecard_path(candidate)) or not lake.exists(scorecard_path(candidate, "summary")):
         return None
     summ = lake.read_rows(scorecard_path(candidate, "summary"))[0]
     summ.pop("candidate", None)

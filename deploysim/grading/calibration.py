@@ -21,9 +21,12 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def label_schema():
     )
 
 
-def import_labels(path: Path | str, dest: Path | None = None) -> int:
+def import_labels(path: Path | str, dest: Path | UPath | None = None) -> int:
     """Write labels to the lake (lake/labels/imported.parquet), where each candidate's labels step finds them."""
     from deploysim import lake
 

@@ -57,7 +57,11 @@ def _ops_config(c: dict) -> dict:
 
 
 @dg.graph_asset(
-    ins={"sample": dg.AssetIn(dagster_type=dg.Nothing), "redact": dg.AssetIn(dagster_type=dg.Nothing)},
+    ins={
+        "sample": dg.AssetIn(dagster_type=dg.Nothing),
+        # the sample's frame of days: redact's days as a whole, not a day named like the candidate
+        "redact": dg.AssetIn(dagster_type=dg.Nothing, partition_mapping=dg.AllPartitionMapping()),
+    },
     partitions_def=candidates,
     code_version="3",
     group_name="simulation",

@@ -19,23 +19,12 @@ from orchestration.resources import resources
 from orchestration.schedules import nightly_candidates, nightly_traffic
 from orchestration.sensors import new_candidates
 
-
-def _all_days_of_redact(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """A candidate's step that reads the redacted traffic reads the sample's frame of days: it depends on
-    redact's days as a whole, not on a day named like the candidate."""
-    deps = [
-        dg.AssetDep(d.asset_key, partition_mapping=dg.AllPartitionMapping()) if d.asset_key.path == ["redact"] else d
-        for d in spec.deps
-    ]
-    return spec.replace_attributes(deps=deps)
-
-
 all_assets = [
     ingest,
     redact,
     sample,
     labels,
-    dg.map_asset_specs(_all_days_of_redact, [replay])[0],
+    replay,
     grade,
     discover,
     estimate,

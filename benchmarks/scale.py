@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from replay_throughput import start_endpoint  # the endpoint in its own process, warmed up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,23 +231,75 @@ def run_shards(paths: list[Path], url: str, concurrency: int) -> dict:
     }
 
 
-def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int, shards: list[int]) -> list[dict]:
+ENDPOINT = """
+import socket, sys, uvicorn
+from deploysim_testkit.endpoint import PROFILES, create_app
+port, latency_ms = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", port))
+s.listen(4096)
+app = create_app({"bench": PROFILES["steady"].model_copy(update={"name": "bench", "latency_ms": latency_ms})})
+uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[s])
+"""
+
+
+def start_endpoints(latency_ms: float, processes: int) -> tuple[list[subprocess.Popen], str]:
+    """The reference endpoint in `processes` processes sharing one port (SO_REUSEPORT: the kernel deals
+    the connections), so that a single server's event loop is not what a large replay measures."""
+    if processes == 1:
+        proc, url = start_endpoint(latency_ms)
+        return [proc], url
+    from replay_throughput import free_port
+
+    port = free_port()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", ENDPOINT, str(port), str(latency_ms)], cwd=ROOT, env=_env())
+        for _ in range(processes)
+    ]
+    url = f"http://127.0.0.1:{port}/v1"
+    body = {"model": "bench", "messages": [{"role": "user", "content": "hello"}]}
+    for _ in range(400):
+        try:  # warm-up: each process builds its request classifier on its first request
+            for _ in range(4 * processes):
+                httpx.post(url + "/chat/completions", json=body, timeout=30).raise_for_status()
+            return procs, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    for p in procs:
+        p.kill()
+    raise RuntimeError("endpoint did not start")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def measure_replay(
+    ns: list[int], latency_ms: float, concurrency: int, seed: int, shards: list[int], endpoint_processes: int = 1
+) -> list[dict]:
     rows = []
-    proc, url = start_endpoint(latency_ms)
+    procs, url = start_endpoints(latency_ms, endpoint_processes)
+
+    def endpoint_cpu() -> float:
+        return sum(endpoint_cpu_s(p.pid) for p in procs)
+
     try:
         for n in ns:
             with tempfile.TemporaryDirectory(prefix="deploysim-scale-") as d:
                 path = Path(d) / "sample.jsonl"
                 prepare_replay(n, seed, path)
                 for k in shards:
-                    cpu = endpoint_cpu_s(proc.pid)
+                    cpu = endpoint_cpu()
                     if k == 1:
                         args = ["--conversations", str(path), "--base-url", url, "--concurrency", str(concurrency)]
                         r = run_worker(["--worker", "replay", *args])
                     else:
                         r = run_shards(split_shards(path, k), url, concurrency)
                     r["shards"] = k
-                    r["endpoint_cpu_s"] = endpoint_cpu_s(proc.pid) - cpu  # the server's CPU for this size
+                    r["endpoint_cpu_s"] = endpoint_cpu() - cpu  # the server's CPU for this size
+                    r["endpoint_processes"] = endpoint_processes
                     lat = latency_ms / 1000
                     r["bound_s"] = n * lat / concurrency
                     # no replay can beat its requests over the slots, nor its longest chain of requests
@@ -257,10 +310,12 @@ def measure_replay(ns: list[int], latency_ms: float, concurrency: int, seed: int
                     rows.append(r)
                     print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
-        endpoint_mb = endpoint_peak_mb(proc.pid)
-        proc.kill()
+        peaks = [endpoint_peak_mb(p.pid) for p in procs]
+        endpoint_mb = max((m for m in peaks if m is not None), default=None)
+        for p in procs:
+            p.kill()
     for r in rows:
-        r["endpoint_peak_rss_mb"] = endpoint_mb  # the server's peak over all sizes
+        r["endpoint_peak_rss_mb"] = endpoint_mb  # the server's peak over all sizes (per process)
     return rows
 
 
@@ -294,7 +349,8 @@ def report(traffic: list[dict], replay: list[dict], a: argparse.Namespace) -> No
         print()
     if replay:
         print(
-            f"## Replay ({a.concurrency} in flight, endpoint latency {a.latency_ms:.0f} ms, endpoint in its own process)\n"
+            f"## Replay ({a.concurrency} in flight, endpoint latency {a.latency_ms:.0f} ms, endpoint in "
+            f"{a.endpoint_processes} process(es) of its own)\n"
         )
         print(
             "| conversations | shards | ok | requests | wall s | bound s (n x lat / conc) | of bound | "
@@ -332,6 +388,7 @@ def main() -> None:
     ap.add_argument("--traffic-sizes", default="10000,100000", help="comma-separated (1000000 accepted)")
     ap.add_argument("--replay-sizes", default="2000,20000")
     ap.add_argument("--shards", default="1,2", help="comma-separated shard counts of the replay")
+    ap.add_argument("--endpoint-processes", type=int, default=1, help="reference endpoint processes (one port)")
     ap.add_argument("--sample-size", type=int, default=1000, help="the sample step's size (the settings' default)")
     ap.add_argument("--latency-ms", type=float, default=2000.0)
     ap.add_argument("--concurrency", type=int, default=1024)
@@ -352,7 +409,7 @@ def main() -> None:
 
     shards = sizes(a.shards)
     traffic = measure_traffic(sizes(a.traffic_sizes), a.sample_size, a.seed)
-    replay = measure_replay(sizes(a.replay_sizes), a.latency_ms, a.concurrency, a.seed, shards)
+    replay = measure_replay(sizes(a.replay_sizes), a.latency_ms, a.concurrency, a.seed, shards, a.endpoint_processes)
     report(traffic, replay, a)
     result = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

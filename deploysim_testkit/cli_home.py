@@ -42,3 +42,18 @@ def small_home(home: Path, n: int = 240, seed: int = 11, profiles=None, **env: s
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def isolated_env(home: Path, **env: str) -> dict[str, str]:
+    """Drop every DEPLOYSIM_* variable, point DEPLOYSIM_HOME and DEPLOYSIM_LOGS at home, set env; returns
+    the environment as it was, for restore_env."""
+    old = dict(os.environ)
+    for k in [k for k in os.environ if k.startswith("DEPLOYSIM_")]:
+        del os.environ[k]
+    os.environ.update(DEPLOYSIM_HOME=str(home), DEPLOYSIM_LOGS=str(home / "raw" / "logs"), **env)
+    return old
+
+
+def restore_env(old: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(old)

@@ -49,15 +49,9 @@ def _events(res) -> dict[str, set]:
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory):
     home = tmp_path_factory.mktemp("days")
-    old = dict(os.environ)
-    for k in [k for k in os.environ if k.startswith("DEPLOYSIM_")]:
-        del os.environ[k]
-    os.environ.update(
-        DEPLOYSIM_HOME=str(home),
-        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
-        DEPLOYSIM_SAMPLE_SIZE="100",
-        DEPLOYSIM_REDACT_NER="0",
-    )
+    from deploysim_testkit.cli_home import isolated_env, restore_env
+
+    old = isolated_env(home, DEPLOYSIM_SAMPLE_SIZE="100", DEPLOYSIM_REDACT_NER="0")
     import dagster as dg
 
     from deploysim import settings
@@ -81,8 +75,7 @@ def traffic(tmp_path_factory):
     out["new_day"] = runner.run_traffic(inst, settings=s)
     out["sample_2"] = lake.latest_version("sample")
     yield out
-    os.environ.clear()
-    os.environ.update(old)
+    restore_env(old)
 
 
 def test_a_conversation_has_the_day_of_its_timestamp_else_of_its_file(tmp_path):

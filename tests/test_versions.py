@@ -22,15 +22,9 @@ def _settings(**fields):
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     home = tmp_path_factory.mktemp("versions")
-    old = dict(os.environ)
-    for k in [k for k in os.environ if k.startswith("DEPLOYSIM_")]:
-        del os.environ[k]
-    os.environ.update(
-        DEPLOYSIM_HOME=str(home),
-        DEPLOYSIM_LOGS=str(home / "raw" / "logs"),
-        DEPLOYSIM_SAMPLE_SIZE="60",
-        DEPLOYSIM_SEED="7",
-    )
+    from deploysim_testkit.cli_home import isolated_env, restore_env
+
+    old = isolated_env(home, DEPLOYSIM_SAMPLE_SIZE="60", DEPLOYSIM_SEED="7")
     import dagster as dg
 
     from deploysim.candidates import Candidate, register
@@ -67,8 +61,7 @@ def sim(tmp_path_factory):
         out["report_2"] = _recorded(inst, "report")
         out["server"] = server
         yield out
-    os.environ.clear()
-    os.environ.update(old)
+    restore_env(old)
 
 
 def _recorded(inst, asset: str, key: str = "steady") -> dict:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from deploysim.candidates import Candidate
 from deploysim.replay.cache import ReplayCache
@@ -320,7 +321,7 @@ class ChatClient:
         payload: dict[str, Any] = {"model": c.model, "messages": messages, **c.params, **(params or {})}
         if tools:
             payload["tools"] = tools
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        body = _json_body(payload)
         est_tokens = len(body) / 4
         attempts_allowed = c.max_retries + 1
         problem: str | None = None
@@ -420,6 +421,14 @@ class ChatClient:
             raise _Retryable("malformed JSON response")
         self.guard.responded()
         return data, content
+
+
+def _json_body(payload: dict[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON (orjson; json for what it refuses, e.g. non-string keys)."""
+    try:
+        return orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def _usage(data: dict[str, Any]) -> Usage:

@@ -70,14 +70,14 @@ class ToolResolver:
         self.simulator = simulator
         msgs = conv.messages
         nxt = next((i for i in range(user_turn + 1, len(msgs)) if msgs[i].role == "user"), len(msgs))
-        recorded: list[tuple[int, str, Any, str, str]] = []  # (position, name, canon args, raw args, result)
+        recorded: list[tuple[int, str, str, str]] = []  # (position, name, raw args, result)
         pending: dict[str, tuple[int, ToolCall]] = {}  # a result answers the latest call with its id (ids get reused)
         for pos, m in enumerate(msgs[:nxt]):
             if m.role == "assistant":
                 pending.update({c.id: (pos, c) for c in m.tool_calls})
             elif m.role == "tool" and m.tool_call_id in pending:
                 cpos, c = pending.pop(m.tool_call_id)
-                recorded.append((cpos, c.name, canonical_args(c.arguments), c.arguments, m.content or ""))
+                recorded.append((cpos, c.name, c.arguments, m.content or ""))
         recorded.sort(key=lambda r: r[0])
         # Preference: the logged turn's own calls (in order, each used once first), then the
         # prefix's latest matching call (the most recent state the conversation had seen).
@@ -85,15 +85,23 @@ class ToolResolver:
         self._prefix = sorted((r for r in recorded if r[0] < user_turn), key=lambda r: -r[0])
         self._all = recorded
         self._used: set[int] = set()
+        self._canon: dict[str, Any] = {}  # raw arguments -> canonical, parsed only when a name matches
+
+    def _same(self, r: tuple[int, str, str, str], name: str, args: Any) -> bool:
+        if r[1] != name:
+            return False
+        if r[2] not in self._canon:
+            self._canon[r[2]] = canonical_args(r[2])
+        return self._canon[r[2]] == args
 
     def recorded(self, name: str, arguments: str) -> str | None:
         args = canonical_args(arguments)
-        logged = [i for i, r in enumerate(self._logged) if r[1] == name and r[2] == args]
+        logged = [i for i, r in enumerate(self._logged) if self._same(r, name, args)]
         if logged:
             i = next((i for i in logged if i not in self._used), logged[0])
             self._used.add(i)
-            return self._logged[i][4]
-        return next((r[4] for r in self._prefix if r[1] == name and r[2] == args), None)
+            return self._logged[i][3]
+        return next((r[3] for r in self._prefix if self._same(r, name, args)), None)
 
     async def answer(self, call: ToolCall) -> ToolResultRecord:
         def result(content: str, source: str, detail: str | None = None) -> ToolResultRecord:
@@ -130,7 +138,7 @@ class ToolResolver:
         """The simulator's request: deterministic, so it is cached like any other call."""
         examples = [
             {"arguments": _parsed(raw), "result": res[:MAX_CHARS]}
-            for _, name, _, raw, res in self._all
+            for _, name, raw, res in self._all
             if name == call.name
         ][-MAX_EXAMPLES:]
         excerpt = [

@@ -233,14 +233,18 @@ def write_rows(path: UPath | Path, rows: list[dict[str, Any]], schema: pa.Schema
     return len(rows)
 
 
-def read_rows(path: UPath | Path, where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def read_rows(
+    path: UPath | Path, where: dict[str, Any] | None = None, columns: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Read a Parquet file (or glob) with DuckDB into dicts; ``where`` keeps the rows whose
-    columns equal the given values ({"status": "ok"}). The path and values go to DuckDB as
-    parameters, column names as quoted identifiers: nothing is pasted into the SQL. On object
-    storage DuckDB reads through the path's fsspec filesystem (no DuckDB extension needed)."""
+    columns equal the given values ({"status": "ok"}), ``columns`` reads only those (a large
+    file's messages stay on disk). The path and values go to DuckDB as parameters, column names
+    as quoted identifiers: nothing is pasted into the SQL. On object storage DuckDB reads
+    through the path's fsspec filesystem (no DuckDB extension needed)."""
     if not exists(path):
         raise FileNotFoundError(f"missing lake file: {path} (materialise its upstream asset first)")
-    sql = "SELECT * FROM read_parquet($path, hive_partitioning = false)"
+    select = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+    sql = f"SELECT {select} FROM read_parquet($path, hive_partitioning = false)"
     params: dict[str, Any] = {"path": str(path)}
     if where:
         sql += " WHERE " + " AND ".join(f"{quote_identifier(col)} = $v{i}" for i, col in enumerate(where))

@@ -428,7 +428,7 @@ def run_sample(
     day_of: dict[str, str | None] = {}
     strata: dict[str, str] = {}
     for d, path in files:  # a conversation logged on several days counts once, on the latest
-        for r in lake.read_rows(path):
+        for r in lake.read_rows(path, columns=["conversation_id", "topic", "kind"]):
             day_of[r["conversation_id"]] = d
             strata[r["conversation_id"]] = sample.stratum_of(r["topic"], r["kind"])
     per_day_frame = Counter(d for d in day_of.values() if d)

@@ -150,6 +150,10 @@ def test_read_rows_on_s3_filters_globs_and_says_what_is_missing(s3, s3_lake):
     lake.write_rows_version("replay", "b", "v1", rows[2:])
     assert lake.read_rows(lake.current("replay", "a"), where={"status": "ok"}) == [rows[0]]
     assert lake.read_rows(lake.current("replay", "a"), where={"status": "it's"}) == []  # a value, not SQL
+    assert lake.read_rows(lake.current("replay", "a"), columns=["n", "status"]) == [
+        {"n": 0, "status": "ok"},
+        {"n": 1, "status": "error"},
+    ]  # only the columns asked for, in that order
     every = lake.root() / "replay" / "*" / "version=*" / "*.parquet"
     assert lake.exists(every) and sorted(r["n"] for r in lake.read_rows(every)) == [0, 1, 2]
     assert lake.latest_version("replay", "nobody") is None and lake.version_inputs("replay", "nobody", None) == {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -11,7 +13,7 @@ import pytest
 
 from deploysim.candidates import Candidate
 from deploysim.replay.accounting import dry_run, summarize
-from deploysim.replay.cache import ReplayCache
+from deploysim.replay.cache import ReplayCache, canonical_bytes
 from deploysim.replay.engine import ReplayOptions, items_for, replay
 from deploysim.replay.pacing import AdaptiveLimiter, TokenBucket
 from deploysim.schemas import Conversation, Message
@@ -159,12 +161,41 @@ def test_agent_conversations_start_first_and_records_keep_input_order(server: An
     convs = [chat(f"c{i}", f"Tell me a fact about the number {i}.") for i in range(4)]
     for i in (1, 3):  # tools offered: possibly several requests in a row, so started first
         convs[i] = convs[i].model_copy(update={"tools": [tool]})
+    call = {"id": "w1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    logged_chain = [  # the logged turn took three model steps: the longest chain starts first of all
+        Message(role="user", content="Weather in Oslo, twice please."),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", content="rain", tool_call_id="w1", name="get_weather"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", content="still rain", tool_call_id="w1", name="get_weather"),
+        Message(role="assistant", content="Rain, and rain."),
+    ]
+    convs.append(Conversation(conversation_id="c4", messages=logged_chain, tools=[tool]))
     started: list[int] = []
-    recs = replay(
-        convs, cand(server, "steady", concurrency=1), tmp_path / "c.sqlite", on_record=lambda i, r: started.append(i)
-    )
-    assert started == [1, 3, 0, 2]
-    assert [r.conversation_id for r in recs] == ["c0", "c1", "c2", "c3"] and all(r.status == "ok" for r in recs)
+    frozen: list[int] = []  # objects out of the collector's reach while the replay runs
+
+    def on_record(i: int, r: Any) -> None:
+        started.append(i)
+        frozen.append(gc.get_freeze_count())
+
+    recs = replay(convs, cand(server, "steady", concurrency=1), tmp_path / "c.sqlite", on_record=on_record)
+    assert started == [4, 1, 3, 0, 2]
+    assert min(frozen) > 0
+    assert [r.conversation_id for r in recs] == ["c0", "c1", "c2", "c3", "c4"] and all(r.status == "ok" for r in recs)
+    assert gc.get_freeze_count() == 0  # what run_async froze for the run is back in the collector's care
+
+
+def test_canonical_bytes_are_the_json_modules_bytes() -> None:
+    """Cache keys hash canonical_bytes (orjson): the same bytes json.dumps(sort_keys, compact,
+    ensure_ascii=False) writes, so caches written before stay valid; what orjson refuses falls back."""
+    payloads: list[Any] = [
+        {"b": 1, "a": [True, None, 0.5, -3], "é": "naïve ✓ 日本語 \u2028", "ctl": 'tab\t nl\n \x00 \x7f "q" \\'},
+        {"messages": [{"role": "user", "content": "hi"}], "tools": [], "params": {"temperature": 0.7, "seed": 7}},
+        {1: "int key"},  # orjson refuses non-string keys: json's bytes
+        {"big": 2**70},  # past 64 bits: json's bytes
+    ]
+    for p in payloads:
+        assert canonical_bytes(p) == json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_dry_run_estimates_and_sees_the_cache(server: Any, tmp_path: Path) -> None:

@@ -237,8 +237,8 @@ def read_rows(
     path: UPath | Path, where: dict[str, Any] | None = None, columns: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Read a Parquet file (or glob) with DuckDB into dicts; ``where`` keeps the rows whose
-    columns equal the given values ({"status": "ok"}), ``columns`` reads only those (a large
-    file's messages stay on disk). The path and values go to DuckDB as parameters, column names
+    columns equal the given values ({"status": "ok"}) or, for a set or list, are among them
+    ({"conversation_id": ids}), ``columns`` reads only those (a large file's messages stay on disk). The path and values go to DuckDB as parameters, column names
     as quoted identifiers: nothing is pasted into the SQL. On object storage DuckDB reads
     through the path's fsspec filesystem (no DuckDB extension needed)."""
     if not exists(path):
@@ -247,8 +247,12 @@ def read_rows(
     sql = f"SELECT {select} FROM read_parquet($path, hive_partitioning = false)"
     params: dict[str, Any] = {"path": str(path)}
     if where:
-        sql += " WHERE " + " AND ".join(f"{quote_identifier(col)} = $v{i}" for i, col in enumerate(where))
-        params |= {f"v{i}": v for i, v in enumerate(where.values())}
+        among = {col for col, v in where.items() if isinstance(v, (set, frozenset, list, tuple))}
+        sql += " WHERE " + " AND ".join(
+            f"list_contains($v{i}, {quote_identifier(col)})" if col in among else f"{quote_identifier(col)} = $v{i}"
+            for i, col in enumerate(where)
+        )
+        params |= {f"v{i}": sorted(v) if k in among else v for i, (k, v) in enumerate(where.items())}
     con = duckdb.connect()
     try:
         if not is_local(path):

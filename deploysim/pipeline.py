@@ -394,10 +394,9 @@ def load_redacted(ids: set[str] | None = None, version: str | None = None) -> li
     """The redacted conversations at a version (a frame of days, see redacted_files; default: the last).
     A conversation logged on several days of a frame is read from the latest of them."""
     out: dict[str, Conversation] = {}
-    for _, path in redacted_files(version):
-        for r in lake.read_rows(path):
-            if ids is None or r["conversation_id"] in ids:
-                out[r["conversation_id"]] = conversation_from_row(r)
+    for _, path in redacted_files(version):  # the filter runs in DuckDB: only the ids asked for are read
+        for r in lake.read_rows(path, where=None if ids is None else {"conversation_id": ids}):
+            out[r["conversation_id"]] = conversation_from_row(r)
     return list(out.values())
 
 

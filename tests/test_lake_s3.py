@@ -156,6 +156,11 @@ def test_read_rows_on_s3_filters_globs_and_says_what_is_missing(s3, s3_lake):
     ]  # only the columns asked for, in that order
     every = lake.root() / "replay" / "*" / "version=*" / "*.parquet"
     assert lake.exists(every) and sorted(r["n"] for r in lake.read_rows(every)) == [0, 1, 2]
+    assert lake.read_rows(every, where={"n": {0, 2}, "status": "ok"}, columns=["n"]) in (
+        [{"n": 0}, {"n": 2}],
+        [{"n": 2}, {"n": 0}],
+    )
+    assert lake.read_rows(every, where={"n": []}) == []  # among none
     assert lake.latest_version("replay", "nobody") is None and lake.version_inputs("replay", "nobody", None) == {}
     with pytest.raises(FileNotFoundError) as e:
         lake.read_rows(lake.current("replay", "nobody", "v9"))

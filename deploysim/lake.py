@@ -238,9 +238,10 @@ def read_rows(
 ) -> list[dict[str, Any]]:
     """Read a Parquet file (or glob) with DuckDB into dicts; ``where`` keeps the rows whose
     columns equal the given values ({"status": "ok"}) or, for a set or list, are among them
-    ({"conversation_id": ids}), ``columns`` reads only those (a large file's messages stay on disk). The path and values go to DuckDB as parameters, column names
-    as quoted identifiers: nothing is pasted into the SQL. On object storage DuckDB reads
-    through the path's fsspec filesystem (no DuckDB extension needed)."""
+    ({"conversation_id": ids}); ``columns`` reads only those (a large file's messages stay on
+    disk). The path and values go to DuckDB as parameters, column names as quoted identifiers:
+    nothing is pasted into the SQL. On object storage DuckDB reads through the path's fsspec
+    filesystem (no DuckDB extension needed)."""
     if not exists(path):
         raise FileNotFoundError(f"missing lake file: {path} (materialise its upstream asset first)")
     select = ", ".join(quote_identifier(c) for c in columns) if columns else "*"

@@ -1,10 +1,10 @@
 """Shared by the asset modules: turning a step's returned dict into a MaterializeResult."""
 
-import re
-
 import dagster as dg
 
+from deploysim.days import is_day
 from orchestration.metadata import as_metadata
+from orchestration.partitions import DAILY
 
 
 def result(meta: dict, settings=None, upstream: dict | None = None, **extra) -> dg.MaterializeResult:
@@ -42,21 +42,14 @@ def progress_logger(context, every: float = 0.1, label: str | None = None):
     return log
 
 
-DAILY = ("ingest", "redact")  # partitioned by day
 UNPARTITIONED = ("sample",)
-
-
-def is_day(key: str | None) -> bool:
-    return bool(key) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", key or "") is not None
 
 
 def latest_record(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
     """The latest materialisation record of an asset (of this partition where the asset is partitioned
     that way: a candidate, or a day; a daily asset without a day: its latest of any day)."""
-    if asset in DAILY:
-        parts = [partition] if partition and is_day(partition) else None
-    else:
-        parts = [partition] if partition and asset not in UNPARTITIONED else None
+    partitioned = is_day(partition) if asset in DAILY else asset not in UNPARTITIONED
+    parts = [partition] if partition and partitioned else None
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=parts)
     recs = instance.fetch_materializations(flt, limit=1).records
     return recs[0] if recs else None

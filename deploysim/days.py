@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 TIME_KEYS = ("timestamp", "created_at", "created", "start_time")
+
+
+def is_day(text: str | None) -> bool:
+    """Whether text names a day as YYYY-MM-DD (a daily partition key, a lake day folder)."""
+    return bool(text) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or "") is not None
 
 
 def parse_day(value: Any) -> str | None:

@@ -30,6 +30,7 @@ from typing_extensions import TypeIs
 from upath import UPath
 
 from deploysim import settings
+from deploysim.days import is_day
 
 
 def home() -> Path:
@@ -150,7 +151,7 @@ def _write_new(final: UPath, write: Callable[[Path], Any], inputs: dict[str, Any
 
 
 def day_dir(asset: str, day: str) -> UPath:
-    if not _is_day(day):
+    if not is_day(day):
         raise ValueError(f"not a day (YYYY-MM-DD): {day!r}")
     return root() / asset / f"day={day}"
 
@@ -179,13 +180,7 @@ def latest_day_version(asset: str, day: str) -> str | None:
 def days(asset: str) -> list[str]:
     """The days of a daily asset that have a version, oldest first."""
     found = [p.name[4:] for p in glob(root() / asset, "day=*")]
-    return sorted(d for d in found if _is_day(d) and latest_day_version(asset, d))
-
-
-def _is_day(day: str) -> bool:
-    import re
-
-    return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", day or ""))
+    return sorted(d for d in found if is_day(d) and latest_day_version(asset, d))
 
 
 def version_inputs(asset: str, candidate: str | None, version: str | None) -> dict[str, Any]:

@@ -386,8 +386,13 @@ def redacted_files(version: str | None = None) -> list[tuple[str | None, UPath]]
     version = version or lake.latest_version(FRAME)
     days = lake.version_inputs(FRAME, None, version).get("days") if version else None
     if days:
-        return [(d, lake.day_version_path(REDACTED, d, v)) for d, v in sorted(days.items())]
+        return _frame_files(days)
     return [(None, lake.current(REDACTED, version=version))]
+
+
+def _frame_files(days: dict[str, str]) -> list[tuple[str | None, UPath]]:
+    """(day, file) of the redacted days of a frame (day -> redact version), oldest first."""
+    return [(d, lake.day_version_path(REDACTED, d, v)) for d, v in sorted(days.items())]
 
 
 def load_redacted(ids: set[str] | None = None, version: str | None = None) -> list[Conversation]:
@@ -419,11 +424,7 @@ def run_sample(
         redact_version = fingerprint(sorted(frame_days.items())) if frame_days else lake.latest_version(REDACTED)
     else:
         frame_days = lake.version_inputs(FRAME, None, redact_version).get("days") or {}
-    files = (
-        [(d, lake.day_version_path(REDACTED, d, v)) for d, v in sorted(frame_days.items())]
-        if frame_days
-        else redacted_files(redact_version)
-    )
+    files = _frame_files(frame_days) if frame_days else redacted_files(redact_version)
     day_of: dict[str, str | None] = {}
     strata: dict[str, str] = {}
     for d, path in files:  # a conversation logged on several days counts once, on the latest
@@ -1321,3 +1322,18 @@ def check_redacted(metadata: dict[str, Any] | None = None, path: Path | UPath | 
     if found["hits"] and lake.exists(path):
         found["quarantined"] = str(quarantine_file(path))
     return found
+
+
+def check_redacted_all(recorded: Sequence[tuple[dict[str, Any], Path | UPath | None]]) -> dict[str, Any]:
+    """check_redacted over several redact outputs (metadata, file), e.g. the days one run redacted:
+    counts added up, the first 20 places, and where the last failing file was quarantined."""
+    total: dict[str, Any] = {"hits": 0, "by_type": Counter(), "by_file": Counter(), "places": []}
+    for meta, path in recorded:
+        found = check_redacted(metadata={"redact": meta}, path=path)
+        total["hits"] += found["hits"]
+        total["by_type"].update(found["by_type"])
+        total["by_file"].update(found["by_file"])
+        total["places"] = (total["places"] + found.get("places", []))[:20]
+        if found.get("quarantined"):
+            total["quarantined"] = found["quarantined"]
+    return total | {"by_type": dict(total["by_type"]), "by_file": dict(total["by_file"])}

@@ -56,17 +56,7 @@ def redact_has_no_residual_pii(context: dg.AssetCheckExecutionContext) -> dg.Ass
         for r in recs
         if (m := r.event_log_entry.asset_materialization) is not None and m.asset_key == dg.AssetKey("redact")
     ] or [latest_metadata(context.instance, None, ("redact",)).get("redact", {})]
-    total: dict = {"hits": 0, "by_type": {}, "by_file": {}, "places": []}
-    for meta in metas:
-        found = pipeline.check_redacted(metadata={"redact": meta}, path=recorded_path(meta))
-        total["hits"] += found["hits"]
-        for k in ("by_type", "by_file"):
-            for key, n in found[k].items():
-                total[k][key] = total[k].get(key, 0) + n
-        total["places"] = (total["places"] + found.get("places", []))[:20]
-        if found.get("quarantined"):
-            total["quarantined"] = found["quarantined"]
-    return _pii_result(total)
+    return _pii_result(pipeline.check_redacted_all([(meta, recorded_path(meta)) for meta in metas]))
 
 
 def _partition_pii_check(asset: str, paths):

@@ -7,3 +7,4 @@ candidates = dg.DynamicPartitionsDefinition(name=CANDIDATES)
 
 # The traffic by day (UTC), from DEPLOYSIM_TRAFFIC_START to today included.
 days = dg.DailyPartitionsDefinition(start_date=traffic_start(), end_offset=1)
+DAILY = ("ingest", "redact")  # the traffic's assets partitioned by day

@@ -23,7 +23,7 @@ from deploysim.settings import Settings
 from orchestration.definitions import all_assets, all_checks, defs
 from orchestration.instance import dagster_home, ensure_config
 from orchestration.jobs import score_forecast, simulate_candidate, traffic
-from orchestration.partitions import CANDIDATES
+from orchestration.partitions import CANDIDATES, DAILY
 from orchestration.partitions import days as days_partitions
 from orchestration.resources import resources
 
@@ -135,9 +135,6 @@ def _run_job(
     )
 
 
-DAILY = ["ingest", "redact"]  # the traffic's assets partitioned by day
-
-
 def run_traffic(
     inst: dg.DagsterInstance,
     verbose: bool = False,
@@ -154,7 +151,9 @@ def run_traffic(
     spans = dd.ranges(todo)
     for i, span in enumerate(spans):
         last = i == len(spans) - 1
-        res = _run_job(inst, traffic.name, None, verbose, settings=settings, only=None if last else DAILY, days=span)
+        res = _run_job(
+            inst, traffic.name, None, verbose, settings=settings, only=None if last else list(DAILY), days=span
+        )
         if last or not res.success:
             return res
     rest = [k.to_user_string() for k in defs.resolve_job_def(traffic.name).asset_layer.executable_asset_keys]
